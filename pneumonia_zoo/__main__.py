@@ -1,0 +1,3 @@
+from pneumonia_zoo.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Dataset discovery, patient-grouped splits, decoding, transforms and the in-memory cache."""

@@ -1,0 +1,1 @@
+"""MLflow: run logging, the model package, the registry and champion promotion."""

@@ -1,0 +1,1 @@
+"""Training: the loop, LR schedules, sweeps, evaluation metrics and plots."""

@@ -1,0 +1,150 @@
+"""One training loop for every architecture: epochs, early stopping, best weights restored."""
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pneumonia_zoo.training.device import Runtime
+from pneumonia_zoo.training.metrics import binary_metrics
+from pneumonia_zoo.training.schedules import Scheduler
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -math.inf
+    interrupted: bool = False
+    seconds: float = 0.0
+
+
+def _to_device(batch: torch.Tensor, runtime: Runtime, channels_last: bool) -> torch.Tensor:
+    batch = batch.to(runtime.device, non_blocking=True)
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+
+@torch.no_grad()
+def predict_probs(
+    model: nn.Module, loader: DataLoader, runtime: Runtime, channels_last: bool = True
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(labels, P(PNEUMONIA), mean cross-entropy) over a loader, in eval mode."""
+    model.eval()
+    labels, probs, loss_sum = [], [], 0.0
+    for images, targets in loader:
+        with torch.autocast(runtime.device.type, enabled=runtime.amp):
+            logits = model(_to_device(images, runtime, channels_last)).float()
+        targets = targets.to(runtime.device)
+        loss_sum += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+        probs.append(logits.softmax(1)[:, 1].cpu().numpy())
+        labels.append(targets.cpu().numpy())
+    count = sum(len(batch) for batch in labels)
+    return np.concatenate(labels), np.concatenate(probs), loss_sum / max(count, 1)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Scheduler,
+    loss_fn: nn.Module,
+    runtime: Runtime,
+    channels_last: bool,
+    description: str,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    model.train()
+    scaler = scaler or torch.amp.GradScaler(enabled=runtime.amp)
+    seen, correct, loss_sum = 0, 0, 0.0
+    progress = tqdm(loader, desc=description, leave=False, disable=not runtime.is_main)
+    for images, targets in progress:
+        images, targets = _to_device(images, runtime, channels_last), targets.to(runtime.device)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(runtime.device.type, enabled=runtime.amp):
+            logits = model(images)
+            loss = loss_fn(logits.float(), targets)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step_batch()
+        seen += len(targets)
+        loss_sum += loss.item() * len(targets)
+        correct += (logits.argmax(1) == targets).sum().item()
+        progress.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{scheduler.lr:.2e}")
+    return {"train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+
+
+def _should_stop(stop: bool, runtime: Runtime) -> bool:
+    """Rank 0 decides; every rank follows, so they leave the loop together."""
+    if not runtime.distributed:
+        return stop
+    flag = torch.tensor([int(stop)], device=runtime.device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Scheduler,
+    loss_fn: nn.Module,
+    runtime: Runtime,
+    epochs: int,
+    patience: int,
+    channels_last: bool = True,
+    on_epoch: EpochCallback | None = None,
+) -> FitResult:
+    """Train, validating each epoch on rank 0; stop after `patience` epochs without a better
+    validation AUC and restore the best weights. Ctrl-C ends the loop cleanly."""
+    result, best_state = FitResult(), None
+    network = model.module if hasattr(model, "module") else model
+    scaler = torch.amp.GradScaler(enabled=runtime.amp)
+    started = time.perf_counter()
+    try:
+        for epoch in range(epochs):
+            sampler = getattr(train_loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            lr = scheduler.lr
+            metrics = train_one_epoch(
+                model, train_loader, optimizer, scheduler, loss_fn, runtime, channels_last,
+                f"epoch {epoch + 1}/{epochs}", scaler,
+            )
+            stop = False
+            if runtime.is_main:
+                labels, probs, val_loss = predict_probs(network, val_loader, runtime, channels_last)
+                val = binary_metrics(labels, probs, 0.5)
+                metrics |= {"val_loss": val_loss, "val_accuracy": val["accuracy"], "val_auc": val["auc"], "lr": lr}
+                score = val["auc"] if not math.isnan(val["auc"]) else -val_loss
+                if score > result.best_score:
+                    result.best_score, result.best_epoch = score, epoch
+                    best_state = copy.deepcopy(network.state_dict())
+                scheduler.step_epoch(score)
+                result.history.append(metrics | {"epoch": epoch})
+                if on_epoch:
+                    on_epoch(epoch, metrics)
+                tqdm.write(
+                    f"epoch {epoch + 1}/{epochs}: loss {metrics['train_loss']:.4f} "
+                    f"val_loss {val_loss:.4f} val_auc {val['auc']:.4f} lr {lr:.2e}"
+                )
+                stop = epoch - result.best_epoch >= patience
+            if _should_stop(stop, runtime):
+                break
+    except KeyboardInterrupt:
+        result.interrupted = True
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - started
+    return result

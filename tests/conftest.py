@@ -1,0 +1,89 @@
+"""Shared fixtures: the shipped fixture images, the full dataset when present, MLflow stores."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pneumonia_zoo.config import PROJECT_ROOT, get_settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE_DATA = FIXTURES / "chest_xray"  # 38 real images from Kermany et al. (see README)
+FIXTURE_ORIGINALS = FIXTURES / "originals"  # 2 full-resolution originals
+
+
+def full_dataset_root() -> Path | None:
+    """The full chest_xray/ set: $PNEUMONIA_ZOO_DATA, else ../shared/data/chest_xray."""
+    candidates = [os.environ.get("PNEUMONIA_ZOO_DATA"), PROJECT_ROOT.parent / "shared" / "data" / "chest_xray"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "train").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def fixture_data() -> Path:
+    return FIXTURE_DATA
+
+
+@pytest.fixture(scope="session")
+def originals() -> Path:
+    return FIXTURE_ORIGINALS
+
+
+@pytest.fixture(scope="session")
+def full_data() -> Path:
+    root = full_dataset_root()
+    if root is None:
+        pytest.skip("full dataset not found: set PNEUMONIA_ZOO_DATA or put it at ../shared/data/chest_xray")
+    return root
+
+
+def use_store(monkeypatch: pytest.MonkeyPatch, uri: str) -> str:
+    """Point MLflow and our settings at `uri` for one test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    get_settings.cache_clear()
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+@pytest.fixture
+def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An empty sqlite MLflow store in a temporary directory (artifacts beside it)."""
+    yield use_store(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    get_settings.cache_clear()
+
+
+def tiny_train_args(data: Path, **overrides) -> dict:
+    """A training config that runs in seconds on the fixture images."""
+    return {
+        "arch": "small_cnn", "data": data, "epochs": 1, "image_size": 32, "batch_size": 8,
+        "bootstrap": 50, "onnx": False, "threads": 2,
+    } | overrides
+
+
+@pytest.fixture(scope="session")
+def registered_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A session-wide store holding one small_cnn version (with ONNX) promoted to champion."""
+    from pneumonia_zoo.training.config import TrainConfig
+    from pneumonia_zoo.tracking.experiment import train
+    from pneumonia_zoo.tracking.registry import promote
+
+    directory = tmp_path_factory.mktemp("registered-store")
+    uri = f"sqlite:///{directory / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    get_settings.cache_clear()
+    try:
+        train(TrainConfig.build(**tiny_train_args(FIXTURE_DATA, onnx=True)), quiet=True)
+        promote()
+        yield uri
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+        get_settings.cache_clear()
