@@ -67,7 +67,10 @@ def tiny_train_args(data: Path, **overrides) -> dict:
 
 @pytest.fixture(scope="session")
 def registered_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A session-wide store holding one small_cnn version (with ONNX) promoted to champion."""
+    """A session-wide store holding one small_cnn version (with ONNX) promoted to champion.
+
+    Its URI is returned, not activated: a test points at it with `use_store(monkeypatch, uri)`.
+    """
     from pneumonia_zoo.training.config import TrainConfig
     from pneumonia_zoo.tracking.experiment import train
     from pneumonia_zoo.tracking.registry import promote
@@ -80,10 +83,10 @@ def registered_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         train(TrainConfig.build(**tiny_train_args(FIXTURE_DATA, onnx=True)), quiet=True)
         promote()
-        yield uri
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous
         get_settings.cache_clear()
+    yield uri
