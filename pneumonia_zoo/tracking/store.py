@@ -1,5 +1,6 @@
 """Connecting to the MLflow store named by MLFLOW_TRACKING_URI."""
 
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,6 +23,7 @@ def _local_artifact_root(uri: str) -> str | None:
 
 
 def connect() -> MlflowClient:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
