@@ -6,6 +6,7 @@ Heavy imports (torch, mlflow) happen inside the commands so `--help` stays fast.
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -21,20 +22,35 @@ app = typer.Typer(
 )
 
 # Options shared by `train` and `sweep`, declared once.
-Arch = Annotated[str, typer.Option("--arch", "-a", help="vgg16, densenet201, alexnet, resnet50, efficientnet_lite0, small_cnn")]
-Data = Annotated[Path, typer.Option("--data", "-d", help="Kaggle's chest_xray/ folder (train/, test/, optional val/)")]
+Arch = Annotated[
+    str,
+    typer.Option("--arch", "-a", help="vgg16, densenet201, alexnet, resnet50, efficientnet_lite0, small_cnn"),
+]
+Data = Annotated[
+    Path, typer.Option("--data", "-d", help="Kaggle's chest_xray/ folder (train/, test/, optional val/)")
+]
 Epochs = Annotated[int, typer.Option(help="Maximum epochs (early stopping may end sooner).")]
 ImageSize = Annotated[int, typer.Option("--image-size", help="Square input size; images are squashed to it.")]
 BatchSize = Annotated[int, typer.Option("--batch-size")]
-Limit = Annotated[int | None, typer.Option(help="Stratified subsample of N train images (and N test) for quick runs.")]
-Pretrained = Annotated[bool | None, typer.Option("--pretrained/--no-pretrained", help="ImageNet weights (default: when the architecture has them).")]
+Limit = Annotated[
+    int | None, typer.Option(help="Stratified subsample of N train images (and N test) for quick runs.")
+]
+Pretrained = Annotated[
+    bool | None,
+    typer.Option(
+        "--pretrained/--no-pretrained", help="ImageNet weights (default: when the architecture has them)."
+    ),
+]
 Freeze = Annotated[str, typer.Option(help="none | backbone (train only the head).")]
 Seed = Annotated[int, typer.Option(help="Seeds the split, the initialisation and the batches.")]
 Threads = Annotated[int | None, typer.Option(help="CPU threads for PyTorch (default: all cores).")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda")]
 Onnx = Annotated[bool, typer.Option("--onnx/--no-onnx", help="Log an ONNX export beside the model.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-ModelUri = Annotated[str | None, typer.Option("--model", "-m", help="models:/NAME@ALIAS or models:/NAME/VERSION (default: the champion).")]
+ModelUri = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="models:/NAME@ALIAS or models:/NAME/VERSION (default: the champion)."),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -55,26 +71,41 @@ def train(
     lr: Annotated[float, typer.Option(help="Base learning rate.")] = 1e-3,
     optimizer: Annotated[str, typer.Option(help="adamw | sgd")] = "adamw",
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = 1e-4,
-    schedule: Annotated[str, typer.Option(help="constant, step, staircase, exponential, natural_exp, polynomial, cosine, plateau")] = "cosine",
+    schedule: Annotated[
+        str,
+        typer.Option(help="constant, step, staircase, exponential, natural_exp, polynomial, cosine, plateau"),
+    ] = "cosine",
     warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up length.")] = 0.0,
     decay_rate: Annotated[float, typer.Option("--decay-rate")] = 0.5,
     decay_epochs: Annotated[float, typer.Option("--decay-epochs")] = 2.0,
     pretrained: Pretrained = None,
     freeze: Freeze = "none",
-    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of train patients held out for validation.")] = 0.15,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", help="Share of train patients held out for validation.")
+    ] = 0.15,
     limit: Limit = None,
     seed: Seed = 42,
-    class_weights: Annotated[bool, typer.Option("--class-weights/--no-class-weights", help="Weight the loss by inverse class frequency.")] = False,
+    class_weights: Annotated[
+        bool,
+        typer.Option(
+            "--class-weights/--no-class-weights", help="Weight the loss by inverse class frequency."
+        ),
+    ] = False,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.0,
     augment: Annotated[bool, typer.Option("--augment/--no-augment")] = True,
-    horizontal_flip: Annotated[bool, typer.Option("--hflip/--no-hflip", help="Random horizontal flips (off: anatomy is not symmetric).")] = False,
+    horizontal_flip: Annotated[
+        bool,
+        typer.Option("--hflip/--no-hflip", help="Random horizontal flips (off: anatomy is not symmetric)."),
+    ] = False,
     patience: Annotated[int, typer.Option(help="Epochs without a better val AUC before stopping.")] = 5,
     threads: Threads = None,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = True,
     device: Device = "auto",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for test confidence intervals.")] = 1000,
     onnx: Onnx = True,
-    register_model: Annotated[bool, typer.Option("--register/--no-register", help="Register the model as a new version.")] = True,
+    register_model: Annotated[
+        bool, typer.Option("--register/--no-register", help="Register the model as a new version.")
+    ] = True,
     run_name: Annotated[str | None, typer.Option("--run-name")] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -92,7 +123,9 @@ def train(
         typer.echo(f"interrupted: run {outcome.run_id} marked KILLED, no version registered", err=True)
         raise typer.Exit(130)
     metrics = outcome.metrics or {}
-    summary = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("val_auc", "test_auc", "test_accuracy") if k in metrics)
+    summary = ", ".join(
+        f"{k} {metrics[k]:.4f}" for k in ("val_auc", "test_auc", "test_accuracy") if k in metrics
+    )
     typer.echo(f"run {outcome.run_id}: {summary}")
     if outcome.version:
         typer.echo(f"registered version {outcome.version}")
@@ -102,7 +135,9 @@ def train(
 def sweep(
     arch: Arch,
     data: Data,
-    schedules: Annotated[str, typer.Option(help="Comma-separated schedules.")] = "step,staircase,exponential,natural_exp,polynomial,cosine",
+    schedules: Annotated[
+        str, typer.Option(help="Comma-separated schedules.")
+    ] = "step,staircase,exponential,natural_exp,polynomial,cosine",
     lrs: Annotated[str, typer.Option(help="Comma-separated base learning rates.")] = "1e-3",
     epochs: Epochs = 10,
     image_size: ImageSize = 224,
@@ -117,17 +152,28 @@ def sweep(
     quiet: Quiet = False,
 ) -> None:
     """One nested MLflow run per schedule x learning rate, compared on the parent run."""
-    from pneumonia_zoo.training.config import TrainConfig
     from pneumonia_zoo.tracking.sweep import run_sweep
+    from pneumonia_zoo.training.config import TrainConfig
 
     try:
         lr_values = [float(value) for value in lrs.split(",") if value.strip()]
     except ValueError:
         raise UserError(f"invalid --lrs '{lrs}': give numbers separated by commas") from None
     schedule_names = [s.strip() for s in schedules.split(",") if s.strip()]
-    base = TrainConfig.build(arch=arch, data=data, epochs=epochs, image_size=image_size, batch_size=batch_size,
-                             pretrained=pretrained, freeze=freeze, limit=limit, seed=seed, threads=threads,
-                             device=device, onnx=onnx)
+    base = TrainConfig.build(
+        arch=arch,
+        data=data,
+        epochs=epochs,
+        image_size=image_size,
+        batch_size=batch_size,
+        pretrained=pretrained,
+        freeze=freeze,
+        limit=limit,
+        seed=seed,
+        threads=threads,
+        device=device,
+        onnx=onnx,
+    )
     result = run_sweep(base, schedule_names, lr_values, quiet=quiet)
     typer.echo(result.table.to_string(index=False))
     typer.echo(f"parent run {result.parent_run_id}; best run {result.best_run_id}")
@@ -137,7 +183,9 @@ def sweep(
 def evaluate(
     data: Data,
     model: ModelUri = None,
-    split: Annotated[str, typer.Option(help="train | val | test (val is rebuilt from the model's seed).")] = "test",
+    split: Annotated[
+        str, typer.Option(help="train | val | test (val is rebuilt from the model's seed).")
+    ] = "test",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% intervals (0: none).")] = 1000,
     limit: Limit = None,
     as_json: AsJson = False,
@@ -158,8 +206,10 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"{resolved.name} v{resolved.version} ({resolved.architecture}) on {split}: "
-               f"{len(evaluation.labels)} images, threshold {evaluation.threshold:.3f}")
+    typer.echo(
+        f"{resolved.name} v{resolved.version} ({resolved.architecture}) on {split}: "
+        f"{len(evaluation.labels)} images, threshold {evaluation.threshold:.3f}"
+    )
     for name in ("accuracy", "sensitivity", "specificity", "precision", "f1", "auc"):
         low, high = evaluation.intervals.get(name, (float("nan"), float("nan")))
         ci = f"  [{low:.4f}, {high:.4f}]" if name in evaluation.intervals else ""
@@ -180,8 +230,10 @@ def promote(
 
     settings = get_settings()
     best = promote_best(name, alias, metric)
-    typer.echo(f"{best.name} version {best.version} is now @{alias or settings.champion_alias} "
-               f"({metric} {best.tags.get(metric)})")
+    typer.echo(
+        f"{best.name} version {best.version} is now @{alias or settings.champion_alias} "
+        f"({metric} {best.tags.get(metric)})"
+    )
 
 
 @app.command()
@@ -212,7 +264,11 @@ def predict(
             "label": names[1] if p[1] >= threshold else names[0],
             "probabilities": {names[0]: float(p[0]), names[1]: float(p[1])},
             "threshold": threshold,
-            "model": {"name": resolved.name, "version": resolved.version, "architecture": resolved.architecture},
+            "model": {
+                "name": resolved.name,
+                "version": resolved.version,
+                "architecture": resolved.architecture,
+            },
         }
         for path, p in zip(images, probs, strict=True)
     ]
@@ -220,8 +276,10 @@ def predict(
         typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
         return
     for r in results:
-        typer.echo(f"{r['file']}: {r['label']}  P(PNEUMONIA)={r['probabilities']['PNEUMONIA']:.4f} "
-                   f"threshold {threshold:.3f}  [{resolved.name} v{resolved.version}]")
+        typer.echo(
+            f"{r['file']}: {r['label']}  P(PNEUMONIA)={r['probabilities']['PNEUMONIA']:.4f} "
+            f"threshold {threshold:.3f}  [{resolved.name} v{resolved.version}]"
+        )
 
 
 @app.command()
@@ -244,7 +302,18 @@ def ui(
     from pneumonia_zoo.tracking.store import tracking_uri
 
     uri = tracking_uri()
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     if uri.startswith("sqlite:///"):
         root = Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent / "mlruns"
         command += ["--default-artifact-root", root.as_uri()]
@@ -253,6 +322,11 @@ def ui(
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit code."""
+    # MLflow's INFO lines (table creation, monitor start) and library deprecation notices drown
+    # the CLI's own output; users can still ask for them with MLFLOW_LOGGING_LEVEL=INFO.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for module in (r"mlflow(\..*)?", r"sqlalchemy(\..*)?", r"alembic(\..*)?"):
+        warnings.filterwarnings("ignore", module=module)
     from pneumonia_zoo.tracking.package import PackageError
 
     try:

@@ -2,8 +2,9 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +24,18 @@ class Settings(BaseSettings):
     registered_model_name: str = "pneumonia-classifier"
     champion_alias: str = "champion"
     max_image_pixels: int = 50_000_000
+
+    # Serving (pneumonia_zoo.serving).
+    reload_interval_s: float = Field(default=30.0, ge=0)  # re-check the champion alias; 0 = off
+    admin_token: SecretStr | None = None  # bearer token for /api/v1/admin/*; unset = disabled
+    runtime: Literal["auto", "onnx", "torch"] = "auto"  # auto: ONNX Runtime when the version has it
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)  # per file, enforced while streaming
+    max_batch_files: int = Field(default=16, gt=0)  # files in one /api/v1/predict request
+    max_batch_size: int = Field(default=16, gt=0)  # images in one network call (micro-batching)
+    max_batch_wait_ms: float = Field(default=5.0, ge=0)  # how long a batch waits for company
+    model_cache_size: int = Field(default=3, ge=0)  # non-champion versions kept loaded (LRU)
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+    sample_images_dir: Path = PROJECT_ROOT / "sample_images"
 
 
 @lru_cache

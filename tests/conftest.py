@@ -15,7 +15,10 @@ FIXTURE_ORIGINALS = FIXTURES / "originals"  # 2 full-resolution originals
 
 def full_dataset_root() -> Path | None:
     """The full chest_xray/ set: $PNEUMONIA_ZOO_DATA, else ../shared/data/chest_xray."""
-    candidates = [os.environ.get("PNEUMONIA_ZOO_DATA"), PROJECT_ROOT.parent / "shared" / "data" / "chest_xray"]
+    candidates = [
+        os.environ.get("PNEUMONIA_ZOO_DATA"),
+        PROJECT_ROOT.parent / "shared" / "data" / "chest_xray",
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "train").is_dir():
             return Path(candidate)
@@ -60,8 +63,14 @@ def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 def tiny_train_args(data: Path, **overrides) -> dict:
     """A training config that runs in seconds on the fixture images."""
     return {
-        "arch": "small_cnn", "data": data, "epochs": 1, "image_size": 32, "batch_size": 8,
-        "bootstrap": 50, "onnx": False, "threads": 2,
+        "arch": "small_cnn",
+        "data": data,
+        "epochs": 1,
+        "image_size": 32,
+        "batch_size": 8,
+        "bootstrap": 50,
+        "onnx": False,
+        "threads": 2,
     } | overrides
 
 
@@ -71,9 +80,9 @@ def registered_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     Its URI is returned, not activated: a test points at it with `use_store(monkeypatch, uri)`.
     """
-    from pneumonia_zoo.training.config import TrainConfig
     from pneumonia_zoo.tracking.experiment import train
     from pneumonia_zoo.tracking.registry import promote
+    from pneumonia_zoo.training.config import TrainConfig
 
     directory = tmp_path_factory.mktemp("registered-store")
     uri = f"sqlite:///{directory / 'mlflow.db'}"

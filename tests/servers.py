@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None) -> None:
+def wait_http(
+    url: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
     """Poll until `url` answers 200; fail with the server's log if it dies or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -40,12 +42,19 @@ def _tail(log: Path | None) -> str:
 
 
 @contextmanager
-def running(command: list[str], health_url: str, log: Path, timeout: float = 90,
-            env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+def running(
+    command: list[str],
+    health_url: str,
+    log: Path,
+    timeout: float = 90,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen]:
     """Start `command`, wait for `health_url`, yield the process, then stop it (its group)."""
     with open(log, "wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        )
     try:
         wait_http(health_url, timeout, process, log)
         yield process
@@ -60,10 +69,8 @@ def stop(process: subprocess.Popen, grace: float = 10) -> None:
         os.killpg(process.pid, 15)
         process.wait(grace)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(process.pid, 9)
-        except ProcessLookupError:
-            pass
         process.wait(5)
 
 
@@ -72,9 +79,20 @@ def mlflow_server(backend_uri: str, artifacts: Path, log: Path) -> Iterator[str]
     """`mlflow server` on a free local port (one worker, job execution off: starts in ~6 s)."""
     port = free_port()
     env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend_uri,
-               "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1"]
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     url = f"http://127.0.0.1:{port}"
     with running(command, f"{url}/health", log, timeout=120, env=env):
         yield url

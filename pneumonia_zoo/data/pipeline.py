@@ -38,7 +38,9 @@ class PreparedData:
     def digest(self) -> str:
         """Identifies exactly which files went where (paths relative to the data root)."""
         table = self.file_table()
-        text = "\n".join(f"{r.split},{Path(r.path).parent.name}/{Path(r.path).name}" for r in table.itertuples())
+        text = "\n".join(
+            f"{r.split},{Path(r.path).parent.name}/{Path(r.path).name}" for r in table.itertuples()
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -48,8 +50,6 @@ def split_samples(
     """Patient-grouped train/val from the train pool; `limit` caps the pool and the test set."""
     pool, test = discover(root)
     pool = merge_duplicate_groups(stratified_subsample(pool, limit, seed))
-    if len({s.patient for s in pool}) < 4 or len({s.label for s in pool}) < 2:
-        raise UserError(f"too few images or patients in {root} to make a validation split")
     train, val = grouped_split(pool, val_fraction, seed)
     return train, val, stratified_subsample(test, limit, seed)
 

@@ -25,9 +25,7 @@ class Preprocessing:
 
     def to_uint8(self, image: Image.Image) -> torch.Tensor:
         """Squash-resize an RGB image to a uint8 CxHxW tensor (what the cache stores)."""
-        resized = image.convert("RGB").resize(
-            (self.image_size, self.image_size), Image.Resampling.BILINEAR
-        )
+        resized = image.convert("RGB").resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
         return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).contiguous()
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:

@@ -8,15 +8,21 @@ import torch
 from pneumonia_zoo.data.cache import decode_all
 from pneumonia_zoo.data.pipeline import split_samples
 from pneumonia_zoo.errors import UserError
-from pneumonia_zoo.training.evaluate import SplitEvaluation, evaluate_probs
 from pneumonia_zoo.tracking.registry import ResolvedVersion, load_version
+from pneumonia_zoo.training.evaluate import SplitEvaluation, evaluate_probs
 
 SPLITS = ("train", "val", "test")
 
 
 @torch.no_grad()
-def assess(model_uri: str, data: Path, split: str, bootstrap: int = 1000, batch_size: int = 32,
-           limit: int | None = None) -> tuple[ResolvedVersion, SplitEvaluation, list[tuple[str, str]]]:
+def assess(
+    model_uri: str,
+    data: Path,
+    split: str,
+    bootstrap: int = 1000,
+    batch_size: int = 32,
+    limit: int | None = None,
+) -> tuple[ResolvedVersion, SplitEvaluation, list[tuple[str, str]]]:
     """Metrics of a registry version on one split, at the threshold stored with the model."""
     if split not in SPLITS:
         raise UserError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
@@ -32,11 +38,17 @@ def assess(model_uri: str, data: Path, split: str, bootstrap: int = 1000, batch_
         raise UserError(f"every {split} image in {data} is unreadable")
     probs, losses = [], []
     for start in range(0, len(images.labels), batch_size):
-        batch = package.config.preprocessing.normalize(images.pixels[start:start + batch_size])
+        batch = package.config.preprocessing.normalize(images.pixels[start : start + batch_size])
         logits = package.network(batch.contiguous(memory_format=torch.channels_last))
-        targets = images.labels[start:start + batch_size]
+        targets = images.labels[start : start + batch_size]
         losses.append(torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item())
         probs.append(logits.softmax(1)[:, 1].numpy())
-    evaluation = evaluate_probs(split, images.labels.numpy(), np.concatenate(probs),
-                                sum(losses) / len(images.labels), package.config.threshold, bootstrap)
+    evaluation = evaluate_probs(
+        split,
+        images.labels.numpy(),
+        np.concatenate(probs),
+        sum(losses) / len(images.labels),
+        package.config.threshold,
+        bootstrap,
+    )
     return resolved, evaluation, images.unreadable

@@ -8,12 +8,12 @@ never leaves a half-made version behind.
 import json
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import numpy as np
-import pandas as pd
 import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
@@ -27,6 +27,9 @@ from pneumonia_zoo.config import PROJECT_ROOT, get_settings
 from pneumonia_zoo.data.cache import CachedDataset
 from pneumonia_zoo.data.pipeline import PreparedData, prepare_data
 from pneumonia_zoo.data.transforms import Preprocessing, build_augmentation
+from pneumonia_zoo.tracking.package import PackageConfig, save_package
+from pneumonia_zoo.tracking.registry import VERSION_METRIC_TAGS, register_version
+from pneumonia_zoo.tracking.store import ensure_experiment
 from pneumonia_zoo.training import plots
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.training.device import Runtime, seed_everything, setup_runtime, teardown_runtime
@@ -34,9 +37,6 @@ from pneumonia_zoo.training.evaluate import eval_loader, evaluate_probs, evaluat
 from pneumonia_zoo.training.loop import FitResult, fit
 from pneumonia_zoo.training.metrics import choose_thresholds
 from pneumonia_zoo.training.schedules import Scheduler
-from pneumonia_zoo.tracking.package import PackageConfig, save_package
-from pneumonia_zoo.tracking.registry import VERSION_METRIC_TAGS, register_version
-from pneumonia_zoo.tracking.store import ensure_experiment
 from pneumonia_zoo.zoo.registry import create_model, get_architecture
 
 PYFUNC_SIGNATURE = ModelSignature(
@@ -56,7 +56,12 @@ class TrainOutcome:
 def git_commit() -> str:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -88,7 +93,9 @@ def build_loaders(
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     parameters = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -116,9 +123,15 @@ def log_run_inputs(config: TrainConfig, data: PreparedData, pretrained: bool) ->
         mlflow.log_text(rows.to_csv(index=False), f"splits/{split}.csv")
     counts = {f"n_{split}": int((table["split"] == split).sum()) for split in data.splits()}
     mlflow.log_params(counts)
-    dataset = mlflow.data.from_pandas(
-        table, source=str(Path(config.data).resolve()), name="chest_xray", targets="label", digest=data.digest()
-    )
+    with warnings.catch_warnings():  # a local folder matches two equivalent MLflow source types
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(
+            table,
+            source=str(Path(config.data).resolve()),
+            name="chest_xray",
+            targets="label",
+            digest=data.digest(),
+        )
     mlflow.log_input(dataset, context="training")
     unreadable = data.unreadable()
     mlflow.log_metric("unreadable_images", len(unreadable))
@@ -128,8 +141,12 @@ def log_run_inputs(config: TrainConfig, data: PreparedData, pretrained: bool) ->
 
 
 def evaluate_and_log(
-    config: TrainConfig, model: nn.Module, data: PreparedData, preprocessing: Preprocessing,
-    runtime: Runtime, fit_result: FitResult,
+    config: TrainConfig,
+    model: nn.Module,
+    data: PreparedData,
+    preprocessing: Preprocessing,
+    runtime: Runtime,
+    fit_result: FitResult,
 ) -> tuple[dict[str, float], float, float]:
     """Choose the threshold on validation, measure val and test, log metrics and figures."""
     val_loader = eval_loader(data.val, preprocessing, config.batch_size)
@@ -140,7 +157,9 @@ def evaluate_and_log(
     if data.test is not None:
         test_loader = eval_loader(data.test, preprocessing, config.batch_size)
         evaluations.append(
-            evaluate_split("test", model, test_loader, runtime, thresholds.youden, config.bootstrap, config.channels_last)
+            evaluate_split(
+                "test", model, test_loader, runtime, thresholds.youden, config.bootstrap, config.channels_last
+            )
         )
     metrics: dict[str, float] = {
         "threshold": thresholds.youden,
@@ -155,42 +174,66 @@ def evaluate_and_log(
         mlflow.log_text(evaluation.report(), f"reports/{evaluation.name}_classification_report.txt")
         mlflow.log_figure(plots.confusion_figure(evaluation), f"plots/{evaluation.name}_confusion_matrix.png")
         mlflow.log_figure(plots.roc_pr_figure(evaluation), f"plots/{evaluation.name}_roc_pr.png")
-    mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+    # Final values go one step after the last epoch, so each curve ends on the restored best model.
+    mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)}, step=len(fit_result.history))
     if fit_result.history:
         mlflow.log_figure(plots.history_figure(fit_result.history), "plots/curves.png")
         mlflow.log_figure(plots.lr_figure(fit_result.history), "plots/learning_rate.png")
     if data.test is not None:
         names = [s.path.name for s in data.test.samples]
-        mlflow.log_figure(plots.misclassified_figure(evaluations[-1], data.test.pixels, names),
-                          "plots/test_misclassified.png")
+        mlflow.log_figure(
+            plots.misclassified_figure(evaluations[-1], data.test.pixels, names),
+            "plots/test_misclassified.png",
+        )
     plots.plt.close("all")
     return metrics, thresholds.youden, thresholds.sensitivity_95
 
 
 def log_and_register(
-    config: TrainConfig, model: nn.Module, preprocessing: Preprocessing, metrics: dict[str, float],
-    threshold: float, threshold_95: float, pretrained: bool, run_id: str,
+    config: TrainConfig,
+    model: nn.Module,
+    preprocessing: Preprocessing,
+    metrics: dict[str, float],
+    threshold: float,
+    threshold_95: float,
+    pretrained: bool,
+    run_id: str,
 ) -> str:
     """Package the model, log it as a pyfunc beside its ONNX export, register a version."""
-    info = {"pretrained": str(pretrained), "epochs": str(config.epochs), "run_id": run_id,
-            "freeze": config.freeze, "schedule": config.schedule,
-            "seed": str(config.seed), "val_fraction": str(config.val_fraction)}
+    info = {
+        "pretrained": str(pretrained),
+        "epochs": str(config.epochs),
+        "run_id": run_id,
+        "freeze": config.freeze,
+        "schedule": config.schedule,
+        "seed": str(config.seed),
+        "val_fraction": str(config.val_fraction),
+    }
     package_config = PackageConfig(
-        architecture=config.arch, preprocessing=preprocessing, threshold=threshold,
+        architecture=config.arch,
+        preprocessing=preprocessing,
+        threshold=threshold,
         threshold_sensitivity_95=threshold_95,
-        metrics={k: float(v) for k, v in metrics.items() if np.isfinite(v)}, info=info,
+        metrics={k: float(v) for k, v in metrics.items() if np.isfinite(v)},
+        info=info,
     )
     with tempfile.TemporaryDirectory() as tmp:
         package_dir = Path(tmp) / "package"
         save_package(model, package_config, package_dir, with_onnx=config.onnx)
-        logged = mlflow.pyfunc.log_model(
-            name="model",
-            loader_module="pneumonia_zoo.tracking.pyfunc",
-            data_path=str(package_dir),
-            signature=PYFUNC_SIGNATURE,
-            pip_requirements=[f"pneumonia-zoo=={pneumonia_zoo.__version__}"],
-        )
-    tags = {key: f"{metrics[key]:.6f}" for key in VERSION_METRIC_TAGS if key in metrics and np.isfinite(metrics[key])}
+        with warnings.catch_warnings():  # no input example: it would store a patient image in every model
+            warnings.simplefilter("ignore", UserWarning)
+            logged = mlflow.pyfunc.log_model(
+                name="model",
+                loader_module="pneumonia_zoo.tracking.pyfunc",
+                data_path=str(package_dir),
+                signature=PYFUNC_SIGNATURE,
+                pip_requirements=[f"pneumonia-zoo=={pneumonia_zoo.__version__}"],
+            )
+    tags = {
+        key: f"{metrics[key]:.6f}"
+        for key in VERSION_METRIC_TAGS
+        if key in metrics and np.isfinite(metrics[key])
+    }
     tags |= {
         "architecture": config.arch,
         "image_size": str(config.image_size),
@@ -220,8 +263,14 @@ def _train(config: TrainConfig, runtime: Runtime, quiet: bool) -> TrainOutcome:
     # Model and data first: a bad path or missing weights fail before any MLflow run exists.
     model = create_model(config.arch, config.pretrained, config.freeze)
     pretrained = arch.has_pretrained if config.pretrained is None else config.pretrained
-    data = prepare_data(config.data, preprocessing, config.val_fraction, config.seed, config.limit,
-                        quiet=quiet or not runtime.is_main)
+    data = prepare_data(
+        config.data,
+        preprocessing,
+        config.val_fraction,
+        config.seed,
+        config.limit,
+        quiet=quiet or not runtime.is_main,
+    )
     model = model.to(runtime.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -232,17 +281,37 @@ def _train(config: TrainConfig, runtime: Runtime, quiet: bool) -> TrainOutcome:
     loss_fn = build_loss(config, data, runtime)
 
     if not runtime.is_main:
-        fit(trained, train_loader, val_loader, optimizer, scheduler, loss_fn, runtime,
-            config.epochs, config.patience, config.channels_last)
+        fit(
+            trained,
+            train_loader,
+            val_loader,
+            optimizer,
+            scheduler,
+            loss_fn,
+            runtime,
+            config.epochs,
+            config.patience,
+            config.channels_last,
+        )
         return TrainOutcome(None, "SKIPPED")
 
     ensure_experiment(get_settings().experiment_name)
     run_name = config.run_name or f"{config.arch}-{config.schedule}-{config.image_size}px"
-    with mlflow.start_run(run_name=run_name, log_system_metrics=True, nested=mlflow.active_run() is not None) as run:
+    with mlflow.start_run(
+        run_name=run_name, log_system_metrics=True, nested=mlflow.active_run() is not None
+    ) as run:
         log_run_inputs(config, data, pretrained)
         fit_result = fit(
-            trained, train_loader, val_loader, optimizer, scheduler, loss_fn, runtime,
-            config.epochs, config.patience, config.channels_last,
+            trained,
+            train_loader,
+            val_loader,
+            optimizer,
+            scheduler,
+            loss_fn,
+            runtime,
+            config.epochs,
+            config.patience,
+            config.channels_last,
             on_epoch=lambda epoch, values: mlflow.log_metrics(values, step=epoch),
         )
         if fit_result.interrupted:
@@ -251,10 +320,13 @@ def _train(config: TrainConfig, runtime: Runtime, quiet: bool) -> TrainOutcome:
                 mlflow.log_figure(plots.history_figure(fit_result.history), "plots/curves.png")
             mlflow.end_run(status="KILLED")
             return TrainOutcome(run.info.run_id, "KILLED")
-        metrics, threshold, threshold_95 = evaluate_and_log(config, model, data, preprocessing, runtime, fit_result)
+        metrics, threshold, threshold_95 = evaluate_and_log(
+            config, model, data, preprocessing, runtime, fit_result
+        )
         mlflow.log_text(json.dumps(fit_result.history, indent=1), "history.json")
-        version = log_and_register(config, model, preprocessing, metrics, threshold, threshold_95,
-                                   pretrained, run.info.run_id)
+        version = log_and_register(
+            config, model, preprocessing, metrics, threshold, threshold_95, pretrained, run.info.run_id
+        )
         if version:
             mlflow.set_tag("registered_version", version)
     return TrainOutcome(run.info.run_id, "FINISHED", version or None, metrics)

@@ -16,8 +16,14 @@ from pneumonia_zoo.tracking.store import connect
 
 # Tags every version carries, so the registry alone can rank and describe versions.
 VERSION_METRIC_TAGS = (
-    "val_auc", "val_loss", "val_sensitivity", "val_specificity",
-    "test_auc", "test_accuracy", "test_sensitivity", "test_specificity",
+    "val_auc",
+    "val_loss",
+    "val_sensitivity",
+    "val_specificity",
+    "test_auc",
+    "test_accuracy",
+    "test_sensitivity",
+    "test_specificity",
 )
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
@@ -31,7 +37,9 @@ class ResolvedVersion:
     aliases: tuple[str, ...]
 
 
-def register_version(model_uri: str, run_id: str, tags: dict[str, str], name: str | None = None) -> ModelVersion:
+def register_version(
+    model_uri: str, run_id: str, tags: dict[str, str], name: str | None = None
+) -> ModelVersion:
     """Create a new version of the registered model from a logged model."""
     name = name or get_settings().registered_model_name
     client = connect()
@@ -69,7 +77,11 @@ def promote(name: str | None = None, alias: str | None = None, metric: str = "va
         raise UserError(f"no version of '{name}' has a '{metric}' tag to rank by: train a model first")
     best = max(
         candidates,
-        key=lambda v: (_tag_float(v, metric, float("-inf")), -_tag_float(v, "val_loss", float("inf")), int(v.version)),
+        key=lambda v: (
+            _tag_float(v, metric, float("-inf")),
+            -_tag_float(v, "val_loss", float("inf")),
+            int(v.version),
+        ),
     )
     connect().set_registered_model_alias(name, alias, best.version)
     return best
@@ -88,7 +100,14 @@ def resolve(model_uri: str) -> ResolvedVersion:
         else:
             version = client.get_model_version(name, match["version"])
     except MlflowException:
-        raise UserError(f"{model_uri} does not exist in the registry at {mlflow.get_tracking_uri()}") from None
+        hint = (
+            ": train a model (pneumonia-zoo train) and promote it (pneumonia-zoo promote)"
+            if match["alias"]
+            else ""
+        )
+        raise UserError(
+            f"{model_uri} does not exist in the registry at {mlflow.get_tracking_uri()}{hint}"
+        ) from None
     return ResolvedVersion(
         name=name,
         version=str(version.version),
@@ -102,7 +121,11 @@ def download_package(name: str, version: str, destination: Path | None = None) -
     """Download a version's artifacts; returns the model package directory inside them."""
     destination = destination or Path(tempfile.mkdtemp(prefix="pneumonia-zoo-model-"))
     connect()
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(destination)))
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=str(destination)
+        )
+    )
     found = sorted(local.glob(f"data/*/{CONFIG_FILE}"))
     if not found:
         raise UserError(f"models:/{name}/{version} is not a pneumonia-zoo model package")

@@ -119,14 +119,26 @@ def fit(
                 sampler.set_epoch(epoch)
             lr = scheduler.lr
             metrics = train_one_epoch(
-                model, train_loader, optimizer, scheduler, loss_fn, runtime, channels_last,
-                f"epoch {epoch + 1}/{epochs}", scaler,
+                model,
+                train_loader,
+                optimizer,
+                scheduler,
+                loss_fn,
+                runtime,
+                channels_last,
+                f"epoch {epoch + 1}/{epochs}",
+                scaler,
             )
             stop = False
             if runtime.is_main:
                 labels, probs, val_loss = predict_probs(network, val_loader, runtime, channels_last)
                 val = binary_metrics(labels, probs, 0.5)
-                metrics |= {"val_loss": val_loss, "val_accuracy": val["accuracy"], "val_auc": val["auc"], "lr": lr}
+                metrics |= {
+                    "val_loss": val_loss,
+                    "val_accuracy": val["accuracy"],
+                    "val_auc": val["auc"],
+                    "lr": lr,
+                }
                 score = val["auc"] if not math.isnan(val["auc"]) else -val_loss
                 if score > result.best_score:
                     result.best_score, result.best_epoch = score, epoch

@@ -55,8 +55,12 @@ def confusion_figure(evaluation: SplitEvaluation) -> Figure:
 def roc_pr_figure(evaluation: SplitEvaluation) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     if len(np.unique(evaluation.labels)) == 2:
-        RocCurveDisplay.from_predictions(evaluation.labels, evaluation.probs, ax=axes[0], name=evaluation.name)
-        PrecisionRecallDisplay.from_predictions(evaluation.labels, evaluation.probs, ax=axes[1], name=evaluation.name)
+        RocCurveDisplay.from_predictions(
+            evaluation.labels, evaluation.probs, ax=axes[0], name=evaluation.name
+        )
+        PrecisionRecallDisplay.from_predictions(
+            evaluation.labels, evaluation.probs, ax=axes[1], name=evaluation.name
+        )
     axes[0].set_title("ROC")
     axes[1].set_title("precision-recall (PNEUMONIA positive)")
     fig.tight_layout()

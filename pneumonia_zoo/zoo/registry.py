@@ -58,11 +58,18 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("resnet50", _torchvision("resnet50"), "fc", "layer4.2"),
         # The TF-Lite checkpoint expects inputs scaled to [-1, 1], not ImageNet statistics.
         Architecture(
-            "efficientnet_lite0", efficientnet_lite0, "_fc", "_head_act",
-            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+            "efficientnet_lite0",
+            efficientnet_lite0,
+            "_fc",
+            "_head_act",
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
         ),
         Architecture(
-            "small_cnn", lambda _pretrained: SmallCNN(NUM_CLASSES), "classifier.2", "features.3",
+            "small_cnn",
+            lambda _pretrained: SmallCNN(NUM_CLASSES),
+            "classifier.2",
+            "features.3",
             has_pretrained=False,
         ),
     )
@@ -73,9 +80,7 @@ def get_architecture(name: str) -> Architecture:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        raise UserError(
-            f"unknown architecture '{name}': choose one of {', '.join(ARCHITECTURES)}"
-        ) from None
+        raise UserError(f"unknown architecture '{name}': choose one of {', '.join(ARCHITECTURES)}") from None
 
 
 def _replace_head(model: nn.Module, dotted: str) -> None:
@@ -91,9 +96,7 @@ def _replace_head(model: nn.Module, dotted: str) -> None:
         setattr(parent, child, new)
 
 
-def create_model(
-    name: str, pretrained: bool | None = None, freeze: str = "none"
-) -> nn.Module:
+def create_model(name: str, pretrained: bool | None = None, freeze: str = "none") -> nn.Module:
     """Build `name` with a 2-class head. pretrained=None means 'if the architecture has weights'."""
     arch = get_architecture(name)
     if freeze not in FREEZE_MODES:

@@ -19,7 +19,7 @@ class SmallCNN(nn.Module):
     def __init__(self, num_classes: int = 2, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
         super().__init__()
         channels = (3, *widths)
-        self.features = nn.Sequential(*(_block(a, b) for a, b in zip(channels, channels[1:])))
+        self.features = nn.Sequential(*(_block(a, b) for a, b in zip(channels, channels[1:], strict=False)))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(widths[-1], num_classes))
 

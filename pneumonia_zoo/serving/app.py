@@ -1,0 +1,100 @@
+"""The app factory: wires settings, the model holder, the inference service and the routes."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pneumonia_zoo import __version__
+from pneumonia_zoo.config import PROJECT_ROOT, Settings, get_settings
+from pneumonia_zoo.serving.holder import ModelHolder
+from pneumonia_zoo.serving.inference import InferenceService
+from pneumonia_zoo.serving.metrics import MetricsMiddleware, ServiceMetrics
+from pneumonia_zoo.serving.routes import api, health, html
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+STATIC_DIR = PROJECT_ROOT / "static"
+NOTICE = "Research tool — not a diagnostic device."
+_HTML_PREFIXES = ("/predict", "/compare", "/models", "/samples/")
+_MACHINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi")
+
+DESCRIPTION = f"""
+Classifies chest X-rays as NORMAL or PNEUMONIA with the champion model of the MLflow registry.
+
+**{NOTICE}** Errors are `{{"detail": "..."}}` with a 4xx status that says what is wrong.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Settings can be injected (tests); the registry is reached through MLFLOW_TRACKING_URI."""
+    settings = settings or get_settings()
+    metrics = ServiceMetrics()
+    holder = ModelHolder(settings, on_swap=lambda model: metrics.set_model(model.describe()))
+    service = InferenceService(settings, holder, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        holder.start()  # in the background: /healthz answers while the champion downloads
+        yield
+        await anyio.to_thread.run_sync(holder.stop)
+        await service.stop()
+
+    app = FastAPI(title="Pneumonia Zoo", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    templates.env.globals |= {"notice": NOTICE, "app_version": __version__}
+    app.state.settings, app.state.service, app.state.metrics = settings, service, metrics
+    app.state.templates = templates
+
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/sample-images", StaticFiles(directory=settings.sample_images_dir, check_dir=False),
+              name="sample-images")
+    app.include_router(health.router)
+    app.include_router(api.router)
+    app.include_router(html.router)
+    _add_error_handlers(app, templates)
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith(_MACHINE_PATHS):
+        return False
+    return path == "/" or path.startswith(_HTML_PREFIXES) or "text/html" in request.headers.get("accept", "")
+
+
+def _add_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
+    def render(request: Request, status: int, detail: str, headers: dict | None = None) -> Response:
+        if _wants_html(request):
+            return templates.TemplateResponse(
+                request, "error.html", {"status_code": status, "detail": detail}, status_code=status,
+                headers=headers,
+            )
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return render(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        return render(request, 422, f"invalid request: {problems}")
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        # Logged with its traceback for the operator; the client gets one sentence, never the trace.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return render(request, 500, "internal error: the service could not handle this request")

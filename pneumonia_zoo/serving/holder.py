@@ -1,0 +1,181 @@
+"""The model holder: which version serves, loaded in the background and swapped atomically.
+
+Requests read `holder.current` once and keep that LoadedModel for their whole life, so a swap
+never mixes two versions inside one request: the old one is freed when its last request ends.
+"""
+
+import logging
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pneumonia_zoo.config import Settings
+from pneumonia_zoo.errors import UserError
+from pneumonia_zoo.serving.predictors import Predictor, build_predictor
+from pneumonia_zoo.tracking.package import ModelPackage, PackageError, load_package
+from pneumonia_zoo.tracking.registry import download_package, resolve
+from pneumonia_zoo.tracking.store import connect
+
+log = logging.getLogger(__name__)
+
+# Readiness states reported by /readyz.
+STARTING, READY = "starting", "ready"
+NO_CHAMPION, UNREACHABLE, INVALID_ARTIFACT = "no_champion", "registry_unreachable", "invalid_artifact"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    architecture: str
+    package: ModelPackage
+    predictor: Predictor
+
+    @property
+    def threshold(self) -> float:
+        return self.package.config.threshold
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.package.config.class_names
+
+    def describe(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "architecture": self.architecture,
+                "runtime": self.predictor.runtime}
+
+
+class VersionNotFound(LookupError):
+    pass
+
+
+class ModelHolder:
+    def __init__(self, settings: Settings, on_swap: Callable[[LoadedModel], None] | None = None) -> None:
+        self.settings = settings
+        self.on_swap = on_swap
+        self.current: LoadedModel | None = None  # replaced whole, never mutated: the atomic swap
+        self.status = STARTING
+        self.reason = "the champion model is loading"
+        self.last_error: str | None = None
+        self._refresh_lock = threading.Lock()  # one check-and-swap at a time (poller vs admin)
+        self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.registered_model_name
+
+    @property
+    def champion_uri(self) -> str:
+        return f"models:/{self.name}@{self.settings.champion_alias}"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="model-holder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        self.refresh()
+        interval = self.settings.reload_interval_s
+        while interval > 0 and not self._stop.wait(interval):
+            self.refresh()
+
+    # -- the champion ------------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Load the alias's version if it changed; True when a new model was swapped in.
+
+        On failure the current model (if any) keeps serving and the error is recorded.
+        """
+        with self._refresh_lock:
+            try:
+                resolved = resolve(self.champion_uri)
+            except UserError:
+                self._fail(*self._classify_missing())
+                return False
+            except Exception as exc:  # the registry itself failed: keep serving what we have
+                self._fail(UNREACHABLE, f"the model registry could not be read ({type(exc).__name__}: {exc})")
+                return False
+            if self.current is not None and self.current.version == resolved.version:
+                self.last_error = None
+                return False
+            try:
+                model = self._load(resolved.name, resolved.version, resolved.architecture)
+            except (PackageError, UserError) as exc:
+                self._fail(INVALID_ARTIFACT, f"version {resolved.version} was refused: {exc}")
+                return False
+            except Exception as exc:
+                self._fail(UNREACHABLE, f"version {resolved.version} could not be downloaded "
+                                        f"({type(exc).__name__}: {exc})")
+                return False
+            previous, self.current = self.current, model
+            self.status, self.reason, self.last_error = READY, "ready", None
+            log.info("serving %s version %s (%s, %s)", model.name, model.version, model.architecture,
+                     model.predictor.runtime)
+            if previous is not None:
+                self._remember(previous)  # a version just demoted is likely to be asked for again
+            if self.on_swap is not None:
+                self.on_swap(model)
+            return True
+
+    def _classify_missing(self) -> tuple[str, str]:
+        try:
+            connect().search_registered_models(max_results=1)
+        except Exception as exc:
+            return UNREACHABLE, f"the model registry could not be read ({type(exc).__name__})"
+        return NO_CHAMPION, (
+            f"no model is registered as {self.champion_uri}: train one with "
+            "`pneumonia-zoo train`, then `pneumonia-zoo promote`"
+        )
+
+    def _fail(self, status: str, reason: str) -> None:
+        self.last_error = reason
+        if self.current is None:
+            self.status, self.reason = status, reason
+        log.warning("model refresh failed: %s", reason)
+
+    # -- other versions ------------------------------------------------------------------------------
+
+    def get_version(self, version: str) -> LoadedModel:
+        """A specific version: the champion, a cached one, or loaded now (blocking; call in a thread)."""
+        current = self.current
+        if current is not None and current.version == version:
+            return current
+        with self._cache_lock:  # also serialises loads, so two requests never load the same version twice
+            if version in self._cache:
+                self._cache.move_to_end(version)
+                return self._cache[version]
+            try:
+                resolved = resolve(f"models:/{self.name}/{version}")
+            except UserError:
+                raise VersionNotFound(f"version {version} of '{self.name}' is not in the registry") from None
+            model = self._load(resolved.name, resolved.version, resolved.architecture)
+            self._remember_locked(model)
+            return model
+
+    def _remember(self, model: LoadedModel) -> None:
+        with self._cache_lock:
+            self._remember_locked(model)
+
+    def _remember_locked(self, model: LoadedModel) -> None:
+        self._cache[model.version] = model
+        self._cache.move_to_end(model.version)
+        while len(self._cache) > self.settings.model_cache_size:
+            self._cache.popitem(last=False)
+
+    def _load(self, name: str, version: str, architecture: str) -> LoadedModel:
+        # The download is only needed until the weights and the ONNX session are in memory.
+        with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-serve-") as tmp:
+            package = load_package(download_package(name, version, Path(tmp)))
+            predictor = build_predictor(package, self.settings.runtime)
+        return LoadedModel(name, version, package.config.architecture or architecture, package, predictor)

@@ -1,0 +1,1 @@
+"""Routes by concern: the JSON API, the HTML pages, health and metrics."""

@@ -1,0 +1,128 @@
+"""Reading multipart uploads from the request stream into memory, with limits applied as bytes arrive.
+
+Starlette's form parser spools files over 1 MB to a temporary file and reads the whole body before
+the endpoint runs, so neither the size limit nor "never on disk" could be kept with it. This uses
+python-multipart's streaming parser directly: parts are kept in memory and parsing stops at the
+first byte over a limit.
+"""
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from pneumonia_zoo.serving.errors import ServingError
+
+MAX_FIELD_BYTES = 64 * 1024  # plain form fields (a version number, a sample name) are tiny
+MAX_FIELDS = 32
+
+
+@dataclass
+class UploadedFile:
+    field: str
+    filename: str
+    data: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class UploadForm:
+    files: list[UploadedFile] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def files_named(self, *names: str) -> list[UploadedFile]:
+        return [upload for upload in self.files if upload.field in names]
+
+
+class _Collector:
+    """python-multipart callbacks that build an UploadForm and enforce the limits."""
+
+    def __init__(self, max_file_bytes: int, max_files: int) -> None:
+        self.form = UploadForm()
+        self.max_file_bytes, self.max_files = max_file_bytes, max_files
+        self._header_name = self._header_value = b""
+        self._disposition = b""
+        self._file: UploadedFile | None = None
+        self._field_name = ""
+        self._field_data = bytearray()
+
+    def on_part_begin(self) -> None:
+        self._disposition, self._file, self._field_data = b"", None, bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_name = self._header_value = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        if b"name" not in options:
+            raise ServingError(400, "malformed multipart body: a part has no field name")
+        name = options[b"name"].decode("utf-8", "replace")
+        if b"filename" in options:
+            if len(self.form.files) >= self.max_files:
+                raise ServingError(
+                    413, f"too many files: at most {self.max_files} images per request"
+                )
+            self._file = UploadedFile(name, options[b"filename"].decode("utf-8", "replace"))
+            self.form.files.append(self._file)
+        else:
+            if len(self.form.fields) >= MAX_FIELDS:
+                raise ServingError(413, f"too many form fields (at most {MAX_FIELDS})")
+            self._field_name = name
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._file is not None:
+            self._file.data += data[start:end]
+            if len(self._file.data) > self.max_file_bytes:
+                raise ServingError(
+                    413,
+                    f"'{self._file.filename}' is larger than the upload limit of "
+                    f"{self.max_file_bytes / 2**20:.1f} MB",
+                )
+        else:
+            self._field_data += data[start:end]
+            if len(self._field_data) > MAX_FIELD_BYTES:
+                raise ServingError(413, f"form field '{self._field_name}' is too long")
+
+    def on_part_end(self) -> None:
+        if self._file is None:
+            self.form.fields[self._field_name] = self._field_data.decode("utf-8", "replace")
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+        }
+
+
+async def read_upload_form(request: Request, max_file_bytes: int, max_files: int) -> UploadForm:
+    """Parse a multipart/form-data body chunk by chunk, in memory; 4xx ServingError on bad input."""
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data":
+        raise ServingError(
+            415, "send the image as multipart/form-data (field 'file', or 'files' for a batch)"
+        )
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise ServingError(400, "malformed multipart body: the Content-Type header has no boundary")
+    collector = _Collector(max_file_bytes, max_files)
+    parser = MultipartParser(boundary, collector.callbacks())
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)  # callbacks raise ServingError as soon as a limit is crossed
+        parser.finalize()
+    except FormParserError:
+        raise ServingError(400, "malformed multipart body") from None
+    return collector.form
