@@ -243,7 +243,7 @@ def log_and_register(
     }
     if not config.register_model:
         return ""
-    version = register_version(logged.model_uri, run_id, tags)
+    version = register_version(logged.model_uri, tags)
     return str(version.version)
 
 

@@ -38,16 +38,17 @@ class ResolvedVersion:
 
 
 def register_version(
-    model_uri: str, run_id: str, tags: dict[str, str], name: str | None = None
+    model_uri: str, tags: dict[str, str], name: str | None = None
 ) -> ModelVersion:
-    """Create a new version of the registered model from a logged model."""
+    """Create a new version of the registered model from a logged model (`models:/m-<id>`)."""
     name = name or get_settings().registered_model_name
     client = connect()
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="Chest X-ray classifier: NORMAL vs PNEUMONIA.")
-    return client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+    # mlflow.register_model links the version to its logged model, which a tracking server requires.
+    return mlflow.register_model(model_uri, name, tags=tags)
 
 
 def list_versions(name: str | None = None) -> list[ModelVersion]:
