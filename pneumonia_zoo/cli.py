@@ -327,16 +327,11 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for module in (r"mlflow(\..*)?", r"sqlalchemy(\..*)?", r"alembic(\..*)?"):
         warnings.filterwarnings("ignore", module=module)
-    from pneumonia_zoo.tracking.package import PackageError
-
     try:
         app()
-    except UserError as exc:
+    except UserError as exc:  # includes a refused (tampered or incomplete) model package
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except PackageError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from torch import nn
 
 from pneumonia_zoo import CLASS_NAMES
 from pneumonia_zoo.data.transforms import Preprocessing
+from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.zoo.registry import create_model, get_architecture
 
 FORMAT_VERSION = 1
@@ -27,7 +28,7 @@ WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
 
 
-class PackageError(ValueError):
+class PackageError(UserError):
     """The model package is missing, incomplete, or does not match its recorded hashes."""
 
 
