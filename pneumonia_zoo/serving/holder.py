@@ -82,7 +82,7 @@ class ModelHolder:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=5)  # daemon thread: never hold shutdown for a slow download
 
     def _run(self) -> None:
         self.refresh()

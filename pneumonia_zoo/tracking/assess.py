@@ -6,7 +6,9 @@ import numpy as np
 import torch
 
 from pneumonia_zoo.data.cache import decode_all
+from pneumonia_zoo.data.discovery import discover
 from pneumonia_zoo.data.pipeline import split_samples
+from pneumonia_zoo.data.split import stratified_subsample
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.tracking.registry import ResolvedVersion, load_version
 from pneumonia_zoo.training.evaluate import SplitEvaluation, evaluate_probs
@@ -29,8 +31,13 @@ def assess(
     resolved, package = load_version(model_uri)
     info = package.config.info
     seed, val_fraction = int(info.get("seed", 42)), float(info.get("val_fraction", 0.15))
-    train, val, test = split_samples(Path(data), val_fraction, seed, limit)
-    samples = {"train": train, "val": val, "test": test}[split]
+    if split == "test":  # with the training seed, `--limit N` picks the subsample training used
+        _, test = discover(Path(data))
+        samples = stratified_subsample(test, limit, seed)
+    else:  # rebuild the model's own train/val split: same seed, fraction and subsample
+        trained_limit = int(info["limit"]) if info.get("limit") not in (None, "", "None") else None
+        train, val, _ = split_samples(Path(data), val_fraction, seed, trained_limit)
+        samples = stratified_subsample(train if split == "train" else val, limit, seed)
     if not samples:
         raise UserError(f"no '{split}' images in {data}")
     images = decode_all(samples, package.config.preprocessing, f"decode {split}")

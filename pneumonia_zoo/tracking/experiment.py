@@ -208,6 +208,7 @@ def log_and_register(
         "schedule": config.schedule,
         "seed": str(config.seed),
         "val_fraction": str(config.val_fraction),
+        "limit": str(config.limit),
     }
     package_config = PackageConfig(
         architecture=config.arch,

@@ -84,6 +84,18 @@ def test_cli_train_promote_predict(tracking_store: str, fixture_data: Path, orig
     assert evaluated["images"] == 10 and evaluated["model"]["version"] == "1"
     # The same model on the same split gives the metric the training run logged.
     assert evaluated["metrics"]["auc"] == pytest.approx(run.data.metrics["test_auc"], abs=1e-6)
+    on_val = cli(
+        "evaluate",
+        "--data",
+        str(fixture_data),
+        "--split",
+        "val",
+        "--json",
+        "--bootstrap",
+        "0",
+        store=tracking_store,
+    )
+    assert json.loads(on_val.stdout)["metrics"]["auc"] == pytest.approx(run.data.metrics["val_auc"], abs=1e-6)
 
 
 def test_cli_bad_data_path_is_one_line_and_nothing_is_logged(tracking_store: str) -> None:
@@ -196,4 +208,4 @@ def test_promote_picks_best_validation_auc_never_test(tracking_store: str, fixtu
     client.set_model_version_tag("pneumonia-classifier", "2", "val_loss", "0.4")
     client.set_model_version_tag("pneumonia-classifier", "3", "test_auc", "0.99")
     assert str(promote().version) == "2"  # tie on val_auc broken by the lower val_loss
-    assert client.get_model_version_by_alias("pneumonia-classifier", "champion").version == "2"
+    assert str(client.get_model_version_by_alias("pneumonia-classifier", "champion").version) == "2"
