@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -281,19 +282,12 @@ def _train(config: TrainConfig, runtime: Runtime, quiet: bool) -> TrainOutcome:
     scheduler = Scheduler(config.schedule, optimizer, config.schedule_params(), len(train_loader))
     loss_fn = build_loss(config, data, runtime)
 
+    run_fit = partial(
+        fit, trained, train_loader, val_loader, optimizer, scheduler, loss_fn, runtime,
+        config.epochs, config.patience, config.channels_last,
+    )  # fmt: skip
     if not runtime.is_main:
-        fit(
-            trained,
-            train_loader,
-            val_loader,
-            optimizer,
-            scheduler,
-            loss_fn,
-            runtime,
-            config.epochs,
-            config.patience,
-            config.channels_last,
-        )
+        run_fit()
         return TrainOutcome(None, "SKIPPED")
 
     ensure_experiment(get_settings().experiment_name)
@@ -302,19 +296,7 @@ def _train(config: TrainConfig, runtime: Runtime, quiet: bool) -> TrainOutcome:
         run_name=run_name, log_system_metrics=True, nested=mlflow.active_run() is not None
     ) as run:
         log_run_inputs(config, data, pretrained)
-        fit_result = fit(
-            trained,
-            train_loader,
-            val_loader,
-            optimizer,
-            scheduler,
-            loss_fn,
-            runtime,
-            config.epochs,
-            config.patience,
-            config.channels_last,
-            on_epoch=lambda epoch, values: mlflow.log_metrics(values, step=epoch),
-        )
+        fit_result = run_fit(on_epoch=lambda epoch, values: mlflow.log_metrics(values, step=epoch))
         if fit_result.interrupted:
             mlflow.set_tag("interrupted", "true")
             if fit_result.history:
