@@ -1,19 +1,29 @@
+from pathlib import Path
 from urllib.error import URLError
 
 import pytest
 import torch
 
+from pneumonia_zoo.data.images import read_image
+from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import MissingWeightsError, UserError
 from pneumonia_zoo.zoo import ARCHITECTURES, create_model
 from pneumonia_zoo.zoo.efficientnet_lite import efficientnet_lite0, imagenet_checkpoint
 
 
+@pytest.fixture(scope="module")
+def real_batch(fixture_data: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """One NORMAL and one PNEUMONIA fixture X-ray at 64 px, preprocessed as in training."""
+    paths = [next((fixture_data / "train" / label).iterdir()) for label in ("NORMAL", "PNEUMONIA")]
+    images = torch.stack([Preprocessing(64)(read_image(path)) for path in paths])
+    return images.contiguous(memory_format=torch.channels_last), torch.tensor([0, 1])
+
+
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
-def test_every_architecture_trains_a_step_and_has_a_cam_layer(name: str) -> None:
+def test_every_architecture_trains_a_step_and_has_a_cam_layer(name: str, real_batch) -> None:
     torch.manual_seed(0)
     model = create_model(name, pretrained=False).to(memory_format=torch.channels_last)
-    images = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
-    targets = torch.tensor([0, 1])
+    images, targets = real_batch
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     before = [p.detach().clone() for p in model.parameters()]
     loss = torch.nn.functional.cross_entropy(model(images), targets)
