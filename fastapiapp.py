@@ -1,10 +1,5 @@
-"""`uvicorn fastapiapp:app`: the service. A stub until the serving layer lands."""
+"""`uvicorn fastapiapp:app`: the service (HTML pages, JSON API, health and metrics)."""
 
-from fastapi import FastAPI
+from pneumonia_zoo.serving import create_app
 
-app = FastAPI(title="Pneumonia Zoo")
-
-
-@app.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+app = create_app()

@@ -287,11 +287,11 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
 ) -> None:
-    """Serve the champion: HTML pages and the JSON API (uvicorn fastapiapp:app)."""
+    """Serve the champion: HTML pages and the JSON API (the app `uvicorn fastapiapp:app` serves)."""
     import uvicorn
 
-    sys.path.insert(0, os.getcwd())
-    uvicorn.run("fastapiapp:app", host=host, port=port)
+    # The factory, not "fastapiapp:app": it works from any folder, not just the project root.
+    uvicorn.run("pneumonia_zoo.serving.app:create_app", factory=True, host=host, port=port)
 
 
 @app.command()

@@ -15,6 +15,10 @@ class ImageDecodeError(ValueError):
     """The bytes are not a usable JPEG or PNG image; the message says why."""
 
 
+class ImageTooLargeError(ImageDecodeError):
+    """The image has more pixels than allowed (a decompression-bomb guard)."""
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit and float scans: stretch the actual range to 8 bits rather than clipping.
@@ -46,18 +50,18 @@ def decode_image(data: bytes, max_pixels: int = 50_000_000) -> Image.Image:
                 )
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageDecodeError(
+                raise ImageTooLargeError(
                     f"the image is {width}x{height} pixels, over the limit of {max_pixels:,} pixels"
                 )
             image.load()
             image = ImageOps.exif_transpose(image)
             return _to_rgb(image)
-    except ImageDecodeError:
+    except ImageDecodeError:  # our own, already clear
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError("the file is not a JPEG or PNG image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageDecodeError("the image has too many pixels (possible decompression bomb)") from None
+        raise ImageTooLargeError("the image has too many pixels (possible decompression bomb)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"the image is truncated or corrupt ({exc})") from None
 

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from pneumonia_zoo.config import Settings
-from pneumonia_zoo.data.images import ImageDecodeError, decode_image
+from pneumonia_zoo.data.images import ImageDecodeError, ImageTooLargeError, decode_image
 from pneumonia_zoo.serving.batcher import MicroBatcher
 from pneumonia_zoo.serving.errors import ServingError
 from pneumonia_zoo.serving.explain import gradcam_overlay
@@ -96,7 +96,9 @@ class InferenceService:
                 images.append(decode_image(bytes(upload.data), max_pixels=self.settings.max_image_pixels))
             except ImageDecodeError as exc:
                 name = f"'{upload.filename}'" if upload.filename else "the upload"
-                raise ServingError(_decode_status(str(exc)), f"{name}: {exc}") from None
+                # Oversized images are "too large" (413); other content we cannot process is 422.
+                status = 413 if isinstance(exc, ImageTooLargeError) else 422
+                raise ServingError(status, f"{name}: {exc}") from None
         return images
 
     async def predict(self, model: LoadedModel, images: list[Image.Image], started: float) -> Outcome:
@@ -112,7 +114,3 @@ class InferenceService:
             self.executor, gradcam_overlay, model.package, image, class_index
         )
 
-
-def _decode_status(message: str) -> int:
-    # Oversized images are "too large" (413); everything else is content we cannot process (422).
-    return 413 if "pixel" in message else 422

@@ -1,0 +1,82 @@
+"""Serving fixtures: an app on the session's registered store, and images of every kind."""
+
+import io
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from pneumonia_zoo.config import PROJECT_ROOT, Settings, get_settings
+from pneumonia_zoo.serving import create_app
+from tests.conftest import use_store
+from tests.servers import BIN, free_port, running
+
+# Small limits so the limit tests need no large files; everything else fits under them.
+TEST_LIMITS = {"max_upload_bytes": 3_000_000, "max_batch_files": 4, "max_image_pixels": 6_000_000}
+
+
+def wait_ready(client: TestClient, timeout: float = 120) -> dict:
+    """Poll /readyz until the model holder has finished its first attempt (ready or failed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = client.get("/readyz")
+        if response.status_code == 200 or response.json().get("status") != "starting":
+            return response.json()
+        time.sleep(0.1)
+    raise TimeoutError("/readyz never settled")
+
+
+def make_client(uri: str, **overrides) -> Iterator[TestClient]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_store(monkeypatch, uri)
+        settings = Settings(**(TEST_LIMITS | {"reload_interval_s": 0, "max_batch_wait_ms": 2} | overrides))
+        with TestClient(create_app(settings)) as client:
+            wait_ready(client)
+            yield client
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def client(registered_store: str) -> Iterator[TestClient]:
+    """The app serving the session's champion (small_cnn with ONNX), admin token 'let-me-in'."""
+    yield from make_client(registered_store, admin_token="let-me-in")
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def xray_bytes(originals: Path) -> bytes:
+    return (originals / "person56_virus_112.jpeg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def xray(xray_bytes: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(xray_bytes)).convert("L")
+
+
+def noise_png(width: int, height: int, seed: int = 0) -> bytes:
+    """Incompressible: a PNG about 3 * width * height bytes large."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return encode(Image.fromarray(pixels, "RGB"))
+
+
+@contextmanager
+def uvicorn_app(uri: str, log: Path, **settings: str) -> Iterator[str]:
+    """`uvicorn fastapiapp:app` as `make serve` runs it; yields its URL once /readyz is 200."""
+    port = free_port()
+    env = os.environ | {"MLFLOW_TRACKING_URI": uri}
+    env |= {f"PNEUMONIA_ZOO_{key.upper()}": value for key, value in settings.items()}
+    command = [str(BIN / "uvicorn"), "fastapiapp:app", "--host", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with running(command, f"{url}/readyz", log, timeout=120, env=env, cwd=PROJECT_ROOT):
+        yield url

@@ -1,0 +1,39 @@
+"""A champion whose artifact was altered after registration is refused, and /readyz says so."""
+
+from mlflow.tracking import MlflowClient
+
+from pneumonia_zoo.tracking.experiment import train
+from pneumonia_zoo.tracking.registry import promote
+from pneumonia_zoo.training.config import TrainConfig
+from tests.conftest import tiny_train_args, use_store
+from tests.serving.conftest import make_client
+
+
+def test_tampered_champion_is_refused_and_the_old_one_keeps_serving(tmp_path, monkeypatch, fixture_data,
+                                                                     xray_bytes):
+    uri = use_store(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    train(TrainConfig.build(**tiny_train_args(fixture_data)), quiet=True)
+    promote()
+    (weights,) = tmp_path.glob("mlruns/**/weights.safetensors")
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+
+    for client in make_client(uri, admin_token="t"):
+        body = client.get("/readyz").json()
+        assert body["status"] == "invalid_artifact" and "sha256" in body["detail"]
+        assert client.post("/api/v1/predict", files={"file": ("x.jpeg", xray_bytes)}).status_code == 503
+
+        # A good version promoted later is picked up by the admin reload.
+        use_store(monkeypatch, uri)
+        train(TrainConfig.build(**tiny_train_args(fixture_data, seed=3)), quiet=True)
+        MlflowClient(uri).set_registered_model_alias("pneumonia-classifier", "champion", "2")
+        reload = client.post("/api/v1/admin/reload", headers={"Authorization": "Bearer t"}).json()
+        assert reload["changed"] is True and reload["model"]["version"] == "2"
+
+        # Moving the alias back to the tampered version: refused, version 2 keeps serving.
+        MlflowClient(uri).set_registered_model_alias("pneumonia-classifier", "champion", "1")
+        reload = client.post("/api/v1/admin/reload", headers={"Authorization": "Bearer t"}).json()
+        assert reload["changed"] is False and "sha256" in reload["error"]
+        ready = client.get("/readyz").json()
+        assert ready["model"]["version"] == "2" and "sha256" in ready["last_error"]
+        answer = client.post("/api/v1/predict", files={"file": ("x.jpeg", xray_bytes)}).json()
+        assert answer["model"]["version"] == "2"
