@@ -38,6 +38,7 @@ test: test-setup
 	$(BIN)/pytest
 
 serve: setup
+	$(BIN)/pneumonia-zoo register-starter --dir models/starter
 	$(BIN)/pneumonia-zoo serve --host $(HOST) --port $(PORT)
 
 ui: setup

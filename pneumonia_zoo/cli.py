@@ -1,4 +1,5 @@
-"""`pneumonia-zoo`: train | sweep | evaluate | promote | predict | serve | ui.
+"""`pneumonia-zoo`: train | sweep | evaluate | promote | predict | compare | register-starter |
+export-starter | serve | ui.
 
 Heavy imports (torch, mlflow) happen inside the commands so `--help` stays fast.
 """
@@ -149,6 +150,15 @@ def sweep(
     threads: Threads = None,
     device: Device = "auto",
     onnx: Onnx = False,
+    backend: Annotated[
+        str, typer.Option(help="sequential | ray (trials in parallel on Ray: pip install .[ray]).")
+    ] = "sequential",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
+    ] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option("--max-concurrent", help="Ray: at most N trials at once.")
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """One nested MLflow run per schedule x learning rate, compared on the parent run."""
@@ -174,7 +184,15 @@ def sweep(
         device=device,
         onnx=onnx,
     )
-    result = run_sweep(base, schedule_names, lr_values, quiet=quiet)
+    result = run_sweep(
+        base,
+        schedule_names,
+        lr_values,
+        quiet=quiet,
+        backend=backend,
+        address=address,
+        max_concurrent=max_concurrent,
+    )
     typer.echo(result.table.to_string(index=False))
     typer.echo(f"parent run {result.parent_run_id}; best run {result.best_run_id}")
 
@@ -279,6 +297,78 @@ def predict(
         typer.echo(
             f"{r['file']}: {r['label']}  P(PNEUMONIA)={r['probabilities']['PNEUMONIA']:.4f} "
             f"threshold {threshold:.3f}  [{resolved.name} v{resolved.version}]"
+        )
+
+
+@app.command()
+def compare(
+    name: Annotated[str | None, typer.Option(help="Registered model name.")] = None,
+    out: Annotated[Path, typer.Option(help="Report folder (compare.md, compare.json, PNG charts).")] = Path(
+        "reports/compare"
+    ),
+    latest_per_arch: Annotated[
+        bool, typer.Option("--latest-per-arch", help="Only the newest version of each architecture.")
+    ] = False,
+    timing: Annotated[
+        bool, typer.Option("--timing/--no-timing", help="Measure inference ms per image (batch 1).")
+    ] = True,
+    images: Annotated[
+        Path | None, typer.Option(help="Folder of images to time on (default: sample_images/).")
+    ] = None,
+) -> None:
+    """Side-by-side report of registered versions: metrics with 95% CIs, size, train and inference time."""
+    from pneumonia_zoo.config import get_settings
+    from pneumonia_zoo.tracking.compare import compare as run_compare
+    from pneumonia_zoo.tracking.compare import timing_images
+
+    folder = images or get_settings().sample_images_dir
+    if timing and not folder.is_dir():
+        raise UserError(f"{folder} is not a folder of images to time on (or pass --no-timing)")
+    result = run_compare(name, out, latest_per_arch, timing_images(folder) if timing else None)
+    typer.echo(result.markdown)
+    typer.echo(f"report written to {out / 'compare.md'}")
+
+
+@app.command("register-starter")
+def register_starter(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Starter package folder (default: models/starter).")
+    ] = None,
+) -> None:
+    """Register the shipped starter model and make it champion, if the registry has no champion."""
+    from pneumonia_zoo.config import get_settings
+    from pneumonia_zoo.tracking.starter import DEFAULT_STARTER_DIR, ensure_champion
+
+    settings = get_settings()
+    version = ensure_champion(directory or DEFAULT_STARTER_DIR)
+    if version is not None:
+        typer.echo(f"{settings.registered_model_name}@{settings.champion_alias} is version {version}")
+
+
+@app.command("export-starter")
+def export_starter(
+    model: Annotated[str, typer.Option("--model", "-m", help="models:/NAME/VERSION (or @ALIAS) to export.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the package and MODEL_CARD.md to.")] = Path(
+        "models/starter"
+    ),
+    fp16: Annotated[bool, typer.Option("--fp16", help="Store weights as float16 (half the size).")] = False,
+) -> None:
+    """Write a registered version as the starter model: its package plus a generated model card."""
+    from pneumonia_zoo.config import get_settings
+    from pneumonia_zoo.tracking.compare import timing_images
+    from pneumonia_zoo.tracking.starter import export_starter as run_export
+
+    samples = get_settings().sample_images_dir
+    check = timing_images(samples, count=8) if samples.is_dir() else None
+    result = run_export(model, out, fp16, check)
+    typer.echo(
+        f"wrote {out}: weights {result.weights_bytes / 1e6:.1f} MB "
+        f"({'float16' if result.fp16 else 'float32'}), {result.total_bytes / 1e6:.1f} MB in all"
+    )
+    if result.max_probability_change is not None:
+        typer.echo(
+            f"largest change in a probability on {len(check or [])} sample images: "
+            f"{result.max_probability_change:.2e}"
         )
 
 

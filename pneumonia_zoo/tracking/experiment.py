@@ -28,7 +28,7 @@ from pneumonia_zoo.config import PROJECT_ROOT, get_settings
 from pneumonia_zoo.data.cache import CachedDataset
 from pneumonia_zoo.data.pipeline import PreparedData, prepare_data
 from pneumonia_zoo.data.transforms import Preprocessing, build_augmentation
-from pneumonia_zoo.tracking.package import PackageConfig, save_package
+from pneumonia_zoo.tracking.package import CONFIG_FILE, ONNX_FILE, PackageConfig, save_package
 from pneumonia_zoo.tracking.registry import VERSION_METRIC_TAGS, register_version
 from pneumonia_zoo.tracking.store import ensure_experiment
 from pneumonia_zoo.training import plots
@@ -222,43 +222,62 @@ def log_and_register(
     with tempfile.TemporaryDirectory() as tmp:
         package_dir = Path(tmp) / "package"
         save_package(model, package_config, package_dir, with_onnx=config.onnx)
-        with warnings.catch_warnings():  # no input example: it would store a patient image in every model
-            warnings.simplefilter("ignore", UserWarning)
-            logged = mlflow.pyfunc.log_model(
-                name="model",
-                loader_module="pneumonia_zoo.tracking.pyfunc",
-                data_path=str(package_dir),
-                signature=PYFUNC_SIGNATURE,
-                pip_requirements=[f"pneumonia-zoo=={pneumonia_zoo.__version__}"],
-            )
+        return log_and_register_package(package_dir, register=config.register_model)
+
+
+def version_tags(package: PackageConfig) -> dict[str, str]:
+    """The tags every registered version carries, all derived from its package's `model.json`."""
     tags = {
-        key: f"{metrics[key]:.6f}"
+        key: f"{package.metrics[key]:.6f}"
         for key in VERSION_METRIC_TAGS
-        if key in metrics and np.isfinite(metrics[key])
+        if key in package.metrics and np.isfinite(package.metrics[key])
     }
-    tags |= {
-        "architecture": config.arch,
-        "image_size": str(config.image_size),
-        "threshold": f"{threshold:.6f}",
-        "pretrained": str(pretrained),
-        "onnx": str(config.onnx),
+    return tags | {
+        "architecture": package.architecture,
+        "image_size": str(package.preprocessing.image_size),
+        "threshold": f"{package.threshold:.6f}",
+        "pretrained": package.info.get("pretrained", "unknown"),
+        "onnx": str(ONNX_FILE in package.files),
     }
-    if not config.register_model:
+
+
+def log_and_register_package(
+    package_dir: Path, register: bool = True, extra_tags: dict[str, str] | None = None
+) -> str:
+    """Log a saved model package as the active run's pyfunc model, then register it as a new version.
+
+    Shared by training and the starter model. Returns the new version ("" when `register` is off).
+    """
+    package = PackageConfig.from_json((package_dir / CONFIG_FILE).read_text())
+    with warnings.catch_warnings():  # no input example: it would store a patient image in every model
+        warnings.simplefilter("ignore", UserWarning)
+        logged = mlflow.pyfunc.log_model(
+            name="model",
+            loader_module="pneumonia_zoo.tracking.pyfunc",
+            data_path=str(package_dir),
+            signature=PYFUNC_SIGNATURE,
+            pip_requirements=[f"pneumonia-zoo=={pneumonia_zoo.__version__}"],
+        )
+    if not register:
         return ""
-    version = register_version(logged.model_uri, tags)
+    version = register_version(logged.model_uri, version_tags(package) | (extra_tags or {}))
     return str(version.version)
 
 
-def train(config: TrainConfig, quiet: bool = False) -> TrainOutcome:
-    """Run one training recipe end to end. Raises UserError for bad input before any run starts."""
+def train(config: TrainConfig, quiet: bool = False, parent_run_id: str | None = None) -> TrainOutcome:
+    """Run one training recipe end to end. Raises UserError for bad input before any run starts.
+
+    `parent_run_id` nests the run under a parent that is not active in this process (a sweep
+    trial running in another process, e.g. on Ray).
+    """
     runtime = setup_runtime(config.device, config.threads)
     try:
-        return _train(config, runtime, quiet)
+        return _train(config, runtime, quiet, parent_run_id)
     finally:
         teardown_runtime(runtime)
 
 
-def _train(config: TrainConfig, runtime: Runtime, quiet: bool) -> TrainOutcome:
+def _train(config: TrainConfig, runtime: Runtime, quiet: bool, parent_run_id: str | None) -> TrainOutcome:
     seed_everything(config.seed)
     arch = get_architecture(config.arch)
     preprocessing = Preprocessing(config.image_size, arch.mean, arch.std)
@@ -293,7 +312,10 @@ def _train(config: TrainConfig, runtime: Runtime, quiet: bool) -> TrainOutcome:
     ensure_experiment(get_settings().experiment_name)
     run_name = config.run_name or f"{config.arch}-{config.schedule}-{config.image_size}px"
     with mlflow.start_run(
-        run_name=run_name, log_system_metrics=True, nested=mlflow.active_run() is not None
+        run_name=run_name,
+        log_system_metrics=True,
+        nested=mlflow.active_run() is not None,
+        parent_run_id=parent_run_id,
     ) as run:
         log_run_inputs(config, data, pretrained)
         fit_result = run_fit(on_epoch=lambda epoch, values: mlflow.log_metrics(values, step=epoch))

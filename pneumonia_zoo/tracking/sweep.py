@@ -1,16 +1,27 @@
-"""Sweeps: one nested MLflow run per configuration under a parent run, best named by val AUC."""
+"""Sweeps: one nested MLflow run per configuration under a parent run, best named by val AUC.
+
+Trials run one after another in this process (`sequential`), or as Ray tasks (`ray`) on a local
+Ray or a cluster; either way each trial logs a child run of the same parent in the same store,
+and the parent gets the same table, figure and best-run tags.
+"""
 
 import itertools
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 
 from pneumonia_zoo.config import get_settings
+from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.tracking.experiment import TrainOutcome, train
-from pneumonia_zoo.tracking.store import ensure_experiment
+from pneumonia_zoo.tracking.store import ensure_experiment, tracking_uri
 from pneumonia_zoo.training.config import TrainConfig
+
+BACKENDS = ("sequential", "ray")
+RAY_MISSING = "Ray is not installed: install the ray extra: pip install .[ray]"
 
 
 @dataclass
@@ -44,12 +55,27 @@ def comparison_figure(histories: dict[str, list[dict]]) -> plt.Figure:
     return fig
 
 
-def run_sweep(base: TrainConfig, schedules: list[str], lrs: list[float], quiet: bool = False) -> SweepResult:
+def run_sweep(
+    base: TrainConfig,
+    schedules: list[str],
+    lrs: list[float],
+    quiet: bool = False,
+    backend: str = "sequential",
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    num_cpus: int | None = None,
+) -> SweepResult:
+    """Run every schedule x learning rate; `num_cpus` sizes a local Ray (default: all cores)."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown --backend '{backend}': choose one of {', '.join(BACKENDS)}")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UserError("--max-concurrent must be at least 1")
     configs = sweep_configs(base, schedules, lrs)  # validates every schedule before anything runs
+    if backend == "ray":
+        _import_ray()  # a missing extra fails before any run exists
     ensure_experiment(get_settings().experiment_name)
-    rows, histories = [], {}
     with mlflow.start_run(run_name=f"sweep-{base.arch}") as parent:
-        mlflow.set_tags({"sweep": "true", "architecture": base.arch})
+        mlflow.set_tags({"sweep": "true", "architecture": base.arch, "sweep_backend": backend})
         mlflow.log_params(
             {
                 "schedules": ",".join(schedules),
@@ -59,41 +85,128 @@ def run_sweep(base: TrainConfig, schedules: list[str], lrs: list[float], quiet: 
                 "image_size": base.image_size,
             }
         )
-        for config in configs:
-            outcome: TrainOutcome = train(config, quiet=quiet)
-            metrics = outcome.metrics or {}
-            rows.append(
-                {
-                    "run_id": outcome.run_id,
-                    "schedule": config.schedule,
-                    "lr": config.lr,
-                    "status": outcome.status,
-                    "version": outcome.version,
-                    "val_auc": metrics.get("val_auc"),
-                    "val_loss": metrics.get("val_loss"),
-                    "test_auc": metrics.get("test_auc"),
-                }
-            )
-            history = (
-                mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/history.json") if outcome.metrics else []
-            )
-            histories[config.run_name] = history
-        table = pd.DataFrame(rows)
-        finished = table.dropna(subset=["val_auc"])
-        best = (
-            finished.sort_values(["val_auc", "val_loss"], ascending=[False, True]).iloc[0]
-            if len(finished)
-            else None
-        )
-        mlflow.log_text(table.to_markdown(index=False), "sweep_table.md")
-        mlflow.log_table(table.astype(str), "sweep_table.json")
-        mlflow.log_figure(
-            comparison_figure({k: v for k, v in histories.items() if v}), "sweep_comparison.png"
-        )
-        if best is not None:
-            mlflow.set_tags(
-                {"best_run_id": best["run_id"], "best_schedule": best["schedule"], "best_lr": str(best["lr"])}
-            )
-            mlflow.log_metric("best_val_auc", float(best["val_auc"]))
-        plt.close("all")
+        if backend == "ray":
+            outcomes = run_on_ray(configs, parent.info.run_id, quiet, address, max_concurrent, num_cpus)
+        else:
+            outcomes = [train(config, quiet=quiet) for config in configs]
+        table, best = summarise(configs, outcomes)
     return SweepResult(parent.info.run_id, table, None if best is None else best["run_id"])
+
+
+def summarise(
+    configs: list[TrainConfig], outcomes: list[TrainOutcome]
+) -> tuple[pd.DataFrame, pd.Series | None]:
+    """Log the table, the comparison figure and the best run to the active (parent) run."""
+    rows, histories = [], {}
+    for config, outcome in zip(configs, outcomes, strict=True):
+        metrics = outcome.metrics or {}
+        rows.append(
+            {
+                "run_id": outcome.run_id,
+                "schedule": config.schedule,
+                "lr": config.lr,
+                "status": outcome.status,
+                "version": outcome.version,
+                "val_auc": metrics.get("val_auc"),
+                "val_loss": metrics.get("val_loss"),
+                "test_auc": metrics.get("test_auc"),
+            }
+        )
+        history = (
+            mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/history.json") if outcome.metrics else []
+        )
+        histories[config.run_name] = history
+    table = pd.DataFrame(rows)
+    finished = table.dropna(subset=["val_auc"])
+    best = (
+        finished.sort_values(["val_auc", "val_loss"], ascending=[False, True]).iloc[0]
+        if len(finished)
+        else None
+    )
+    mlflow.log_text(table.to_markdown(index=False), "sweep_table.md")
+    mlflow.log_table(table.astype(str), "sweep_table.json")
+    mlflow.log_figure(comparison_figure({k: v for k, v in histories.items() if v}), "sweep_comparison.png")
+    if best is not None:
+        mlflow.set_tags(
+            {"best_run_id": best["run_id"], "best_schedule": best["schedule"], "best_lr": str(best["lr"])}
+        )
+        mlflow.log_metric("best_val_auc", float(best["val_auc"]))
+    plt.close("all")
+    return table, best
+
+
+# --- Ray -----------------------------------------------------------------------------------------
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(RAY_MISSING) from None
+    return ray
+
+
+def _trial_environment() -> dict[str, str]:
+    """What a trial process needs to log to this store: the URI (a relative sqlite path made absolute)."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).expanduser().resolve())
+    return {"MLFLOW_TRACKING_URI": uri, "PNEUMONIA_ZOO_EXPERIMENT_NAME": get_settings().experiment_name}
+
+
+def ray_trial(config_json: str, parent_run_id: str, environment: dict[str, str], quiet: bool) -> TrainOutcome:
+    """One trial in a Ray worker: a child run of `parent_run_id` in the store named by `environment`."""
+    os.environ.update(environment)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    get_settings.cache_clear()
+    mlflow.set_tracking_uri(environment["MLFLOW_TRACKING_URI"])
+    outcome = train(TrainConfig.model_validate_json(config_json), quiet=True, parent_run_id=parent_run_id)
+    if outcome.run_id:
+        mlflow.MlflowClient().set_tag(outcome.run_id, "sweep_backend", "ray")
+    return outcome
+
+
+def run_on_ray(
+    configs: list[TrainConfig],
+    parent_run_id: str,
+    quiet: bool,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    num_cpus: int | None = None,
+) -> list[TrainOutcome]:
+    """Each config as a Ray task (CPUs: its --threads, else 1); results in the configs' order.
+
+    On a cluster (`address`), every node needs pneumonia-zoo installed, the data at the same path
+    and access to the tracking store (a server or a shared database, not a local sqlite file).
+    """
+    ray = _import_ray()
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address, log_to_driver=not quiet)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=not quiet)
+    environment = _trial_environment()
+    try:
+        pending: dict = {}
+        outcomes: dict[int, TrainOutcome] = {}
+        queue = list(enumerate(configs))
+        limit = max_concurrent or len(configs)
+        remote_trial = ray.remote(ray_trial)
+        while queue or pending:
+            while queue and len(pending) < limit:
+                index, config = queue.pop(0)
+                task = remote_trial.options(num_cpus=config.threads or 1)
+                pending[task.remote(config.model_dump_json(), parent_run_id, environment, quiet)] = index
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                index = pending.pop(ref)
+                try:
+                    outcomes[index] = ray.get(ref)
+                except Exception as exc:  # one failed trial does not end the sweep
+                    outcomes[index] = TrainOutcome(None, "FAILED")
+                    mlflow.log_text(str(exc), f"failed_trials/{configs[index].run_name}.txt")
+        return [outcomes[index] for index in range(len(configs))]
+    finally:
+        if started:
+            ray.shutdown()
