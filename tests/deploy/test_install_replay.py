@@ -1,0 +1,229 @@
+"""The image's install steps replayed without Docker: the Dockerfile is read, not restated.
+
+Builder stage: its WORKDIR and COPY lines are mirrored under a temporary root (through .dockerignore),
+its RUN lines (all calls of docker/install.sh) run there into a fresh virtual environment. Runtime stage:
+the root is emptied but for what `COPY --from=builder` keeps, its COPY lines are mirrored, and its CMD
+and HEALTHCHECK run with its ENV. So the Dockerfile, the script and this test cannot drift apart.
+
+torch comes from pip's configured index here (TORCH_INDEX_URL set empty): PyTorch's CPU index is not
+reachable from every machine that runs the tests. Takes about 2-3 minutes of pip.
+"""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.deploy.dockerfile_model import (
+    ROOT,
+    Stage,
+    copy_of,
+    healthcheck_command,
+    ignore_patterns,
+    is_ignored,
+    key_values,
+    parse,
+)
+from tests.servers import free_port, running
+
+pytestmark = pytest.mark.slow
+
+
+class Replay:
+    def __init__(self, root: Path):
+        self.root = root
+        self.workdir = "/"
+        self.patterns = ignore_patterns()
+
+    def path(self, container_path: str) -> Path:
+        """A container path under the replay root."""
+        absolute = container_path if container_path.startswith("/") else f"{self.workdir}/{container_path}"
+        return self.root / os.path.normpath(absolute).lstrip("/")
+
+    def map_word(self, word: str) -> str:
+        """Container absolute paths in a command line, moved under the root (`/opt/venv` -> ROOT/opt/venv)."""
+        key, eq, value = word.partition("=")
+        if eq and re.fullmatch(r"[A-Za-z_]\w*", key):
+            return f"{key}={self.map_word(value)}"
+        return str(self.path(word)) if word.startswith("/") else word
+
+    def copy(self, sources: list[str], dest: str) -> None:
+        target = self.path(dest)
+        for source in sources:
+            origin = ROOT / source
+            assert origin.exists(), f"COPY {source}: missing from the build context"
+            files = [p for p in origin.rglob("*") if p.is_file()] if origin.is_dir() else [origin]
+            for file in files:
+                relative = file.relative_to(ROOT).as_posix()
+                if is_ignored(relative, self.patterns):
+                    continue
+                inside = file.relative_to(origin) if origin.is_dir() else Path(file.name)
+                destination = target / inside if origin.is_dir() or dest.endswith("/") else target
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, destination)
+
+
+def environment(stage: Stage, replay: Replay, base: dict[str, str]) -> dict[str, str]:
+    """The stage's ENV, its paths moved under the replay root; $PATH stays this machine's own."""
+    env = dict(base)
+    for instruction in stage.all("ENV"):
+        for key, value in key_values(instruction).items():
+            if key == "PATH":
+                parts = value.split(":")
+                env[key] = ":".join(
+                    base["PATH"] if part in ("$PATH", "${PATH}") else replay.map_word(part) for part in parts
+                )
+            else:
+                env[key] = replay.map_word(value)
+    return env
+
+
+@pytest.fixture
+def replay_root(tmp_path: Path):
+    """The replayed filesystem: several GB (a CUDA torch here), removed at once, not left to pytest."""
+    yield tmp_path / "root"
+    shutil.rmtree(tmp_path / "root", ignore_errors=True)
+    shutil.rmtree(tmp_path / "kept", ignore_errors=True)
+
+
+def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root: Path) -> None:
+    global_args, stages = parse()
+    builder, runtime = stages[0], stages[-1]
+    replay = Replay(replay_root)
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME") and not k.startswith("PNEUMONIA_ZOO_")
+    }
+    base_env["PYTHON"] = str(Path(sys.base_prefix) / "bin" / "python3")  # the interpreter, not this venv
+    base_env["PATH"] = os.pathsep.join(
+        p for p in base_env["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent
+    )
+    args = {"TORCH_INDEX_URL": ""}  # build arg override: pip's configured index (see the docstring)
+
+    # --- builder
+    env = dict(base_env)
+    for instruction in builder.instructions:
+        if instruction.keyword == "WORKDIR":
+            replay.workdir = instruction.args
+            replay.path(".").mkdir(parents=True, exist_ok=True)
+        elif instruction.keyword == "COPY":
+            copy = copy_of(instruction)
+            assert "from" not in copy.flags
+            replay.copy(copy.sources, copy.dest)
+        elif instruction.keyword == "ENV":
+            env |= {k: replay.map_word(v) for k, v in key_values(instruction).items()}
+        elif instruction.keyword == "RUN":
+            words = shlex.split(instruction.args)
+            assigned = {}
+            while words and re.fullmatch(r"[A-Za-z_]\w*=.*", words[0]):
+                key, _, value = words.pop(0).partition("=")
+                assigned[key] = args.get(key, value) if re.fullmatch(r"\$\{?\w+\}?", value) else value
+            assert words[0] == "docker/install.sh", (
+                f"line {instruction.line}: only docker/install.sh is replayed"
+            )
+            command = ["bash", words[0], *(replay.map_word(w) for w in words[1:])]
+            result = subprocess.run(
+                command, cwd=replay.path("."), env=env | assigned, capture_output=True, text=True, timeout=900
+            )
+            assert result.returncode == 0, (
+                f"RUN {instruction.args}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+            )
+
+    # --- runtime: a new filesystem holding only what it copies from the builder
+    kept = []
+    for instruction in runtime.all("COPY"):
+        copy = copy_of(instruction)
+        if "from" in copy.flags:
+            assert copy.flags["from"] == builder.name and copy.sources == [copy.dest], (
+                "the replay keeps builder paths in place: copy them to the same path"
+            )
+            kept.append(replay.path(copy.dest))
+    holding = tmp_path / "kept"
+    holding.mkdir()
+    for index, path in enumerate(kept):
+        shutil.move(path, holding / str(index))
+    shutil.rmtree(replay.root)
+    for index, path in enumerate(kept):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(holding / str(index), path)
+
+    replay.workdir = "/"
+    for instruction in runtime.instructions:
+        if instruction.keyword == "WORKDIR":
+            replay.workdir = instruction.args
+            replay.path(".").mkdir(parents=True, exist_ok=True)
+        elif instruction.keyword == "COPY" and "from" not in copy_of(instruction).flags:
+            copy = copy_of(instruction)
+            replay.copy(copy.sources, copy.dest)
+    app_dir = replay.path(".")
+    env = environment(runtime, replay, base_env)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"  # not the image's shared /tmp file
+    venv_python = replay.path("/opt/venv/bin/python")
+
+    # The package is the installed one, found from the app directory, and the CLI runs.
+    probe = subprocess.run(
+        [
+            str(venv_python),
+            "-c",
+            "import fastapiapp, pneumonia_zoo, torch, torchvision; "
+            "print(pneumonia_zoo.__file__); print(torch.__version__, torchvision.__version__)",
+        ],
+        cwd=app_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr[-4000:]
+    package_file, versions = probe.stdout.strip().splitlines()[-2:]
+    assert Path(package_file).is_relative_to(app_dir), package_file
+    pins = dict(re.findall(r"^(torch|torchvision)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
+    torch_version, vision_version = versions.split()
+    assert (
+        torch_version.split("+")[0] == pins["torch"] and vision_version.split("+")[0] == pins["torchvision"]
+    )
+    cli = subprocess.run(
+        [str(replay.path("/opt/venv/bin/pneumonia-zoo")), "--help"],
+        cwd=app_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 0 and "train" in cli.stdout, cli.stderr
+
+    # The image's CMD serves, and its HEALTHCHECK passes against it.
+    port = str(free_port())
+    command = [replay.map_word(word) for word in runtime.last("CMD").exec_form()]
+    env |= {"HOST": "127.0.0.1", "PORT": port}  # docker/serve.sh's defaults are 0.0.0.0:8000
+    starter = (ROOT / "models" / "starter" / "model.json").exists()
+    with running(
+        command,
+        f"http://127.0.0.1:{port}/healthz",
+        tmp_path / "service.log",
+        timeout=300,
+        env=env,
+        cwd=app_dir,
+    ):
+        _, check = healthcheck_command(runtime.last("HEALTHCHECK"))
+        check = [word.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for word in check]
+        check[0] = shutil.which(check[0], path=env["PATH"])
+        assert Path(check[0]).is_relative_to(replay.root), "HEALTHCHECK must run the image's python"
+        result = subprocess.run(check, env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+        if starter:  # registered by docker/serve.sh into the empty store: served at once
+            assert ready.status_code == 200 and ready.json()["model"]["version"] == "1", ready.text
+        else:  # an empty registry: alive, not ready, and it says why
+            assert ready.status_code == 503 and "detail" in ready.json(), ready.text
+        # The pages render from the image's templates/ and static/.
+        home = httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
+        assert home.status_code == 200 and "<html" in home.text.lower(), home.text[:2000]
+    assert "PYTHON_IMAGE" in global_args
