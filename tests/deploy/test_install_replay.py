@@ -30,7 +30,7 @@ from tests.deploy.dockerfile_model import (
     key_values,
     parse,
 )
-from tests.servers import free_port, running
+from tests.servers import free_port, running, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -218,10 +218,13 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
         assert Path(check[0]).is_relative_to(replay.root), "HEALTHCHECK must run the image's python"
         result = subprocess.run(check, env=env, capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stderr
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
-        if starter:  # registered by docker/serve.sh into the empty store: served at once
-            assert ready.status_code == 200 and ready.json()["model"]["version"] == "1", ready.text
-        else:  # an empty registry: alive, not ready, and it says why
+        if starter:  # registered by docker/serve.sh into the empty store; it loads in the background
+            wait_http(f"http://127.0.0.1:{port}/readyz", 90, log=tmp_path / "service.log")
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+            assert ready.json()["model"]["version"] == "1", ready.text
+        else:
+            # An empty registry: alive, not ready, and it says why.
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
             assert ready.status_code == 503 and "detail" in ready.json(), ready.text
         # The pages render from the image's templates/ and static/.
         home = httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
