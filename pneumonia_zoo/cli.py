@@ -389,7 +389,7 @@ def ui(
     port: Annotated[int, typer.Option(help="Port for the MLflow UI.")] = 5000,
 ) -> None:
     """Open the MLflow UI on the same store (MLFLOW_TRACKING_URI)."""
-    from pneumonia_zoo.tracking.store import tracking_uri
+    from pneumonia_zoo.tracking.store import local_artifact_root, tracking_uri
 
     uri = tracking_uri()
     command = [
@@ -404,8 +404,7 @@ def ui(
         "--port",
         str(port),
     ]
-    if uri.startswith("sqlite:///"):
-        root = Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent / "mlruns"
+    if root := local_artifact_root(uri):
         command += ["--default-artifact-root", root.as_uri()]
     os.execv(sys.executable, command)
 

@@ -2,7 +2,6 @@
 
 import os
 from pathlib import Path
-from urllib.parse import urlparse
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -14,20 +13,25 @@ def tracking_uri() -> str:
     return get_settings().tracking_uri
 
 
-def _local_artifact_root(uri: str) -> str | None:
-    """For a sqlite file store, keep artifacts beside the database, whatever the current folder."""
+def sqlite_path(uri: str) -> Path | None:
+    """The absolute database file of a `sqlite:///` store; None for any other store."""
     if not uri.startswith("sqlite:///"):
         return None
-    db_path = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
-    return (db_path.parent / "mlruns").as_uri()
+    return Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+
+
+def local_artifact_root(uri: str) -> Path | None:
+    """For a sqlite file store, artifacts live beside the database, whatever the current folder."""
+    db_path = sqlite_path(uri)
+    return db_path.parent / "mlruns" if db_path else None
 
 
 def connect() -> MlflowClient:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    if db_path := sqlite_path(uri):
+        db_path.parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(uri)
 
 
@@ -39,11 +43,8 @@ def ensure_experiment(name: str | None = None) -> str:
     if experiment is not None:
         experiment_id = experiment.experiment_id
     else:
-        root = _local_artifact_root(tracking_uri())
-        experiment_id = client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        root = local_artifact_root(tracking_uri())
+        location = f"{root.as_uri()}/{name}" if root else None
+        experiment_id = client.create_experiment(name, artifact_location=location)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
-
-
-def is_local_path(uri: str) -> bool:
-    return urlparse(uri).scheme in ("", "file")

@@ -8,7 +8,6 @@ and the parent gets the same table, figure and best-run tags.
 import itertools
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -17,7 +16,7 @@ import pandas as pd
 from pneumonia_zoo.config import get_settings
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.tracking.experiment import TrainOutcome, train
-from pneumonia_zoo.tracking.store import ensure_experiment, tracking_uri
+from pneumonia_zoo.tracking.store import ensure_experiment, sqlite_path, tracking_uri
 from pneumonia_zoo.training.config import TrainConfig
 
 BACKENDS = ("sequential", "ray")
@@ -149,8 +148,8 @@ def _import_ray():
 def _trial_environment() -> dict[str, str]:
     """What a trial process needs to log to this store: the URI (a relative sqlite path made absolute)."""
     uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).expanduser().resolve())
+    if db_path := sqlite_path(uri):
+        uri = f"sqlite:///{db_path}"
     return {"MLFLOW_TRACKING_URI": uri, "PNEUMONIA_ZOO_EXPERIMENT_NAME": get_settings().experiment_name}
 
 
