@@ -15,7 +15,7 @@ from pathlib import Path
 from pneumonia_zoo.config import Settings
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.serving.predictors import Predictor, build_predictor
-from pneumonia_zoo.tracking.package import ModelPackage, PackageError, load_package
+from pneumonia_zoo.tracking.package import ModelPackage, load_package
 from pneumonia_zoo.tracking.registry import download_package, resolve
 from pneumonia_zoo.tracking.store import connect
 
@@ -111,7 +111,7 @@ class ModelHolder:
                 return False
             try:
                 model = self._load(resolved.name, resolved.version, resolved.architecture)
-            except (PackageError, UserError) as exc:
+            except UserError as exc:  # PackageError (tampered or incomplete) is a UserError
                 self._fail(INVALID_ARTIFACT, f"version {resolved.version} was refused: {exc}")
                 return False
             except Exception as exc:
