@@ -79,6 +79,11 @@ def train(
     warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up length.")] = 0.0,
     decay_rate: Annotated[float, typer.Option("--decay-rate")] = 0.5,
     decay_epochs: Annotated[float, typer.Option("--decay-epochs")] = 2.0,
+    power: Annotated[float, typer.Option(help="Polynomial decay power.")] = 2.0,
+    min_lr_ratio: Annotated[
+        float, typer.Option("--min-lr-ratio", help="Floor of polynomial and cosine, as a share of --lr.")
+    ] = 0.01,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
     pretrained: Pretrained = None,
     freeze: Freeze = "none",
     val_fraction: Annotated[
@@ -99,6 +104,10 @@ def train(
         typer.Option("--hflip/--no-hflip", help="Random horizontal flips (off: anatomy is not symmetric)."),
     ] = False,
     patience: Annotated[int, typer.Option(help="Epochs without a better val AUC before stopping.")] = 5,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option("--max-minutes", help="Training-time budget: the epoch that crosses it is the last."),
+    ] = None,
     threads: Threads = None,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last")] = True,
     device: Device = "auto",

@@ -25,6 +25,7 @@ from pneumonia_zoo.data.images import read_image  # noqa: E402
 from pneumonia_zoo.errors import UserError  # noqa: E402
 from pneumonia_zoo.tracking.registry import list_versions, load_version  # noqa: E402
 from pneumonia_zoo.tracking.store import connect, tracking_uri  # noqa: E402
+from pneumonia_zoo.training.config import TrainConfig  # noqa: E402
 
 TEST_METRICS = ("accuracy", "sensitivity", "specificity", "f1", "auc")
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -45,6 +46,15 @@ def _float(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def train_command(params: dict[str, str]) -> str | None:
+    """The command that reproduces a run, rebuilt from its logged params (None: not a training run)."""
+    known = {key: value for key, value in params.items() if key in TrainConfig.model_fields}
+    try:
+        return TrainConfig.build(**known).train_command()
+    except UserError:
+        return None
 
 
 def _row(version: ModelVersion, champion: str | None) -> dict:
@@ -75,6 +85,7 @@ def _row(version: ModelVersion, champion: str | None) -> dict:
         "threshold": _float(tags.get("threshold")),
         "schedule": params.get("schedule"),
         "run_id": version.run_id,
+        "command": train_command(params),
         "champion": str(version.version) == champion,
         "ms_per_image": None,
     }
@@ -264,12 +275,13 @@ def write_report(rows: list[dict], out: Path, name: str) -> list[Path]:
     plt.close("all")
     generated = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     charts = "\n\n".join(f"![{f.stem}]({f.name})" for f in files)
+    commands = "\n".join(f"- v{row['version']}: `{row['command']}`" for row in rows if row["command"])
     (out / "compare.md").write_text(
         f"# Registered versions of `{name}`\n\n"
         f"Generated {generated} from the registry. Test metrics at each version's own threshold (chosen on "
         "validation), with 95% bootstrap intervals; ms/image is the median at batch 1 on this machine's CPU "
         "(PyTorch, preprocessing included). ★ = the champion.\n\n"
-        f"{table}\n\n{charts}\n"
+        f"{table}\n\n## Commands\n\n{commands or '(none recorded)'}\n\n{charts}\n"
     )
     (out / "compare.json").write_text(
         json.dumps({"registered_model": name, "generated": generated, "versions": rows}, indent=2)

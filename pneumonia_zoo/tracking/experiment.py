@@ -167,6 +167,7 @@ def evaluate_and_log(
         "threshold_sensitivity_95": thresholds.sensitivity_95,
         "best_epoch": float(fit_result.best_epoch),
         "epochs_run": float(len(fit_result.history)),
+        "budget_exhausted": float(fit_result.budget_exhausted),
         "train_seconds": fit_result.seconds,
         "parameters": float(sum(p.numel() for p in model.parameters())),
     }
@@ -303,7 +304,7 @@ def _train(config: TrainConfig, runtime: Runtime, quiet: bool, parent_run_id: st
 
     run_fit = partial(
         fit, trained, train_loader, val_loader, optimizer, scheduler, loss_fn, runtime,
-        config.epochs, config.patience, config.channels_last,
+        config.epochs, config.patience, config.channels_last, max_minutes=config.max_minutes,
     )  # fmt: skip
     if not runtime.is_main:
         run_fit()

@@ -1,5 +1,7 @@
 """Every knob of a training run, validated once; logged to MLflow as the run's params."""
 
+import os
+import shlex
 from pathlib import Path
 from typing import Literal
 
@@ -8,6 +10,10 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.training.schedules import SCHEDULE_NAMES, ScheduleParams
 from pneumonia_zoo.zoo.registry import ARCHITECTURES, FREEZE_MODES
+
+# Config fields whose CLI flag has another name; run_name only labels a run.
+_FLAG_NAMES = {"register_model": "register", "horizontal_flip": "hflip"}
+_NOT_REPRODUCING = {"arch", "data", "run_name"}
 
 
 class TrainConfig(BaseModel):
@@ -38,6 +44,7 @@ class TrainConfig(BaseModel):
     augment: bool = True
     horizontal_flip: bool = False
     patience: int = Field(5, ge=1)
+    max_minutes: float | None = Field(None, gt=0)
     threads: int | None = Field(None, ge=1)
     channels_last: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -76,6 +83,21 @@ class TrainConfig(BaseModel):
             min_lr_ratio=self.min_lr_ratio,
             warmup_epochs=self.warmup_epochs,
         )
+
+    def train_command(self) -> str:
+        """The `pneumonia-zoo train` command that reproduces this run: every non-default knob."""
+        data = os.path.relpath(self.data) if self.data.is_absolute() else str(self.data)
+        parts = ["pneumonia-zoo", "train", "--arch", self.arch, "--data", data]
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if name in _NOT_REPRODUCING or value == field.default:
+                continue
+            flag = _FLAG_NAMES.get(name, name).replace("_", "-")
+            if isinstance(value, bool):
+                parts.append(f"--{flag}" if value else f"--no-{flag}")
+            else:
+                parts += [f"--{flag}", f"{value:g}" if isinstance(value, float) else str(value)]
+        return shlex.join(parts)
 
     @classmethod
     def build(cls, **values) -> "TrainConfig":

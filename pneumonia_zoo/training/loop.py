@@ -26,6 +26,7 @@ class FitResult:
     best_epoch: int = -1
     best_score: float = -math.inf
     interrupted: bool = False
+    budget_exhausted: bool = False
     seconds: float = 0.0
 
 
@@ -62,7 +63,9 @@ def train_one_epoch(
     channels_last: bool,
     description: str,
     scaler: torch.amp.GradScaler | None = None,
+    deadline: float | None = None,
 ) -> dict[str, float]:
+    """One pass over the loader; with a `deadline` (perf_counter seconds) it ends early."""
     model.train()
     scaler = scaler or torch.amp.GradScaler(enabled=runtime.amp)
     seen, correct, loss_sum = 0, 0, 0.0
@@ -81,6 +84,8 @@ def train_one_epoch(
         loss_sum += loss.item() * len(targets)
         correct += (logits.argmax(1) == targets).sum().item()
         progress.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{scheduler.lr:.2e}")
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
     return {"train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
 
 
@@ -105,13 +110,19 @@ def fit(
     patience: int,
     channels_last: bool = True,
     on_epoch: EpochCallback | None = None,
+    max_minutes: float | None = None,
 ) -> FitResult:
     """Train, validating each epoch on rank 0; stop after `patience` epochs without a better
-    validation AUC and restore the best weights. Ctrl-C ends the loop cleanly."""
+    validation AUC and restore the best weights. Ctrl-C ends the loop cleanly.
+
+    `max_minutes` is a training-time budget: the epoch that crosses it ends early, is validated,
+    and is the last. Under DDP the budget is checked between epochs only, so ranks stay in step.
+    """
     result, best_state = FitResult(), None
     network = model.module if hasattr(model, "module") else model
     scaler = torch.amp.GradScaler(enabled=runtime.amp)
     started = time.perf_counter()
+    deadline = started + max_minutes * 60 if max_minutes else None
     try:
         for epoch in range(epochs):
             sampler = getattr(train_loader, "sampler", None)
@@ -128,8 +139,10 @@ def fit(
                 channels_last,
                 f"epoch {epoch + 1}/{epochs}",
                 scaler,
+                None if runtime.distributed else deadline,
             )
-            stop = False
+            result.budget_exhausted = deadline is not None and time.perf_counter() >= deadline
+            stop = result.budget_exhausted
             if runtime.is_main:
                 labels, probs, val_loss = predict_probs(network, val_loader, runtime, channels_last)
                 val = binary_metrics(labels, probs, 0.5)
@@ -151,7 +164,7 @@ def fit(
                     f"epoch {epoch + 1}/{epochs}: loss {metrics['train_loss']:.4f} "
                     f"val_loss {val_loss:.4f} val_auc {val['auc']:.4f} lr {lr:.2e}"
                 )
-                stop = epoch - result.best_epoch >= patience
+                stop = stop or epoch - result.best_epoch >= patience
             if _should_stop(stop, runtime):
                 break
     except KeyboardInterrupt:

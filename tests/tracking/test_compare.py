@@ -13,6 +13,7 @@ from pneumonia_zoo.tracking.experiment import train
 from pneumonia_zoo.tracking.registry import list_versions, promote
 from pneumonia_zoo.training.config import TrainConfig
 from tests.conftest import tiny_train_args
+from tests.training.test_config import parse_train_command
 
 
 @pytest.fixture
@@ -55,6 +56,9 @@ def test_report_matches_the_registry(two_versions: str, tmp_path: Path, fixture_
             assert table[column] == ci(metrics[key], metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"])
         assert table["champion"] == ("★" if str(version.version) == str(champion) else "")
         assert row["ms_per_image"] > 0 and table["ms/image"] == f"{row['ms_per_image']:.1f}"
+        logged = Path(MlflowClient().download_artifacts(version.run_id, "config.json", str(tmp_path)))
+        expected = TrainConfig.model_validate_json(logged.read_text()).model_copy(update={"run_name": None})
+        assert parse_train_command(row["command"]) == expected
 
     figure = sens_spec_figure(result.rows)  # error bars span each version's 95% CI
     for container, row in zip(figure.axes[0].containers, result.rows, strict=True):
