@@ -48,15 +48,6 @@ def _float(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def train_command(params: dict[str, str]) -> str | None:
-    """The command that reproduces a run, rebuilt from its logged params (None: not a training run)."""
-    known = {key: value for key, value in params.items() if key in TrainConfig.model_fields}
-    try:
-        return TrainConfig.build(**known).train_command()
-    except UserError:
-        return None
-
-
 def _row(version: ModelVersion, champion: str | None) -> dict:
     """One version's values: tags first, then its source run's params and metrics."""
     tags = dict(version.tags)
@@ -85,7 +76,7 @@ def _row(version: ModelVersion, champion: str | None) -> dict:
         "threshold": _float(tags.get("threshold")),
         "schedule": params.get("schedule"),
         "run_id": version.run_id,
-        "command": train_command(params),
+        "command": config.train_command() if (config := TrainConfig.from_params(params)) else None,
         "champion": str(version.version) == champion,
         "ms_per_image": None,
     }

@@ -8,7 +8,6 @@
 
 import logging
 import math
-import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -173,36 +172,6 @@ def export_starter(
 
 # --- the model card ------------------------------------------------------------------------------
 
-# TrainConfig fields whose `pneumonia-zoo train` option is not `--field-name`.
-_OPTION_NAMES = {"horizontal_flip": ("--hflip", "--no-hflip")}
-# Not options of `pneumonia-zoo train` (or irrelevant to the result).
-_NOT_OPTIONS = {"momentum", "power", "min_lr_ratio", "register_model", "run_name"}
-
-
-def train_command(params: dict[str, str]) -> tuple[str, list[str]]:
-    """A run's params as the `pneumonia-zoo train ...` command that reproduces it.
-
-    Returns the command and the params it cannot express (not options of `train`, set to
-    non-default values), which the card lists beside it.
-    """
-    fields = TrainConfig.model_fields
-    args, missing = ["pneumonia-zoo", "train"], []
-    for key, field in fields.items():
-        if key not in params:
-            continue
-        value = params[key]
-        if key in _NOT_OPTIONS:
-            if key not in ("run_name", "register_model") and str(field.default) != value:
-                missing.append(f"{key}={value}")
-            continue
-        flag = "--" + key.replace("_", "-")
-        if field.annotation in (bool, bool | None):
-            positive, negative = _OPTION_NAMES.get(key, (flag, "--no-" + key.replace("_", "-")))
-            args.append(positive if value == "True" else negative)
-        else:
-            args += [flag, value]
-    return shlex.join(args), missing
-
 
 def _fmt(metrics: dict[str, float], key: str) -> str:
     value = metrics.get(key)
@@ -220,7 +189,10 @@ def model_card(
     tags = dict(run.data.tags) if run else {}
     metrics = dict(run.data.metrics) if run else {}
     metrics |= config.metrics  # the package's own (final) values win
-    command, missing = train_command(params)
+    train_config = TrainConfig.from_params(params)
+    command = (
+        train_config.train_command() if train_config else "# not recorded: the run logged no training params"
+    )
     image_size = config.preprocessing.image_size
 
     def count(key: str) -> str:
@@ -315,8 +287,6 @@ def model_card(
         command,
         "```",
     ]
-    if missing:
-        lines += ["", f"Not expressible as `train` options (set in code): {', '.join(missing)}."]
     lines += [
         "",
         f"then `pneumonia-zoo export-starter --model models:/{name}/VERSION --out models/starter"

@@ -100,6 +100,14 @@ class TrainConfig(BaseModel):
         return shlex.join(parts)
 
     @classmethod
+    def from_params(cls, params: dict[str, str]) -> "TrainConfig | None":
+        """Rebuild a run's config from its logged MLflow params (None: not a training run)."""
+        try:
+            return cls.build(**{key: value for key, value in params.items() if key in cls.model_fields})
+        except UserError:
+            return None
+
+    @classmethod
     def build(cls, **values) -> "TrainConfig":
         """Validate, turning pydantic's report into one line a user can act on."""
         try:

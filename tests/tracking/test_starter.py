@@ -5,7 +5,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-import typer
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from safetensors import safe_open
@@ -14,9 +13,10 @@ from pneumonia_zoo.cli import app
 from pneumonia_zoo.config import get_settings
 from pneumonia_zoo.tracking.package import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, load_package, sha256_file
 from pneumonia_zoo.tracking.registry import list_versions, load_version
-from pneumonia_zoo.tracking.starter import MODEL_CARD, ensure_champion, export_starter, train_command
+from pneumonia_zoo.tracking.starter import MODEL_CARD, ensure_champion, export_starter
 from pneumonia_zoo.training.config import TrainConfig
 from tests.conftest import use_store
+from tests.training.test_config import parse_train_command
 
 CHAMPION = "models:/pneumonia-classifier@champion"
 
@@ -67,7 +67,7 @@ def test_export_writes_a_verified_package_and_a_model_card(
     assert f"{source.config.threshold_sensitivity_95:.4f}" in card
     assert f"| test | {run.data.params['n_test']} |" in card
     assert "not a diagnostic device" in card
-    command, _ = train_command(run.data.params)
+    command = TrainConfig.from_params(run.data.params).train_command()
     assert f"```bash\n{command}\n```" in card
 
 
@@ -76,17 +76,12 @@ def test_train_command_parses_back_to_the_runs_params(
 ) -> None:
     use_store(monkeypatch, registered_store)
     run = mlflow.search_runs(search_all_experiments=True, output_format="list")[0]
-    command, missing = train_command(run.data.params)
-    assert missing == []
-    args = command.split()
-    assert args[:2] == ["pneumonia-zoo", "train"]
-    context = typer.main.get_command(app).commands["train"].make_context("train", args[2:])
-    values = {k: v for k, v in context.params.items() if k not in ("quiet", "register_model", "run_name")}
-    rebuilt = TrainConfig.build(**values).model_dump(mode="json")
-    compared = [k for k in values if k in run.data.params]
-    assert len(compared) > 20
-    for key in compared:
-        assert str(rebuilt[key]) == run.data.params[key], key
+    logged = TrainConfig.from_params(run.data.params)
+    rebuilt = parse_train_command(logged.train_command())
+    assert rebuilt == logged.model_copy(update={"run_name": None, "data": logged.data.resolve()})
+    for key, value in rebuilt.model_dump(mode="json").items():
+        if key in run.data.params and key not in ("run_name", "data"):
+            assert str(value) == run.data.params[key], key
 
 
 def test_ensure_champion_registers_the_starter_once_and_never_overrides(
