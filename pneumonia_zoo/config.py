@@ -2,10 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # Serving (pneumonia_zoo.serving).
     reload_interval_s: float = Field(default=30.0, ge=0)  # re-check the champion alias; 0 = off
     admin_token: SecretStr | None = None  # bearer token for /api/v1/admin/*; unset = disabled
+    api_key: SecretStr | None = None  # X-API-Key required on /api/*; unset = the API is open
+    # Browser origins allowed to call the API cross-site ("https://a.org,https://b.org"); empty = none.
+    cors_origins: Annotated[list[str], NoDecode] = []
     runtime: Literal["auto", "onnx", "torch"] = "auto"  # auto: ONNX Runtime when the version has it
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)  # per file, enforced while streaming
     max_batch_files: int = Field(default=16, gt=0)  # files in one /api/v1/predict request
@@ -36,6 +39,14 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(default=3, ge=0)  # non-champion versions kept loaded (LRU)
     mlflow_ui_url: str = "http://127.0.0.1:5000"
     sample_images_dir: Path = PROJECT_ROOT / "sample_images"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        # Comma-separated in the environment (a JSON list would need quoting in every shell and YAML file).
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
 
 @lru_cache

@@ -75,9 +75,9 @@ def stop(process: subprocess.Popen, grace: float = 10) -> None:
 
 
 @contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path, log: Path) -> Iterator[str]:
-    """`mlflow server` on a free local port (one worker, job execution off: starts in ~6 s)."""
-    port = free_port()
+def mlflow_server(backend_uri: str, artifacts: Path, log: Path, port: int | None = None) -> Iterator[str]:
+    """`mlflow server` on `port` or a free local port (one worker, job execution off: starts in ~6 s)."""
+    port = port or free_port()
     env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [
         str(BIN / "mlflow"),

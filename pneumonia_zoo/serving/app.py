@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -18,6 +19,7 @@ from pneumonia_zoo.serving.holder import ModelHolder
 from pneumonia_zoo.serving.inference import InferenceService
 from pneumonia_zoo.serving.metrics import MetricsMiddleware, ServiceMetrics
 from pneumonia_zoo.serving.routes import api, health, html
+from pneumonia_zoo.serving.security import API_KEY_HEADER, SecurityHeadersMiddleware, security_headers
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = ServiceMetrics()
     holder = ModelHolder(settings, on_swap=lambda model: metrics.set_model(model.describe()))
-    service = InferenceService(settings, holder, metrics)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A fresh service per lifespan (its executor cannot restart), so one app object can be started
+        # again (test clients; schemathesis ends the lifespan after every test). The holder and its
+        # loaded model carry over.
+        service = app.state.service = InferenceService(settings, holder, metrics)
         await service.start()
         holder.start()  # in the background: /healthz answers while the champion downloads
         yield
@@ -52,13 +57,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Pneumonia Zoo", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     templates.env.globals |= {"notice": NOTICE, "app_version": __version__}
-    app.state.settings, app.state.service, app.state.metrics = settings, service, metrics
+    app.state.settings, app.state.holder, app.state.metrics = settings, holder, metrics
     app.state.templates = templates
 
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.cors_origins:  # closed by default: browsers then refuse cross-site calls
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=[API_KEY_HEADER, "Authorization"],
+            expose_headers=["X-Predicted-Label", "X-Model-Version"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost: CORS preflights get them too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.mount("/sample-images", StaticFiles(directory=settings.sample_images_dir, check_dir=False),
-              name="sample-images")
+    app.mount(
+        "/sample-images",
+        StaticFiles(directory=settings.sample_images_dir, check_dir=False),
+        name="sample-images",
+    )
     app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(html.router)
@@ -77,7 +94,10 @@ def _add_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
     def render(request: Request, status: int, detail: str, headers: dict | None = None) -> Response:
         if _wants_html(request):
             return templates.TemplateResponse(
-                request, "error.html", {"status_code": status, "detail": detail}, status_code=status,
+                request,
+                "error.html",
+                {"status_code": status, "detail": detail},
+                status_code=status,
                 headers=headers,
             )
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
@@ -97,4 +117,9 @@ def _add_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         # Logged with its traceback for the operator; the client gets one sentence, never the trace.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return render(request, 500, "internal error: the service could not handle this request")
+        return render(
+            request,
+            500,
+            "internal error: the service could not handle this request",
+            security_headers(request.url.path),
+        )

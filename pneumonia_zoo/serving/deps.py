@@ -22,7 +22,7 @@ def get_service(request: Request) -> InferenceService:
 
 
 def get_holder(request: Request) -> ModelHolder:
-    return request.app.state.service.holder
+    return request.app.state.holder
 
 
 def get_templates(request: Request) -> Jinja2Templates:
@@ -44,5 +44,6 @@ def require_admin(
         raise ServingError(403, "admin endpoints are disabled: set PNEUMONIA_ZOO_ADMIN_TOKEN to enable them")
     expected = settings.admin_token.get_secret_value().encode()
     if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected):
-        raise ServingError(401, "a valid admin bearer token is required",
-                           headers={"WWW-Authenticate": "Bearer"})
+        raise ServingError(
+            401, "a valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )

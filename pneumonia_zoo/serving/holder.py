@@ -5,6 +5,7 @@ never mixes two versions inside one request: the old one is freed when its last 
 """
 
 import logging
+import os
 import tempfile
 import threading
 from collections import OrderedDict
@@ -25,6 +26,16 @@ log = logging.getLogger(__name__)
 STARTING, READY = "starting", "ready"
 NO_CHAMPION, UNREACHABLE, INVALID_ARTIFACT = "no_champion", "registry_unreachable", "invalid_artifact"
 
+# While no model is loaded and the registry cannot be reached, retry after 1, 2, 4 ... seconds, at most
+# this long (or the reload interval, if shorter): a registry that comes up is found soon, a dead one is
+# not hammered.
+FIRST_RETRY_S, MAX_RETRY_S = 1.0, 60.0
+
+# MLflow's own HTTP client retries a refused connection 7 times with exponential backoff (minutes, a
+# warning line each), so a registry that is down would hold readiness at "starting" that long. The
+# holder retries by itself, so each registry call fails fast instead, unless the operator set these.
+_REGISTRY_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -43,8 +54,12 @@ class LoadedModel:
         return self.package.config.class_names
 
     def describe(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "architecture": self.architecture,
-                "runtime": self.predictor.runtime}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "architecture": self.architecture,
+            "runtime": self.predictor.runtime,
+        }
 
 
 class VersionNotFound(LookupError):
@@ -64,6 +79,7 @@ class ModelHolder:
         self._cache_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failures = 0  # consecutive failed refreshes: repeats are logged quietly
 
     @property
     def name(self) -> str:
@@ -76,6 +92,9 @@ class ModelHolder:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
+        for name, value in _REGISTRY_HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        self._stop.clear()  # started again after a stop (a new lifespan of the same app)
         self._thread = threading.Thread(target=self._run, name="model-holder", daemon=True)
         self._thread.start()
 
@@ -85,10 +104,21 @@ class ModelHolder:
             self._thread.join(timeout=5)  # daemon thread: never hold shutdown for a slow download
 
     def _run(self) -> None:
-        self.refresh()
-        interval = self.settings.reload_interval_s
-        while interval > 0 and not self._stop.wait(interval):
+        retry = FIRST_RETRY_S
+        while True:
             self.refresh()
+            delay = self._next_delay(retry)
+            if delay is None or self._stop.wait(delay):
+                return
+            retry = min(retry * 2, MAX_RETRY_S) if self.current is None else FIRST_RETRY_S
+
+    def _next_delay(self, retry: float) -> float | None:
+        """Seconds until the next refresh; None: no more (re-checks are off and a model serves)."""
+        interval = self.settings.reload_interval_s
+        if self.current is None and self.status == UNREACHABLE:
+            # Nothing serves because the registry is down: keep trying, even with re-checks off.
+            return min(retry, interval) if interval > 0 else retry
+        return interval if interval > 0 else None
 
     # -- the champion ------------------------------------------------------------------------------
 
@@ -104,10 +134,10 @@ class ModelHolder:
                 self._fail(*self._classify_missing())
                 return False
             except Exception as exc:  # the registry itself failed: keep serving what we have
-                self._fail(UNREACHABLE, f"the model registry could not be read ({type(exc).__name__}: {exc})")
+                self._fail(UNREACHABLE, f"the model registry could not be read ({type(exc).__name__})", exc)
                 return False
             if self.current is not None and self.current.version == resolved.version:
-                self.last_error = None
+                self._recovered()
                 return False
             try:
                 model = self._load(resolved.name, resolved.version, resolved.architecture)
@@ -115,13 +145,19 @@ class ModelHolder:
                 self._fail(INVALID_ARTIFACT, f"version {resolved.version} was refused: {exc}")
                 return False
             except Exception as exc:
-                self._fail(UNREACHABLE, f"version {resolved.version} could not be downloaded "
-                                        f"({type(exc).__name__}: {exc})")
+                reason = f"version {resolved.version} could not be downloaded ({type(exc).__name__})"
+                self._fail(UNREACHABLE, reason, exc)
                 return False
             previous, self.current = self.current, model
-            self.status, self.reason, self.last_error = READY, "ready", None
-            log.info("serving %s version %s (%s, %s)", model.name, model.version, model.architecture,
-                     model.predictor.runtime)
+            self.status, self.reason = READY, "ready"
+            self._recovered()
+            log.info(
+                "serving %s version %s (%s, %s)",
+                model.name,
+                model.version,
+                model.architecture,
+                model.predictor.runtime,
+            )
             if previous is not None:
                 self._remember(previous)  # a version just demoted is likely to be asked for again
             if self.on_swap is not None:
@@ -138,11 +174,24 @@ class ModelHolder:
             "`pneumonia-zoo train`, then `pneumonia-zoo promote`"
         )
 
-    def _fail(self, status: str, reason: str) -> None:
+    def _fail(self, status: str, reason: str, cause: Exception | None = None) -> None:
+        """Record a failed refresh. `reason` is public (/readyz); `cause`, for the log only, may hold
+        hosts and paths."""
+        repeated = reason == self.last_error
         self.last_error = reason
+        self._failures += 1
         if self.current is None:
             self.status, self.reason = status, reason
-        log.warning("model refresh failed: %s", reason)
+        # One line per new problem, no traceback: a registry that stays down must not flood the log.
+        if repeated:
+            log.debug("model refresh failed again (%d in a row): %s", self._failures, reason)
+        else:
+            log.warning("model refresh failed: %s%s", reason, f": {cause}" if cause else "")
+
+    def _recovered(self) -> None:
+        if self._failures:
+            log.info("model refresh succeeded after %d failed attempt(s)", self._failures)
+        self.last_error, self._failures = None, 0
 
     # -- other versions ------------------------------------------------------------------------------
 

@@ -37,9 +37,7 @@ class ResolvedVersion:
     aliases: tuple[str, ...]
 
 
-def register_version(
-    model_uri: str, tags: dict[str, str], name: str | None = None
-) -> ModelVersion:
+def register_version(model_uri: str, tags: dict[str, str], name: str | None = None) -> ModelVersion:
     """Create a new version of the registered model from a logged model (`models:/m-<id>`)."""
     name = name or get_settings().registered_model_name
     client = connect()
@@ -129,7 +127,10 @@ def download_package(name: str, version: str, destination: Path | None = None) -
     )
     found = sorted(local.glob(f"data/*/{CONFIG_FILE}"))
     if not found:
-        raise UserError(f"models:/{name}/{version} is not a pneumonia-zoo model package")
+        raise UserError(
+            f"models:/{name}/{version} has no {CONFIG_FILE}: its artifacts are missing "
+            "or it is not a pneumonia-zoo model package"
+        )
     return found[0].parent
 
 

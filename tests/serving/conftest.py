@@ -2,6 +2,7 @@
 
 import io
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,11 +33,12 @@ def wait_ready(client: TestClient, timeout: float = 120) -> dict:
     raise TimeoutError("/readyz never settled")
 
 
-def make_client(uri: str, **overrides) -> Iterator[TestClient]:
+def make_client(uri: str, *, raise_server_exceptions: bool = True, **overrides) -> Iterator[TestClient]:
+    """raise_server_exceptions=False: a 500 reaches the test as the response a client would get."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         use_store(monkeypatch, uri)
         settings = Settings(**(TEST_LIMITS | {"reload_interval_s": 0, "max_batch_wait_ms": 2} | overrides))
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), raise_server_exceptions=raise_server_exceptions) as client:
             wait_ready(client)
             yield client
     get_settings.cache_clear()
@@ -71,12 +73,21 @@ def noise_png(width: int, height: int, seed: int = 0) -> bytes:
 
 
 @contextmanager
-def uvicorn_app(uri: str, log: Path, **settings: str) -> Iterator[str]:
-    """`uvicorn fastapiapp:app` as `make serve` runs it; yields its URL once /readyz is 200."""
+def uvicorn_process(
+    uri: str, log: Path, wait_for: str = "/readyz", **settings: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`uvicorn fastapiapp:app` as `make serve` runs it; yields its URL and process once `wait_for` is 200."""
     port = free_port()
     env = os.environ | {"MLFLOW_TRACKING_URI": uri}
     env |= {f"PNEUMONIA_ZOO_{key.upper()}": value for key, value in settings.items()}
     command = [str(BIN / "uvicorn"), "fastapiapp:app", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
-    with running(command, f"{url}/readyz", log, timeout=120, env=env, cwd=PROJECT_ROOT):
+    with running(command, f"{url}{wait_for}", log, timeout=120, env=env, cwd=PROJECT_ROOT) as process:
+        yield url, process
+
+
+@contextmanager
+def uvicorn_app(uri: str, log: Path, **settings: str) -> Iterator[str]:
+    """As uvicorn_process, yielding only the URL."""
+    with uvicorn_process(uri, log, **settings) as (url, _):
         yield url

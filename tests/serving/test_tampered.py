@@ -1,5 +1,7 @@
 """A champion whose artifact was altered after registration is refused, and /readyz says so."""
 
+import shutil
+
 from mlflow.tracking import MlflowClient
 
 from pneumonia_zoo.tracking.experiment import train
@@ -9,8 +11,9 @@ from tests.conftest import tiny_train_args, use_store
 from tests.serving.conftest import make_client
 
 
-def test_tampered_champion_is_refused_and_the_old_one_keeps_serving(tmp_path, monkeypatch, fixture_data,
-                                                                     xray_bytes):
+def test_tampered_champion_is_refused_and_the_old_one_keeps_serving(
+    tmp_path, monkeypatch, fixture_data, xray_bytes
+):
     uri = use_store(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
     train(TrainConfig.build(**tiny_train_args(fixture_data)), quiet=True)
     promote()
@@ -37,3 +40,33 @@ def test_tampered_champion_is_refused_and_the_old_one_keeps_serving(tmp_path, mo
         assert ready["model"]["version"] == "2" and "sha256" in ready["last_error"]
         answer = client.post("/api/v1/predict", files={"file": ("x.jpeg", xray_bytes)}).json()
         assert answer["model"]["version"] == "2"
+
+
+def test_version_with_missing_artifacts_is_refused_and_the_champion_keeps_serving(
+    registered_store, tmp_path, xray_bytes
+):
+    """A copy of the session's store gains version 2, whose artifact files are then deleted."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    shutil.copy(registered_store.removeprefix("sqlite:///"), tmp_path / "mlflow.db")
+    registry = MlflowClient(uri)
+    one = registry.get_model_version("pneumonia-classifier", "1")
+    artifacts = tmp_path / "version-2"
+    source = registry.get_model_version_download_uri("pneumonia-classifier", "1").removeprefix("file://")
+    shutil.copytree(source, artifacts)
+    registry.create_model_version("pneumonia-classifier", artifacts.as_uri(), one.run_id, tags=one.tags)
+
+    for client in make_client(uri, admin_token="t"):
+        assert client.get("/readyz").json()["model"]["version"] == "1"
+        shutil.rmtree(artifacts)  # the files of a registered version are gone
+        MlflowClient(uri).set_registered_model_alias("pneumonia-classifier", "champion", "2")
+        reload = client.post("/api/v1/admin/reload", headers={"Authorization": "Bearer t"}).json()
+        assert reload["changed"] is False
+        assert "version 2 was refused" in reload["error"] and "artifacts are missing" in reload["error"]
+        ready = client.get("/readyz").json()
+        assert ready["model"]["version"] == "1" and "artifacts are missing" in ready["last_error"]
+        answer = client.post("/api/v1/predict", files={"file": ("x.jpeg", xray_bytes)})
+        assert answer.status_code == 200 and answer.json()["model"]["version"] == "1"
+        asked = client.post(
+            "/api/v1/predict", params={"version": "2"}, files={"file": ("x.jpeg", xray_bytes)}
+        )
+        assert asked.status_code == 503 and "artifacts are missing" in asked.json()["detail"]

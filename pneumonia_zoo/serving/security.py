@@ -1,0 +1,85 @@
+"""Security headers on every response, and the optional API key of /api/*.
+
+The pages load only their own CSS and JS (no inline scripts or style attributes), so a strict policy
+fits them. FastAPI's /docs and /redoc load Swagger UI / ReDoc from a CDN and start them with an inline
+script: they get a policy relaxed for exactly that, still not frameable.
+"""
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pneumonia_zoo.serving.errors import ServingError
+
+API_KEY_HEADER = "X-API-Key"
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_CDN = "https://cdn.jsdelivr.net"
+DOCS_CONTENT_SECURITY_POLICY = (
+    f"default-src 'self'; script-src 'self' 'unsafe-inline' {_CDN}; "
+    f"style-src 'self' 'unsafe-inline' {_CDN} https://fonts.googleapis.com; "
+    "font-src 'self' https://fonts.gstatic.com; "
+    "img-src 'self' data: blob: https://fastapi.tiangolo.com https://cdn.redoc.ly; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_DOCS_PATHS = ("/docs", "/redoc")
+_COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def security_headers(path: str) -> dict[str, str]:
+    docs = path.startswith(_DOCS_PATHS)
+    return _COMMON_HEADERS | {
+        "Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY
+    }
+
+
+class SecurityHeadersMiddleware:
+    """Pure ASGI: sets the headers on every response, 4xx errors and static files included.
+
+    Starlette sends 500s from its outermost layer, past every middleware: the app's 500 handler adds
+    the same headers itself.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = security_headers(scope["path"])
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in extra.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, description="Required when PNEUMONIA_ZOO_API_KEY is set"
+)
+
+
+def require_api_key(request: Request, key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+    """Off unless PNEUMONIA_ZOO_API_KEY is set; then every /api/* call must send it (401 otherwise)."""
+    expected = request.app.state.settings.api_key
+    if expected is None or not expected.get_secret_value():
+        return
+    # compare_digest: the time taken does not reveal how much of a guessed key was right.
+    if key is None or not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
+        raise ServingError(401, f"a valid {API_KEY_HEADER} header is required")
