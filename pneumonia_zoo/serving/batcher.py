@@ -4,6 +4,10 @@ Requests queue (predictor, inputs, future); one asyncio task takes the first, wa
 `max_wait_ms` for more (up to `max_batch_size` images), runs each predictor's group in the
 inference thread and hands every request its own rows back. Requests for different versions
 queue together but never share a call.
+
+It waits only while more requests are on their way (`announce()`d: being preprocessed). A lone
+request runs at once: at low load the wait was pure latency, and under load the requests that queue
+up while a batch runs make the next batch anyway.
 """
 
 import asyncio
@@ -25,14 +29,28 @@ class _Item:
 
 
 class MicroBatcher:
-    def __init__(self, executor: ThreadPoolExecutor, max_batch_size: int, max_wait_ms: float,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        executor: ThreadPoolExecutor,
+        max_batch_size: int,
+        max_wait_ms: float,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.executor = executor
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
         self.on_batch = on_batch
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task | None = None
+        self._incoming = 0  # requests announced but not queued yet
+
+    def announce(self) -> None:
+        """A request will call predict() soon (it is being preprocessed): worth waiting for."""
+        self._incoming += 1
+
+    def arrived(self) -> None:
+        """The announced request is about to queue, or gave up."""
+        self._incoming = max(0, self._incoming - 1)
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -62,7 +80,7 @@ class MicroBatcher:
                     item = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
                     remaining = deadline - loop.time()
-                    if remaining <= 0:
+                    if remaining <= 0 or self._incoming == 0:  # nobody on the way: run now
                         break
                     try:
                         item = await asyncio.wait_for(self._queue.get(), remaining)

@@ -6,12 +6,8 @@ serves a PyTorch batch: callers run it on the single inference thread.
 
 import io
 
-import cv2
 import numpy as np
 from PIL import Image
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from pneumonia_zoo.tracking.package import ModelPackage
 from pneumonia_zoo.zoo.registry import get_architecture
@@ -27,6 +23,12 @@ def display_copy(image: Image.Image, size: int = DISPLAY_SIZE) -> Image.Image:
 
 def gradcam_overlay(package: ModelPackage, image: Image.Image, class_index: int) -> Image.Image:
     """The heatmap for `class_index`, laid over the image at display size."""
+    # Imported on first use: grad-cam and OpenCV add about 2.5 s to the service's cold start.
+    import cv2
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     layer = package.network.get_submodule(get_architecture(package.config.architecture).cam_layer)
     inputs = package.batch([image])  # the training preprocessing, from the package
     with GradCAM(model=package.network, target_layers=[layer]) as cam:

@@ -1,10 +1,11 @@
 """The inference service: uploads in, predictions and heatmaps out, without blocking the event loop.
 
-Decoding and preprocessing run in worker threads; the network runs in the micro-batcher's single
-inference thread, as does Grad-CAM (it hooks the same network).
+Decoding and preprocessing run in a small pool of worker threads, one per core; the network runs in
+the micro-batcher's single inference thread, as does Grad-CAM (it hooks the same network).
 """
 
 import asyncio
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,8 +57,15 @@ class InferenceService:
         self.settings, self.holder, self.metrics = settings, holder, metrics
         # One inference thread: the network already uses every core, and Grad-CAM must not overlap it.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        self.batcher = MicroBatcher(self.executor, settings.max_batch_size, settings.max_batch_wait_ms,
-                                    on_batch=metrics.batch_size.observe)
+        # Decoding is CPU-bound (Pillow releases the GIL): more threads than cores only make every
+        # request slower and hold more full-resolution images in memory at once.
+        self.cpu_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="decode")
+        self.batcher = MicroBatcher(
+            self.executor,
+            settings.max_batch_size,
+            settings.max_batch_wait_ms,
+            on_batch=metrics.batch_size.observe,
+        )
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -65,6 +73,7 @@ class InferenceService:
     async def stop(self) -> None:
         await self.batcher.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.cpu_pool.shutdown(wait=False, cancel_futures=True)
 
     async def model(self, version: str | None = None) -> LoadedModel:
         """The champion (as of now: the caller keeps this reference), or a given version."""
@@ -85,9 +94,10 @@ class InferenceService:
 
     async def decode(self, uploads: list[UploadedFile]) -> list[Image.Image]:
         if not uploads:
-            raise ServingError(422, "no image uploaded: send it in the multipart field 'file' "
-                                    "(or 'files' for a batch)")
-        return await anyio.to_thread.run_sync(self._decode_all, uploads)
+            raise ServingError(
+                422, "no image uploaded: send it in the multipart field 'file' (or 'files' for a batch)"
+            )
+        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, self._decode_all, uploads)
 
     def _decode_all(self, uploads: list[UploadedFile]) -> list[Image.Image]:
         images = []
@@ -102,7 +112,15 @@ class InferenceService:
         return images
 
     async def predict(self, model: LoadedModel, images: list[Image.Image], started: float) -> Outcome:
-        inputs = await anyio.to_thread.run_sync(model.package.batch, images)  # training preprocessing
+        self.batcher.announce()  # so a batch being formed waits for this request
+        try:
+            inputs = await asyncio.get_running_loop().run_in_executor(
+                self.cpu_pool,
+                model.package.batch,
+                images,  # the package's own preprocessing
+            )
+        finally:
+            self.batcher.arrived()  # no await between this and queueing: the batcher cannot miss it
         probabilities = await self.batcher.predict(model.predictor, inputs)
         outcome = Outcome(model, images, probabilities, (time.perf_counter() - started) * 1000)
         for row in range(len(images)):
@@ -113,4 +131,3 @@ class InferenceService:
         return await asyncio.get_running_loop().run_in_executor(
             self.executor, gradcam_overlay, model.package, image, class_index
         )
-

@@ -144,7 +144,7 @@ class ModelPackage:
         return path if ONNX_FILE in self.config.files and path.exists() else None
 
     def batch(self, images: list[Image.Image]) -> torch.Tensor:
-        return torch.stack([self.config.preprocessing(image) for image in images])
+        return self.config.preprocessing.batch(images)
 
     @torch.no_grad()
     def predict_proba(self, images: list[Image.Image]) -> np.ndarray:

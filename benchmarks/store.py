@@ -1,0 +1,88 @@
+"""Temporary MLflow stores for the benchmarks, and new versions registered without training.
+
+`python -m benchmarks.store register-copy --dir models/starter --alias champion` (with
+MLFLOW_TRACKING_URI set) registers a package folder again as a new version: the soak runs it in a
+subprocess so that importing MLflow never stalls the load generator's event loop.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+STARTER_DIR = ROOT / "models" / "starter"
+
+
+def sqlite_uri(directory: Path) -> str:
+    return f"sqlite:///{directory / 'mlflow.db'}"
+
+
+def register_starter(uri: str) -> None:
+    """`pneumonia-zoo register-starter` into the store at `uri`: version 1, champion."""
+    subprocess.run(
+        [str(BIN / "pneumonia-zoo"), "register-starter", "--dir", str(STARTER_DIR)],
+        env=os.environ | {"MLFLOW_TRACKING_URI": uri},
+        check=True,
+        capture_output=True,
+    )
+
+
+def register_copy_subprocess(
+    uri: str, package_dir: Path = STARTER_DIR, alias: str | None = "champion"
+) -> str:
+    """Run `register-copy` in a fresh interpreter; returns the new version."""
+    command = [sys.executable, "-m", "benchmarks.store", "register-copy", "--dir", str(package_dir)]
+    if alias:
+        command += ["--alias", alias]
+    done = subprocess.run(
+        command,
+        env=os.environ | {"MLFLOW_TRACKING_URI": uri},
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def register_copy(package_dir: Path, alias: str | None) -> str:
+    """Log `package_dir` (a model package) as a new run and version; optionally point `alias` at it."""
+    import mlflow
+
+    from pneumonia_zoo.config import get_settings
+    from pneumonia_zoo.tracking.experiment import log_and_register_package
+    from pneumonia_zoo.tracking.package import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
+    from pneumonia_zoo.tracking.store import connect, ensure_experiment
+
+    settings = get_settings()
+    ensure_experiment(settings.experiment_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "package"
+        copy.mkdir()
+        for name in (CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE):
+            if (package_dir / name).is_file():
+                shutil.copy2(package_dir / name, copy / name)
+        with mlflow.start_run(run_name="benchmark-copy"):
+            version = log_and_register_package(copy, extra_tags={"benchmark_copy": "true"})
+    if alias:
+        connect().set_registered_model_alias(settings.registered_model_name, alias, version)
+    return version
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.store")
+    commands = parser.add_subparsers(dest="command", required=True)
+    copy = commands.add_parser("register-copy", help="register a package folder again as a new version")
+    copy.add_argument("--dir", type=Path, default=STARTER_DIR)
+    copy.add_argument("--alias", default=None)
+    args = parser.parse_args()
+    print(register_copy(args.dir, args.alias))
+
+
+if __name__ == "__main__":
+    main()
