@@ -35,7 +35,7 @@ lint: test-setup
 
 test: test-setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile  # two workers, one test file each at a time
 
 serve: setup
 	$(BIN)/pneumonia-zoo register-starter --dir models/starter

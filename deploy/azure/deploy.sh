@@ -22,6 +22,8 @@
 #   CPU, MEMORY           per replica, default 1.0 and 2Gi (a valid Container Apps pair)
 #   MIN_REPLICAS, MAX_REPLICAS, CONCURRENT_REQUESTS   scale: default 1, 5 and 10 requests per replica
 #   PNEUMONIA_ZOO_REGISTERED_MODEL_NAME, PNEUMONIA_ZOO_CHAMPION_ALIAS   what the service follows
+#   PNEUMONIA_ZOO_API_KEY      optional; stored as the secret `api-key`: /api/* then needs X-API-Key
+#   PNEUMONIA_ZOO_ADMIN_TOKEN  optional; stored as the secret `admin-token`: enables the admin reload
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -51,6 +53,8 @@ max_replicas=${MAX_REPLICAS:-5}
 concurrent_requests=${CONCURRENT_REQUESTS:-10}
 model_name=${PNEUMONIA_ZOO_REGISTERED_MODEL_NAME:-pneumonia-classifier}
 champion_alias=${PNEUMONIA_ZOO_CHAMPION_ALIAS:-champion}
+api_key=${PNEUMONIA_ZOO_API_KEY:-}
+admin_token=${PNEUMONIA_ZOO_ADMIN_TOKEN:-}
 
 [[ $acr =~ ^[a-zA-Z0-9]{5,50}$ ]] || die "AZ_ACR_NAME must be 5-50 letters and digits: '$acr'"
 [[ $cpu =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "CPU must be a number: '$cpu'"
@@ -131,12 +135,19 @@ declare -A values=(
     [MIN_REPLICAS]=$min_replicas
     [MAX_REPLICAS]=$max_replicas
     [CONCURRENT_REQUESTS]=$(quote "$concurrent_requests")
+    [API_KEY]=${api_key:+$(quote "$api_key")}
+    [ADMIN_TOKEN]=${admin_token:+$(quote "$admin_token")}
 )
 
 # Replace each ${NAME} in one left-to-right pass (a value is never scanned again); comments stay as they are.
+# A line ending in `# when NAME` is kept (without the marker) only when NAME's value is not empty.
 render() {
-    local line out match name placeholder='\$\{([A-Z_]+)\}'
+    local line out match name placeholder='\$\{([A-Z_]+)\}' condition='[[:space:]]+# when ([A-Z_]+)$'
     while IFS= read -r line || [ -n "$line" ]; do
+        if [[ $line =~ $condition ]]; then
+            [ -n "${values[${BASH_REMATCH[1]}]:-}" ] || continue
+            line=${line%"${BASH_REMATCH[0]}"}
+        fi
         if [[ $line =~ ^[[:space:]]*# ]]; then
             printf '%s\n' "$line"
             continue

@@ -211,6 +211,7 @@ def test_deploy_creates_everything_with_probes_scale_and_secret(tmp_path: Path) 
     assert config["ingress"]["targetPort"] == 8000 and config["ingress"]["external"] is True
     assert config["secrets"] == [{"name": "mlflow-tracking-uri", "value": TRACKING_URI}]
     container = props["template"]["containers"][0]
+    assert not {e["name"] for e in container["env"]} & {"PNEUMONIA_ZOO_API_KEY", "PNEUMONIA_ZOO_ADMIN_TOKEN"}
     assert container["image"] == "zooacr.azurecr.io/pneumonia-zoo:v7"
     assert {"name": "MLFLOW_TRACKING_URI", "secretRef": "mlflow-tracking-uri"} in container["env"]
     assert {"name": "REGISTER_STARTER", "value": "0"} in container["env"], (
@@ -242,6 +243,24 @@ def test_deploy_updates_an_existing_app_without_building(tmp_path: Path) -> None
     spec = yaml.safe_load((tmp_path / "spec.yaml").read_text())
     scale = spec["properties"]["template"]["scale"]
     assert scale["minReplicas"] == 2 and scale["rules"][0]["http"]["metadata"]["concurrentRequests"] == "25"
+
+
+def test_deploy_stores_the_api_key_and_admin_token_as_secrets(tmp_path: Path) -> None:
+    az = FakeAz(tmp_path, deploy_answers(app_exists=True))
+    key, token = "k3y'with#odd: chars", "t0ken"
+    env = DEPLOY_ENV | {"SKIP_BUILD": "1", "PNEUMONIA_ZOO_API_KEY": key, "PNEUMONIA_ZOO_ADMIN_TOKEN": token}
+    result = az.run(AZURE / "deploy.sh", env=env)
+    assert result.returncode == 0, result.stderr
+    assert key not in json.dumps(az.calls) and token not in json.dumps(az.calls)
+    spec = yaml.safe_load((tmp_path / "spec.yaml").read_text())
+    assert spec["properties"]["configuration"]["secrets"] == [
+        {"name": "mlflow-tracking-uri", "value": TRACKING_URI},
+        {"name": "api-key", "value": key},
+        {"name": "admin-token", "value": token},
+    ]
+    container_env = spec["properties"]["template"]["containers"][0]["env"]
+    assert {"name": "PNEUMONIA_ZOO_API_KEY", "secretRef": "api-key"} in container_env
+    assert {"name": "PNEUMONIA_ZOO_ADMIN_TOKEN", "secretRef": "admin-token"} in container_env
 
 
 @pytest.mark.parametrize(
