@@ -140,7 +140,11 @@ class ModelHolder:
                 self._recovered()
                 return False
             try:
-                model = self._load(resolved.name, resolved.version, resolved.architecture)
+                # A version already loaded (asked for by number, or a champion being rolled back to)
+                # is swapped in as it is: no second download, no second copy in memory.
+                model = self._take_cached(resolved.version) or self._load(
+                    resolved.name, resolved.version, resolved.architecture
+                )
             except UserError as exc:  # PackageError (tampered or incomplete) is a UserError
                 self._fail(INVALID_ARTIFACT, f"version {resolved.version} was refused: {exc}")
                 return False
@@ -211,6 +215,10 @@ class ModelHolder:
             model = self._load(resolved.name, resolved.version, resolved.architecture)
             self._remember_locked(model)
             return model
+
+    def _take_cached(self, version: str) -> LoadedModel | None:
+        with self._cache_lock:
+            return self._cache.pop(version, None)
 
     def _remember(self, model: LoadedModel) -> None:
         with self._cache_lock:
