@@ -11,6 +11,6 @@ pneumonia-zoo train --arch alexnet --no-pretrained --image-size 128 --epochs 4 -
 pneumonia-zoo train --arch resnet50 --no-pretrained --image-size 128 --epochs 2 --max-minutes 8 --lr 1e-3 "${COMMON[@]}"
 pneumonia-zoo train --arch densenet201 --no-pretrained --image-size 128 --epochs 2 --max-minutes 8 --lr 1e-3 "${COMMON[@]}"
 pneumonia-zoo train --arch vgg16 --no-pretrained --image-size 96 --epochs 1 --max-minutes 8 --lr 1e-4 "${COMMON[@]}"
-# The six-schedule sweep on a 2,000-image stratified subsample of train (the test split stays whole).
+# The six-schedule sweep on a 1,500-image stratified subsample of train (the test split stays whole).
 pneumonia-zoo sweep --arch small_cnn --data "$DATA" --image-size 128 --epochs 3 --batch-size 32 --lrs 1e-3 \
-  --limit 2000 --schedules step,staircase,exponential,natural_exp,polynomial,cosine --threads 2 --quiet
+  --limit 1500 --schedules step,staircase,exponential,natural_exp,polynomial,cosine --threads 2 --quiet
