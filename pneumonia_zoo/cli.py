@@ -6,6 +6,7 @@ Heavy imports (torch, mlflow) happen inside the commands so `--help` stays fast.
 
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -423,6 +424,9 @@ def main() -> None:
     # MLflow's INFO lines (table creation, monitor start) and library deprecation notices drown
     # the CLI's own output; users can still ask for them with MLFLOW_LOGGING_LEVEL=INFO.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # A parent that ignores SIGINT (a `cmd &` in a script, nohup, pytest-xdist workers) passes that on,
+    # and Python then never raises KeyboardInterrupt: `kill -INT` could not end a run cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for module in (r"mlflow(\..*)?", r"sqlalchemy(\..*)?", r"alembic(\..*)?"):
         warnings.filterwarnings("ignore", module=module)
     try:

@@ -36,6 +36,7 @@ def ship(source_db: Path, dest: Path) -> None:
         ]:
             for prefix in (f"file://{source_root}", str(source_root)):
                 db.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)", (prefix, relative))
+    with sqlite3.connect(dest / "mlflow.db", isolation_level=None) as db:  # VACUUM needs autocommit
         db.execute("VACUUM")
     for path in source_root.rglob("*"):
         parts = path.relative_to(source_root).parts

@@ -169,6 +169,7 @@ def display_table(rows: list[dict]) -> pd.DataFrame:
                 "params": _count(row["parameters"]),
                 "image size": _plain(row["image_size"]),
                 "epochs": _plain(row["epochs"], "{:.0f}"),
+                "schedule": _plain(row["schedule"]),
                 "pretrained": row["pretrained"],
                 "train time": _duration(row["train_seconds"]),
                 "val AUC": _plain(row["val_auc"], "{:.3f}"),
