@@ -20,6 +20,13 @@ class Settings(BaseSettings):
         default="sqlite:///mlflow.db",
         validation_alias="MLFLOW_TRACKING_URI",
     )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _empty_means_default(cls, value: str) -> str:
+        # `MLFLOW_TRACKING_URI=` (set but empty) would make MLflow fall back to its retired ./mlruns store.
+        return value.strip() or "sqlite:///mlflow.db"
+
     experiment_name: str = "pneumonia-zoo"
     registered_model_name: str = "pneumonia-classifier"
     champion_alias: str = "champion"
