@@ -6,10 +6,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from benchmarks.procs import stop  # one way to stop a server's process group
 
 BIN = Path(sys.executable).parent
 
@@ -60,18 +62,6 @@ def running(
         yield process
     finally:
         stop(process)
-
-
-def stop(process: subprocess.Popen, grace: float = 10) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, 15)
-        process.wait(grace)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, 9)
-        process.wait(5)
 
 
 @contextmanager
