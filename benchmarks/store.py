@@ -7,15 +7,13 @@ subprocess so that importing MLflow never stalls the load generator's event loop
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-STARTER_DIR = ROOT / "models" / "starter"
+STARTER_DIR = ROOT / "pneumonia_zoo" / "assets" / "starter"
 
 
 def sqlite_uri(directory: Path) -> str:
@@ -51,27 +49,14 @@ def register_copy_subprocess(
 
 
 def register_copy(package_dir: Path, alias: str | None) -> str:
-    """Log `package_dir` (a model package) as a new run and version; optionally point `alias` at it."""
-    import mlflow
-
+    """Register `package_dir` (a model package) again as a new run and version; optionally move `alias`."""
     from pneumonia_zoo.config import get_settings
-    from pneumonia_zoo.tracking.experiment import log_and_register_package
-    from pneumonia_zoo.tracking.package import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
-    from pneumonia_zoo.tracking.store import connect, ensure_experiment
+    from pneumonia_zoo.tracking.publish import register_package
+    from pneumonia_zoo.tracking.store import Store
 
-    settings = get_settings()
-    ensure_experiment(settings.experiment_name)
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "package"
-        copy.mkdir()
-        for name in (CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE):
-            if (package_dir / name).is_file():
-                shutil.copy2(package_dir / name, copy / name)
-        with mlflow.start_run(run_name="benchmark-copy"):
-            version = log_and_register_package(copy, extra_tags={"benchmark_copy": "true"})
-    if alias:
-        connect().set_registered_model_alias(settings.registered_model_name, alias, version)
-    return version
+    return register_package(
+        Store(get_settings()), package_dir, "benchmark-copy", {"benchmark_copy": "true"}, alias=alias
+    )
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Settings shared by every layer, read from the environment (and `.env`)."""
+"""Settings, read from the environment (and `.env`) once, at the top (the CLI, the app factory), and
+passed down: no layer below reads the environment for them."""
 
 from functools import lru_cache
 from pathlib import Path
@@ -7,13 +8,16 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from pneumonia_zoo.resources import SAMPLE_IMAGES_DIR
 
 
 class Settings(BaseSettings):
     """Environment variables use the `PNEUMONIA_ZOO_` prefix, except MLflow's own URI."""
 
-    model_config = SettingsConfigDict(env_prefix="PNEUMONIA_ZOO_", env_file=".env", extra="ignore")
+    # populate_by_name: `Settings(tracking_uri=...)` works as well as the MLFLOW_TRACKING_URI alias.
+    model_config = SettingsConfigDict(
+        env_prefix="PNEUMONIA_ZOO_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     # MLflow reads MLFLOW_TRACKING_URI itself; we mirror it so the default is explicit.
     tracking_uri: str = Field(
@@ -31,6 +35,7 @@ class Settings(BaseSettings):
     registered_model_name: str = "pneumonia-classifier"
     champion_alias: str = "champion"
     max_image_pixels: int = 50_000_000
+    onnx_threads: int | None = Field(default=None, ge=1)  # ONNX Runtime intra-op threads; None = CPUs allowed
 
     # Serving (pneumonia_zoo.serving).
     reload_interval_s: float = Field(default=30.0, ge=0)  # re-check the champion alias; 0 = off
@@ -44,8 +49,25 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=16, gt=0)  # images in one network call (micro-batching)
     max_batch_wait_ms: float = Field(default=5.0, ge=0)  # how long a batch waits for company
     model_cache_size: int = Field(default=3, ge=0)  # non-champion versions kept loaded (LRU)
+    decode_threads: int | None = Field(default=None, ge=1)  # decode/preprocess pool; None = CPUs allowed
+    max_queued_batches: int = Field(default=64, gt=0)  # requests waiting for the network; more: 503
+    # Admission control (serving/admission.py): bytes in flight across the process, and how long to wait.
+    upload_budget_mb: float = Field(default=256, gt=0)  # request bodies being received and held
+    pixel_budget_mb: float = Field(default=512, gt=0)  # decoded pixels and network inputs in flight
+    max_waiting_requests: int = Field(default=64, ge=0)  # per budget; past it: 503 with Retry-After
+    request_timeout_s: float = Field(default=60, gt=0)  # decode + inference deadline once the body is in
+    timeout_status: Literal[503, 504] = 504  # the answer past that deadline
+    body_timeout_s: float = Field(default=30, gt=0)  # a body not received within this: 408, connection closed
+    header_timeout_s: float = Field(default=10, gt=0)  # request line + headers (pneumonia-zoo serve only)
+    limit_concurrency: int = Field(default=64, gt=0)  # connections + tasks before uvicorn answers 503
+    keep_alive_s: float = Field(default=5, gt=0)  # idle keep-alive connections are closed after this
+    model_cache_mb: float = Field(default=256, ge=0)  # non-champion versions kept loaded, by memory
+    workers: int = Field(default=1, ge=1)  # uvicorn worker processes (each holds its own models)
+    # Logging (serving/logs.py): level and format of the service's own log lines.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
     mlflow_ui_url: str = "http://127.0.0.1:5000"
-    sample_images_dir: Path = PROJECT_ROOT / "sample_images"
+    sample_images_dir: Path = SAMPLE_IMAGES_DIR
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -58,4 +80,5 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
+    """The environment's settings, read once: for the CLI and the default app only."""
     return Settings()

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pneumonia_zoo.config import PROJECT_ROOT, get_settings
+from pneumonia_zoo.config import Settings, get_settings
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_DATA = FIXTURES / "chest_xray"  # 38 real images from Kermany et al. (see README)
 FIXTURE_ORIGINALS = FIXTURES / "originals"  # 2 full-resolution originals
@@ -17,7 +19,7 @@ def full_dataset_root() -> Path | None:
     """The full chest_xray/ set: $PNEUMONIA_ZOO_DATA, else ../shared/data/chest_xray."""
     candidates = [
         os.environ.get("PNEUMONIA_ZOO_DATA"),
-        PROJECT_ROOT.parent / "shared" / "data" / "chest_xray",
+        SHARED_DATA / "chest_xray",
     ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "train").is_dir():
@@ -44,13 +46,17 @@ def full_data() -> Path:
 
 
 def use_store(monkeypatch: pytest.MonkeyPatch, uri: str) -> str:
-    """Point MLflow and our settings at `uri` for one test."""
+    """Point the environment (and so the CLI's settings) at `uri` for one test."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     get_settings.cache_clear()
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
     return uri
+
+
+def store_for(uri: str, **settings):
+    """A Store on `uri`, from settings built here (not from the environment)."""
+    from pneumonia_zoo.tracking.store import Store
+
+    return Store(Settings(tracking_uri=uri, **settings))
 
 
 @pytest.fixture
@@ -80,22 +86,12 @@ def registered_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     Its URI is returned, not activated: a test points at it with `use_store(monkeypatch, uri)`.
     """
-    from pneumonia_zoo.tracking.experiment import train
-    from pneumonia_zoo.tracking.registry import promote
+    from pneumonia_zoo.tracking.recipe import train
     from pneumonia_zoo.training.config import TrainConfig
 
     directory = tmp_path_factory.mktemp("registered-store")
     uri = f"sqlite:///{directory / 'mlflow.db'}"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    get_settings.cache_clear()
-    try:
-        train(TrainConfig.build(**tiny_train_args(FIXTURE_DATA, onnx=True)), quiet=True)
-        promote()
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
-        get_settings.cache_clear()
+    store = store_for(uri)
+    train(TrainConfig.build(**tiny_train_args(FIXTURE_DATA, onnx=True)), store, quiet=True)
+    store.promote()
     yield uri

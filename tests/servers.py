@@ -86,3 +86,24 @@ def mlflow_server(backend_uri: str, artifacts: Path, log: Path, port: int | None
     url = f"http://127.0.0.1:{port}"
     with running(command, f"{url}/health", log, timeout=120, env=env):
         yield url
+
+
+def run_group(
+    command: list[str], timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """subprocess.run, but in a process group of its own that is killed whole in any case: a launcher
+    (torchrun, a shell) leaves no child behind when it fails or times out."""
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        stop(process)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

@@ -35,28 +35,88 @@ def patient_id(filename: str) -> str:
     return f"file:{Path(filename).stem}"
 
 
+def _images_in(folder: Path) -> list[Path]:
+    """Image files under `folder`, sorted; macOS resource forks (`._x.jpeg`) and hidden files skipped."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and path.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith((".", "__MACOSX")) for part in path.relative_to(folder).parts)
+    )
+
+
+def list_labelled(folder: Path, require_both: bool = True) -> list[Sample]:
+    """Every image under folder/{NORMAL,PNEUMONIA}/ (subfolders included), sorted for reproducibility.
+
+    With `require_both=False` one class folder may be missing (an external set of one class).
+    """
+    folder = Path(folder)
+    samples: list[Sample] = []
+    present = [name for name in CLASS_NAMES if (folder / name).is_dir()]
+    if not present or (require_both and len(present) < len(CLASS_NAMES)):
+        missing = [name for name in CLASS_NAMES if name not in present]
+        raise UserError(f"no {'/ and '.join(missing)}/ folder in {folder} (expected NORMAL/ and PNEUMONIA/)")
+    for label, class_name in enumerate(CLASS_NAMES):
+        if (folder / class_name).is_dir():
+            samples += [
+                Sample(path, label, patient_id(path.name)) for path in _images_in(folder / class_name)
+            ]
+    if not samples:
+        raise UserError(f"no .jpeg/.jpg/.png/.dcm images in {folder}")
+    return samples
+
+
 def list_split(root: Path, split: str) -> list[Sample]:
-    """Every image under root/split/{NORMAL,PNEUMONIA}, sorted for reproducibility."""
+    """Every image under root/split/{NORMAL,PNEUMONIA}."""
     split_dir = Path(root) / split
     if not split_dir.is_dir():
         raise UserError(f"no '{split}' folder in {root}: expected Kaggle's chest_xray/ layout")
-    samples: list[Sample] = []
-    for label, class_name in enumerate(CLASS_NAMES):
-        class_dir = split_dir / class_name
-        if not class_dir.is_dir():
-            raise UserError(f"missing class folder {class_dir} (expected NORMAL/ and PNEUMONIA/)")
-        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        samples += [Sample(path, label, patient_id(path.name)) for path in files]
-    if not samples:
-        raise UserError(f"no .jpeg/.jpg/.png images in {split_dir}")
+    return list_labelled(split_dir)
+
+
+def dataset_root(root: Path) -> Path:
+    """Kaggle's zip unpacks to chest_xray/chest_xray/ (and __MACOSX/): step into the inner folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist")
+    inner = root / "chest_xray"
+    if not (root / "train").is_dir() and (inner / "train").is_dir():
+        return inner
+    return root
+
+
+def read_manifest(path: Path) -> list[Sample]:
+    """A CSV with columns path, label (NORMAL/PNEUMONIA or 0/1) and optional patient; paths relative to it."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"manifest {path} does not exist")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise UserError(f"manifest {path.name} needs a header with at least the columns path,label")
+    samples = []
+    for number, row in enumerate(rows, start=2):
+        label_text = (row["label"] or "").strip().upper()
+        if label_text in CLASS_NAMES:
+            label = CLASS_NAMES.index(label_text)
+        elif label_text in ("0", "1"):
+            label = int(label_text)
+        else:
+            raise UserError(f"manifest {path.name} line {number}: label must be NORMAL, PNEUMONIA, 0 or 1")
+        image = (path.parent / (row["path"] or "").strip()).resolve()
+        if not image.is_file():
+            raise UserError(f"manifest {path.name} line {number}: {row['path']} does not exist")
+        patient = (row.get("patient") or "").strip() or patient_id(image.name)
+        samples.append(Sample(image, label, patient))
     return samples
 
 
 def discover(root: Path) -> tuple[list[Sample], list[Sample]]:
     """(train pool, test): train with the official val/ merged in, and test if present."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"data folder {root} does not exist")
+    root = dataset_root(root)
     pool = list_split(root, "train")
     if (root / "val").is_dir():
         pool += list_split(root, "val")

@@ -1,62 +1,57 @@
-"""Preprocessing shared by training and serving, and training-time augmentation.
+"""Preprocessing shared by training and serving: squash-resize a grey X-ray, normalise, expand to RGB.
 
 Images are squashed (not cropped) to a square: the reference dataset was made that way, so a
-full-resolution upload must be seen the same way.
+full-resolution upload must be seen the same way. X-rays stay one grey channel until the network's
+input, where the three normalised channels are made by broadcasting. NumPy only: the service and the
+CLI run this without importing torch.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
-from torchvision.transforms import v2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from pneumonia_zoo.data.images import DecodedImage
+from pneumonia_zoo.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+RESAMPLING = Image.Resampling.BILINEAR  # antialiased when reducing, as the dataset's copies were made
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Everything needed to turn an RGB image into the network's input; travels with the model."""
+    """Everything needed to turn a decoded X-ray into the network's input; travels with the model."""
 
     image_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
-    def to_uint8(self, image: Image.Image) -> torch.Tensor:
-        """Squash-resize an RGB image to a uint8 CxHxW tensor (what the cache stores)."""
-        resized = image.convert("RGB").resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
-        return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).contiguous()
+    def resize(self, decoded: DecodedImage | Image.Image) -> np.ndarray:
+        """Squash-resize to S x S uint8 grey (what the training cache stores)."""
+        image = decoded.image if isinstance(decoded, DecodedImage) else decoded
+        if image.mode != "L":
+            image = image.convert("L")
+        size = (self.image_size, self.image_size)
+        return np.asarray(image if image.size == size else image.resize(size, RESAMPLING))
 
-    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8 (N)CHW -> float normalized by the ImageNet statistics."""
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
-        return (batch.float() / 255.0 - mean) / std
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 N x 1 x S x S (or N x S x S) -> float32 N x 3 x S x S, normalised per channel.
 
-    def tensor_path(self, image: Image.Image) -> torch.Tensor:
-        """`normalize(to_uint8(image))`: the torch steps training applies to its cached images."""
-        return self.normalize(self.to_uint8(image))
-
-    def batch(self, images: list[Image.Image]) -> torch.Tensor:
-        """RGB images -> normalized float NCHW: `tensor_path`'s float32 steps, bit for bit, in NumPy.
-
-        Torch's elementwise ops on one small image each wake its intra-op thread pool; with a request
-        per thread on 2 cores that cost more than the arithmetic. NumPy stays in the calling thread.
+        The same float32 operations, in the same order, as the training cache's torch path, so the
+        two agree bit for bit.
         """
-        size = self.image_size
-        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 1, 3)
-        std = np.asarray(self.std, dtype=np.float32).reshape(1, 1, 3)
-        out = np.empty((len(images), 3, size, size), dtype=np.float32)
-        for row, image in enumerate(images):
-            rgb = image if image.mode == "RGB" else image.convert("RGB")
-            pixels = np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
-            out[row] = ((pixels / np.float32(255.0) - mean) / std).transpose(2, 0, 1)
-        return torch.from_numpy(out)
+        if pixels.ndim == 3:
+            pixels = pixels[:, None]
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        return (pixels.astype(np.float32) / np.float32(255.0) - mean) / std
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        """RGB image -> normalized float CHW tensor."""
-        return self.batch([image])[0]
+    def batch(self, images: list[DecodedImage] | list[Image.Image]) -> np.ndarray:
+        """Decoded images -> the network's float32 N x 3 x S x S input."""
+        size = self.image_size
+        grey = np.empty((len(images), 1, size, size), dtype=np.uint8)
+        for row, image in enumerate(images):
+            grey[row, 0] = self.resize(image)
+        return self.normalize(grey)
 
     def to_dict(self) -> dict:
         return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
@@ -64,17 +59,3 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, values: dict) -> "Preprocessing":
         return cls(int(values["image_size"]), tuple(values["mean"]), tuple(values["std"]))
-
-
-def build_augmentation(horizontal_flip: bool = False) -> v2.Transform:
-    """Small geometric and photometric jitter on uint8 tensors.
-
-    Flips are off by default: chest anatomy (heart on the left) is not mirror-symmetric.
-    """
-    steps: list[v2.Transform] = [
-        v2.RandomAffine(degrees=7, translate=(0.05, 0.05), scale=(0.95, 1.05)),
-        v2.ColorJitter(brightness=0.2, contrast=0.2),
-    ]
-    if horizontal_flip:
-        steps.append(v2.RandomHorizontalFlip())
-    return v2.Compose(steps)

@@ -14,17 +14,19 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pneumonia_zoo import __version__
-from pneumonia_zoo.config import PROJECT_ROOT, Settings, get_settings
+from pneumonia_zoo.config import Settings, get_settings
+from pneumonia_zoo.resources import STATIC_DIR, TEMPLATES_DIR
+from pneumonia_zoo.serving import docs
 from pneumonia_zoo.serving.holder import ModelHolder
 from pneumonia_zoo.serving.inference import InferenceService
+from pneumonia_zoo.serving.logs import REQUEST_ID_HEADER, RequestIdMiddleware, configure_logging
 from pneumonia_zoo.serving.metrics import MetricsMiddleware, ServiceMetrics
 from pneumonia_zoo.serving.routes import api, health, html
 from pneumonia_zoo.serving.security import API_KEY_HEADER, SecurityHeadersMiddleware, security_headers
+from pneumonia_zoo.tracking.store import Store
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
-STATIC_DIR = PROJECT_ROOT / "static"
 NOTICE = "Research tool — not a diagnostic device."
 _HTML_PREFIXES = ("/predict", "/compare", "/models", "/samples/")
 _MACHINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi")
@@ -37,10 +39,12 @@ Classifies chest X-rays as NORMAL or PNEUMONIA with the champion model of the ML
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Settings can be injected (tests); the registry is reached through MLFLOW_TRACKING_URI."""
+    """Everything comes from `settings` (the environment's by default), the registry included."""
     settings = settings or get_settings()
+    configure_logging(settings)
     metrics = ServiceMetrics()
-    holder = ModelHolder(settings, on_swap=lambda model: metrics.set_model(model.describe()))
+    store = Store(settings)
+    holder = ModelHolder(settings, store, on_swap=lambda model: metrics.set_model(model.describe()))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,10 +58,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(holder.stop)
         await service.stop()
 
-    app = FastAPI(title="Pneumonia Zoo", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Pneumonia Zoo",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # docs.py serves /docs and /redoc with local assets instead of a CDN's
+        redoc_url=None,
+    )
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     templates.env.globals |= {"notice": NOTICE, "app_version": __version__}
-    app.state.settings, app.state.holder, app.state.metrics = settings, holder, metrics
+    app.state.settings, app.state.holder, app.state.metrics, app.state.store = (
+        settings,
+        holder,
+        metrics,
+        store,
+    )
     app.state.templates = templates
 
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -67,9 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=[API_KEY_HEADER, "Authorization"],
-            expose_headers=["X-Predicted-Label", "X-Model-Version"],
+            expose_headers=["X-Predicted-Label", "X-Model-Version", REQUEST_ID_HEADER],
         )
-    app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost: CORS preflights get them too
+    app.add_middleware(SecurityHeadersMiddleware)  # outside CORS: preflights get the headers too
+    app.add_middleware(RequestIdMiddleware)  # outermost: every response (and log line) has its id
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(
         "/sample-images",
@@ -79,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(html.router)
+    app.include_router(docs.router)
     _add_error_handlers(app, templates)
     return app
 

@@ -1,9 +1,10 @@
 """Micro-batching: concurrent requests share one network call, run off the event loop.
 
-Requests queue (predictor, inputs, future); one asyncio task takes the first, waits up to
-`max_wait_ms` for more (up to `max_batch_size` images), runs each predictor's group in the
-inference thread and hands every request its own rows back. Requests for different versions
-queue together but never share a call.
+Requests queue (classifier, inputs, future); one asyncio task takes the first, waits up to
+`max_wait_ms` for more (up to `max_batch_size` images), runs each classifier's group in the
+inference thread and hands every request its own rows back. Requests for different versions queue
+together but never share a call. The queue is bounded: past `max_queue` waiting requests a new one
+is refused at once (the service answers 503 with Retry-After) instead of waiting without end.
 
 It waits only while more requests are on their way (`announce()`d: being preprocessed). A lone
 request runs at once: at low load the wait was pure latency, and under load the requests that queue
@@ -11,21 +12,31 @@ up while a batch runs make the next batch anyway.
 """
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from pneumonia_zoo.serving.predictors import Predictor
+from pneumonia_zoo.package.classifier import Classifier
+from pneumonia_zoo.package.runtime import Outputs
+
+
+class QueueFull(Exception):
+    """More requests are waiting for the network than the bounded queue holds."""
 
 
 @dataclass
 class _Item:
-    predictor: Predictor
-    inputs: torch.Tensor
+    classifier: Classifier
+    inputs: list[np.ndarray]  # one batch per (member, view), all with the same number of rows
     future: asyncio.Future
+    queued_at: float  # perf_counter, for the queue-wait histogram
+
+    @property
+    def rows(self) -> int:
+        return len(self.inputs[0])
 
 
 class MicroBatcher:
@@ -34,18 +45,24 @@ class MicroBatcher:
         executor: ThreadPoolExecutor,
         max_batch_size: int,
         max_wait_ms: float,
-        on_batch: Callable[[int], None] | None = None,
+        max_queue: int = 256,
+        on_batch: Callable[[int, float, list[float]], None] | None = None,  # rows, seconds, queue waits
     ) -> None:
         self.executor = executor
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
+        self.max_queue = max_queue
         self.on_batch = on_batch
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task | None = None
         self._incoming = 0  # requests announced but not queued yet
 
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
     def announce(self) -> None:
-        """A request will call predict() soon (it is being preprocessed): worth waiting for."""
+        """A request will call forward() soon (it is being preprocessed): worth waiting for."""
         self._incoming += 1
 
     def arrived(self) -> None:
@@ -53,7 +70,7 @@ class MicroBatcher:
         self._incoming = max(0, self._incoming - 1)
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(maxsize=self.max_queue)
         self._task = asyncio.create_task(self._loop(), name="micro-batcher")
 
     async def stop(self) -> None:
@@ -61,11 +78,14 @@ class MicroBatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def predict(self, predictor: Predictor, inputs: torch.Tensor) -> np.ndarray:
-        """Probabilities for `inputs` (N x 3 x S x S), computed in some shared batch."""
+    async def forward(self, classifier: Classifier, inputs: list[np.ndarray]) -> list[Outputs]:
+        """The classifier's raw outputs for `inputs`, computed in some shared batch."""
         assert self._queue is not None, "MicroBatcher.start() was not called"
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Item(predictor, inputs, future))
+        try:
+            self._queue.put_nowait(_Item(classifier, inputs, future, time.perf_counter()))
+        except asyncio.QueueFull:
+            raise QueueFull from None
         return await future
 
     async def _loop(self) -> None:
@@ -73,7 +93,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             items = [await self._queue.get()]
-            rows = len(items[0].inputs)
+            rows = items[0].rows
             deadline = loop.time() + self.max_wait_s
             while rows < self.max_batch_size:
                 try:
@@ -87,18 +107,24 @@ class MicroBatcher:
                     except TimeoutError:
                         break
                 items.append(item)
-                rows += len(item.inputs)
-            for group in _by_predictor(items):
+                rows += item.rows
+            for group in _by_classifier(items):
                 await self._run(group)
 
     async def _run(self, group: list[_Item]) -> None:
-        batch = torch.cat([item.inputs for item in group])
-        if self.on_batch is not None:
-            self.on_batch(len(batch))
+        group = [item for item in group if not item.future.done()]  # a client that left cancelled its future
+        if not group:
+            return
+        inputs = [np.concatenate([item.inputs[k] for item in group]) for k in range(len(group[0].inputs))]
+        started = time.perf_counter()
         try:
-            probabilities = await asyncio.get_running_loop().run_in_executor(
-                self.executor, group[0].predictor, batch
+            outputs = await asyncio.get_running_loop().run_in_executor(
+                self.executor, group[0].classifier.forward, inputs
             )
+            if self.on_batch is not None:
+                self.on_batch(
+                    len(inputs[0]), time.perf_counter() - started, [started - i.queued_at for i in group]
+                )
         except Exception as exc:  # every waiting request gets the failure, the loop lives on
             for item in group:
                 if not item.future.done():
@@ -106,14 +132,19 @@ class MicroBatcher:
             return
         start = 0
         for item in group:
-            end = start + len(item.inputs)
-            if not item.future.done():  # a client that went away cancelled its future
-                item.future.set_result(probabilities[start:end])
+            end = start + item.rows
+            if not item.future.done():
+                item.future.set_result(
+                    [
+                        (logits[start:end], None if features is None else features[start:end])
+                        for logits, features in outputs
+                    ]
+                )
             start = end
 
 
-def _by_predictor(items: list[_Item]) -> list[list[_Item]]:
+def _by_classifier(items: list[_Item]) -> list[list[_Item]]:
     groups: dict[int, list[_Item]] = {}
     for item in items:
-        groups.setdefault(id(item.predictor), []).append(item)
+        groups.setdefault(id(item.classifier), []).append(item)
     return list(groups.values())

@@ -1,11 +1,10 @@
-"""What the registry holds, described for the API and the models page."""
+"""What the registry holds, described for the API and the models page (the store answers; this shapes)."""
 
 from mlflow.entities.model_registry import ModelVersion
 
 from pneumonia_zoo.config import Settings
 from pneumonia_zoo.serving.schemas import ModelVersionInfo
-from pneumonia_zoo.tracking.registry import VERSION_METRIC_TAGS, list_versions
-from pneumonia_zoo.tracking.store import connect
+from pneumonia_zoo.tracking.store import VERSION_METRIC_TAGS, Store
 
 
 def _float(value: str | None) -> float | None:
@@ -15,44 +14,43 @@ def _float(value: str | None) -> float | None:
         return None
 
 
-def describe(version: ModelVersion, settings: Settings, aliases: list[str] | None = None) -> ModelVersionInfo:
+def describe(version: ModelVersion, settings: Settings, aliases: list[str]) -> ModelVersionInfo:
     tags = version.tags
-    aliases = list(version.aliases) if aliases is None else aliases
     metrics = {key: value for key in VERSION_METRIC_TAGS if (value := _float(tags.get(key))) is not None}
+    evaluations = {
+        key: value
+        for key, raw in tags.items()
+        if key.startswith("eval_") and (value := _float(raw)) is not None
+    }
     image_size = _float(tags.get("image_size"))
-    threshold = _float(tags.get("threshold"))
     base = settings.mlflow_ui_url.rstrip("/")
     return ModelVersionInfo(
         name=version.name,
         version=str(version.version),
         architecture=tags.get("architecture", "unknown"),
         image_size=int(image_size) if image_size is not None else None,
-        threshold=threshold,
+        threshold=_float(tags.get("threshold")),
         champion=settings.champion_alias in aliases,
         aliases=aliases,
         onnx=tags.get("onnx", "").lower() in ("true", "1", "yes"),
+        kind=tags.get("kind", "single"),
         pretrained={"true": True, "false": False}.get(tags.get("pretrained", "").lower()),
         metrics=metrics,
         mlflow_url=f"{base}/#/models/{version.name}/versions/{version.version}",
+        card_url=f"/api/v1/models/{version.version}/card",
+        evaluations=evaluations,
     )
 
 
-def all_versions(settings: Settings) -> list[ModelVersionInfo]:
+def all_versions(store: Store) -> list[ModelVersionInfo]:
     """Every version, newest first (blocking: call in a thread)."""
-    versions = list_versions(settings.registered_model_name)
-    if not versions:
-        return []
-    # search_model_versions leaves `aliases` empty on some stores: the registered model has them all.
-    by_version: dict[str, list[str]] = {}
-    for alias, number in connect().get_registered_model(settings.registered_model_name).aliases.items():
-        by_version.setdefault(str(number), []).append(alias)
-    return [describe(version, settings, sorted(by_version.get(str(version.version), [])))
-            for version in reversed(versions)]
+    return catalog(store)[0]
 
 
-def latest_per_architecture(versions: list[ModelVersionInfo]) -> list[ModelVersionInfo]:
-    latest: dict[str, ModelVersionInfo] = {}
-    for info in versions:
-        if info.architecture not in latest or int(info.version) > int(latest[info.architecture].version):
-            latest[info.architecture] = info
-    return sorted(latest.values(), key=lambda info: info.architecture)
+def catalog(store: Store) -> tuple[list[ModelVersionInfo], list[ModelVersionInfo]]:
+    """(every version newest first, the newest version of each architecture): one registry read."""
+    versions = store.versions()
+    aliases = store.aliases_by_version()
+    infos = {str(v.version): describe(v, store.settings, aliases.get(str(v.version), [])) for v in versions}
+    latest = [infos[str(v.version)] for v in store.latest_per_architecture(versions)]
+    return [infos[str(v.version)] for v in reversed(versions)], latest

@@ -11,6 +11,7 @@ from pneumonia_zoo.config import Settings
 from pneumonia_zoo.serving.errors import ServingError
 from pneumonia_zoo.serving.holder import ModelHolder
 from pneumonia_zoo.serving.inference import InferenceService
+from pneumonia_zoo.tracking.store import Store
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -29,10 +30,15 @@ def get_templates(request: Request) -> Jinja2Templates:
     return request.app.state.templates
 
 
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
+StoreDep = Annotated[Store, Depends(get_store)]
 
 _bearer = HTTPBearer(auto_error=False, description="PNEUMONIA_ZOO_ADMIN_TOKEN")
 

@@ -13,12 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from pneumonia_zoo.config import Settings
 from pneumonia_zoo.errors import UserError
-from pneumonia_zoo.serving.predictors import Predictor, build_predictor
-from pneumonia_zoo.tracking.package import ModelPackage, load_package
-from pneumonia_zoo.tracking.registry import download_package, resolve
-from pneumonia_zoo.tracking.store import connect
+from pneumonia_zoo.package.classifier import Classifier, load_classifier
+from pneumonia_zoo.package.prediction import ModelInfo
+from pneumonia_zoo.serving.explain import warm_up_explainer
+from pneumonia_zoo.tracking.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +43,24 @@ _REGISTRY_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_
 class LoadedModel:
     name: str
     version: str
-    architecture: str
-    package: ModelPackage
-    predictor: Predictor
+    classifier: Classifier
+    memory_bytes: int = 0  # what loading it added to the process (the cache is bounded by this)
 
     @property
-    def threshold(self) -> float:
-        return self.package.config.threshold
+    def architecture(self) -> str:
+        return self.classifier.config.architecture
 
     @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.package.config.class_names
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.name, self.version, self.architecture, self.classifier.runtime)
 
     def describe(self) -> dict[str, str]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "architecture": self.architecture,
-            "runtime": self.predictor.runtime,
-        }
+        return self.info.to_dict()
+
+
+def _import_runtime_libraries() -> None:
+    import onnxruntime  # noqa: F401
+    import pytorch_grad_cam  # noqa: F401  (brings torch and OpenCV)
 
 
 class VersionNotFound(LookupError):
@@ -67,8 +68,10 @@ class VersionNotFound(LookupError):
 
 
 class ModelHolder:
-    def __init__(self, settings: Settings, on_swap: Callable[[LoadedModel], None] | None = None) -> None:
-        self.settings = settings
+    def __init__(
+        self, settings: Settings, store: Store, on_swap: Callable[[LoadedModel], None] | None = None
+    ) -> None:
+        self.settings, self.store = settings, store
         self.on_swap = on_swap
         self.current: LoadedModel | None = None  # replaced whole, never mutated: the atomic swap
         self.status = STARTING
@@ -83,11 +86,11 @@ class ModelHolder:
 
     @property
     def name(self) -> str:
-        return self.settings.registered_model_name
+        return self.store.model_name
 
     @property
     def champion_uri(self) -> str:
-        return f"models:/{self.name}@{self.settings.champion_alias}"
+        return self.store.champion_uri
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -129,7 +132,7 @@ class ModelHolder:
         """
         with self._refresh_lock:
             try:
-                resolved = resolve(self.champion_uri)
+                resolved = self.store.resolve(self.champion_uri)
             except UserError:
                 self._fail(*self._classify_missing())
                 return False
@@ -142,11 +145,11 @@ class ModelHolder:
             try:
                 # A version already loaded (asked for by number, or a champion being rolled back to)
                 # is swapped in as it is: no second download, no second copy in memory.
-                model = self._take_cached(resolved.version) or self._load(
-                    resolved.name, resolved.version, resolved.architecture
-                )
+                model = self._take_cached(resolved.version) or self._load(resolved.version)
             except UserError as exc:  # PackageError (tampered or incomplete) is a UserError
-                self._fail(INVALID_ARTIFACT, f"version {resolved.version} was refused: {exc}")
+                self._fail(
+                    INVALID_ARTIFACT, f"version {resolved.version} (run {resolved.run_id}) was refused: {exc}"
+                )
                 return False
             except Exception as exc:
                 reason = f"version {resolved.version} could not be downloaded ({type(exc).__name__})"
@@ -156,11 +159,13 @@ class ModelHolder:
             self.status, self.reason = READY, "ready"
             self._recovered()
             log.info(
-                "serving %s version %s (%s, %s)",
+                "serving %s version %s (%s, %s, run %s)%s",
                 model.name,
                 model.version,
                 model.architecture,
-                model.predictor.runtime,
+                model.classifier.runtime,
+                resolved.run_id,
+                f", replacing version {previous.version}" if previous is not None else "",
             )
             if previous is not None:
                 self._remember(previous)  # a version just demoted is likely to be asked for again
@@ -169,10 +174,8 @@ class ModelHolder:
             return True
 
     def _classify_missing(self) -> tuple[str, str]:
-        try:
-            connect().search_registered_models(max_results=1)
-        except Exception as exc:
-            return UNREACHABLE, f"the model registry could not be read ({type(exc).__name__})"
+        if not self.store.reachable():
+            return UNREACHABLE, "the model registry could not be read"
         return NO_CHAMPION, (
             f"no model is registered as {self.champion_uri}: train one with "
             "`pneumonia-zoo train`, then `pneumonia-zoo promote`"
@@ -209,10 +212,10 @@ class ModelHolder:
                 self._cache.move_to_end(version)
                 return self._cache[version]
             try:
-                resolved = resolve(f"models:/{self.name}/{version}")
+                resolved = self.store.resolve(f"models:/{self.name}/{version}")
             except UserError:
                 raise VersionNotFound(f"version {version} of '{self.name}' is not in the registry") from None
-            model = self._load(resolved.name, resolved.version, resolved.architecture)
+            model = self._load(resolved.version)
             self._remember_locked(model)
             return model
 
@@ -225,14 +228,33 @@ class ModelHolder:
             self._remember_locked(model)
 
     def _remember_locked(self, model: LoadedModel) -> None:
+        """Keep `model` for later requests, within the cache's count and memory bounds (LRU)."""
         self._cache[model.version] = model
         self._cache.move_to_end(model.version)
-        while len(self._cache) > self.settings.model_cache_size:
-            self._cache.popitem(last=False)
+        limit = self.settings.model_cache_mb * 2**20
+        while self._cache and (
+            len(self._cache) > self.settings.model_cache_size
+            or sum(m.memory_bytes for m in self._cache.values()) > limit
+        ):
+            _, dropped = self._cache.popitem(last=False)
+            log.info(
+                "dropped version %s from the model cache (%.0f MB)",
+                dropped.version,
+                dropped.memory_bytes / 2**20,
+            )
 
-    def _load(self, name: str, version: str, architecture: str) -> LoadedModel:
-        # The download is only needed until the weights and the ONNX session are in memory.
+    def _load(self, version: str) -> LoadedModel:
+        """Download, verify and load a version, and warm it up (an inference, Grad-CAM's network and
+        imports): its first request pays for nothing. The download is needed only until then."""
+        _import_runtime_libraries()  # so the footprint below is the model's, not the libraries'
+        process = psutil.Process()
+        before = process.memory_info().rss
         with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-serve-") as tmp:
-            package = load_package(download_package(name, version, Path(tmp)))
-            predictor = build_predictor(package, self.settings.runtime)
-        return LoadedModel(name, version, package.config.architecture or architecture, package, predictor)
+            package_dir = self.store.download_package(version, Path(tmp))
+            files = sum(path.stat().st_size for path in package_dir.rglob("*") if path.is_file())
+            classifier = load_classifier(package_dir, self.settings.runtime, self.settings.onnx_threads)
+            classifier.warm_up()
+            warm_up_explainer(classifier)
+        footprint = max(files, process.memory_info().rss - before)
+        log.info("loaded version %s (%s, %.0f MB)", version, classifier.runtime, footprint / 2**20)
+        return LoadedModel(self.name, version, classifier, footprint)

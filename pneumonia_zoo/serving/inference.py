@@ -1,28 +1,53 @@
 """The inference service: uploads in, predictions and heatmaps out, without blocking the event loop.
 
-Decoding and preprocessing run in a small pool of worker threads, one per core; the network runs in
-the micro-batcher's single inference thread, as does Grad-CAM (it hooks the same network).
+The hooks run where they belong: decode and preprocess in a small pool of worker threads (one per
+CPU the process may use), the network in the micro-batcher's single inference thread (as does
+Grad-CAM: it hooks the same network), postprocessing (calibration, guard) back in the pool.
 """
 
 import asyncio
-import os
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import anyio
-import numpy as np
+from fastapi import Request
 from PIL import Image
 
 from pneumonia_zoo.config import Settings
-from pneumonia_zoo.data.images import ImageDecodeError, ImageTooLargeError, decode_image
-from pneumonia_zoo.serving.batcher import MicroBatcher
+from pneumonia_zoo.data.images import (
+    DecodedImage,
+    ImageDecodeError,
+    ImageTooLargeError,
+    decode_cost,
+    decode_image,
+)
+from pneumonia_zoo.errors import UserError
+from pneumonia_zoo.package.classifier import Classifier, Scores
+from pneumonia_zoo.package.prediction import prediction_record
+from pneumonia_zoo.resources import available_cpus
+from pneumonia_zoo.serving.admission import RETRY_AFTER, Budget, admitted, deadline_error
+from pneumonia_zoo.serving.batcher import MicroBatcher, QueueFull
 from pneumonia_zoo.serving.errors import ServingError
 from pneumonia_zoo.serving.explain import gradcam_overlay
 from pneumonia_zoo.serving.holder import LoadedModel, ModelHolder, VersionNotFound
 from pneumonia_zoo.serving.metrics import ServiceMetrics
-from pneumonia_zoo.serving.schemas import ModelRef, Prediction
-from pneumonia_zoo.serving.uploads import UploadedFile
+from pneumonia_zoo.serving.uploads import (
+    UploadedFile,
+    UploadForm,
+    declared_length,
+    max_body_bytes,
+    read_upload_form,
+)
+
+MB = 2**20
+
+
+def input_bytes(classifier: Classifier) -> int:
+    """The float32 network inputs of one image: every member, every test-time view."""
+    return sum(4 * 3 * m.preprocessing.image_size**2 for m in classifier.members) * len(classifier.views)
 
 
 @dataclass
@@ -30,25 +55,23 @@ class Outcome:
     """Predictions for the images of one request, with the model that made them."""
 
     model: LoadedModel
-    images: list[Image.Image]
-    probabilities: np.ndarray  # N x 2
+    images: list[DecodedImage]
+    scores: Scores
     latency_ms: float
 
-    def label_index(self, row: int) -> int:
-        pneumonia = self.model.class_names.index("PNEUMONIA")
-        return pneumonia if self.probabilities[row, pneumonia] >= self.model.threshold else 1 - pneumonia
+    def label_index(self, row: int, operating_point: str | None = None) -> int:
+        threshold = self.model.classifier.config.operating_point(operating_point).threshold
+        return 1 if self.scores.probabilities[row, 1] >= threshold else 0
 
-    def prediction(self, row: int, filename: str | None = None) -> Prediction:
-        names = self.model.class_names
-        return Prediction(
-            label=names[self.label_index(row)],
-            probabilities={
-                name: round(float(p), 6) for name, p in zip(names, self.probabilities[row], strict=True)
-            },
-            threshold=self.model.threshold,
-            model=ModelRef(**self.model.describe()),
-            latency_ms=round(self.latency_ms, 1),
-            filename=filename,
+    def prediction(self, row: int, filename: str | None = None, operating_point: str | None = None) -> dict:
+        return prediction_record(
+            self.model.classifier.config,
+            self.scores,
+            row,
+            self.model.info,
+            operating_point,
+            filename,
+            self.latency_ms,
         )
 
 
@@ -59,13 +82,18 @@ class InferenceService:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         # Decoding is CPU-bound (Pillow releases the GIL): more threads than cores only make every
         # request slower and hold more full-resolution images in memory at once.
-        self.cpu_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="decode")
+        workers = settings.decode_threads or available_cpus()
+        self.cpu_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         self.batcher = MicroBatcher(
             self.executor,
             settings.max_batch_size,
             settings.max_batch_wait_ms,
-            on_batch=metrics.batch_size.observe,
+            settings.max_queued_batches,
+            on_batch=metrics.observe_batch,
         )
+        self.uploads = Budget("uploads", int(settings.upload_budget_mb * MB), settings.max_waiting_requests)
+        self.pixels = Budget("pixels", int(settings.pixel_budget_mb * MB), settings.max_waiting_requests)
+        metrics.watch(self)
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -88,22 +116,71 @@ class InferenceService:
             return await anyio.to_thread.run_sync(self.holder.get_version, version)
         except VersionNotFound as exc:
             raise ServingError(404, str(exc)) from None
-        except Exception as exc:
-            detail = f"version {version} could not be loaded ({type(exc).__name__}: {exc})"
-            raise ServingError(503, detail) from None
+        except UserError as exc:  # a refused package: the sentence is for users
+            raise ServingError(503, f"version {version} could not be loaded: {exc}") from None
+        except Exception as exc:  # anything else may hold hosts and paths: only its kind is told
+            raise ServingError(503, f"version {version} could not be loaded ({type(exc).__name__})") from None
 
-    async def decode(self, uploads: list[UploadedFile]) -> list[Image.Image]:
+    @staticmethod
+    def check_operating_point(model: LoadedModel, name: str | None) -> None:
+        try:
+            model.classifier.config.operating_point(name)
+        except UserError as exc:
+            raise ServingError(422, str(exc)) from None
+
+    # -- a request, stage by stage, within its budgets and deadline ----------------------------------
+
+    @contextlib.asynccontextmanager
+    async def receive(self, request: Request, max_files: int) -> AsyncIterator[UploadForm]:
+        """Read the multipart body holding its share of the upload budget until the request is done."""
+        settings = self.settings
+        reserved = declared_length(request) or max_body_bytes(settings.max_upload_bytes, max_files)
+        async with admitted(self.uploads, reserved, 408, wait_timeout_s=settings.body_timeout_s):
+            yield await read_upload_form(
+                request, settings.max_upload_bytes, max_files, settings.body_timeout_s
+            )
+
+    async def classify(
+        self, model: LoadedModel, uploads: list[UploadedFile], min_side: int | None = None
+    ) -> Outcome:
+        """Decode and classify the uploads within the pixel budget and the request's deadline."""
         if not uploads:
             raise ServingError(
                 422, "no image uploaded: send it in the multipart field 'file' (or 'files' for a batch)"
             )
-        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, self._decode_all, uploads)
+        started = time.perf_counter()
+        side = max(min_side or 0, model.classifier.input_size)
+        cost = sum(
+            decode_cost(bytes(u.data), side, u.filename.lower().endswith((".dcm", ".dicom"))) for u in uploads
+        ) + len(uploads) * input_bytes(model.classifier)
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                async with admitted(self.pixels, cost, self.settings.timeout_status):
+                    images = await self.decode(uploads, side)
+                    return await self.predict(model, images, started)
+        except TimeoutError:
+            raise deadline_error(self.settings.timeout_status) from None
 
-    def _decode_all(self, uploads: list[UploadedFile]) -> list[Image.Image]:
+    async def decode(self, uploads: list[UploadedFile], min_side: int | None) -> list[DecodedImage]:
+        if not uploads:
+            raise ServingError(
+                422, "no image uploaded: send it in the multipart field 'file' (or 'files' for a batch)"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.cpu_pool, self._decode_all, uploads, min_side)
+
+    def _decode_all(self, uploads: list[UploadedFile], min_side: int | None) -> list[DecodedImage]:
         images = []
         for upload in uploads:
             try:
-                images.append(decode_image(bytes(upload.data), max_pixels=self.settings.max_image_pixels))
+                images.append(
+                    decode_image(
+                        bytes(upload.data),
+                        self.settings.max_image_pixels,
+                        min_side,
+                        assume_dicom=upload.filename.lower().endswith((".dcm", ".dicom")),
+                    )
+                )
             except ImageDecodeError as exc:
                 name = f"'{upload.filename}'" if upload.filename else "the upload"
                 # Oversized images are "too large" (413); other content we cannot process is 422.
@@ -111,23 +188,30 @@ class InferenceService:
                 raise ServingError(status, f"{name}: {exc}") from None
         return images
 
-    async def predict(self, model: LoadedModel, images: list[Image.Image], started: float) -> Outcome:
+    async def predict(self, model: LoadedModel, images: list[DecodedImage], started: float) -> Outcome:
+        loop = asyncio.get_running_loop()
+        classifier = model.classifier
         self.batcher.announce()  # so a batch being formed waits for this request
         try:
-            inputs = await asyncio.get_running_loop().run_in_executor(
-                self.cpu_pool,
-                model.package.batch,
-                images,  # the package's own preprocessing
-            )
+            inputs = await loop.run_in_executor(self.cpu_pool, classifier.preprocess, images)
         finally:
             self.batcher.arrived()  # no await between this and queueing: the batcher cannot miss it
-        probabilities = await self.batcher.predict(model.predictor, inputs)
-        outcome = Outcome(model, images, probabilities, (time.perf_counter() - started) * 1000)
+        try:
+            outputs = await self.batcher.forward(classifier, inputs)
+        except QueueFull:
+            raise ServingError(
+                503, "the service is at capacity: try again shortly", headers=RETRY_AFTER
+            ) from None
+        scores = await loop.run_in_executor(self.cpu_pool, classifier.postprocess, outputs, images)
+        outcome = Outcome(model, images, scores, (time.perf_counter() - started) * 1000)
         for row in range(len(images)):
-            self.metrics.predictions.labels(model.class_names[outcome.label_index(row)]).inc()
+            label = classifier.config.class_names[outcome.label_index(row)]
+            self.metrics.predictions.labels(model.version, label).inc()
+            if scores.ood_flags[row]:
+                self.metrics.out_of_population.labels(model.version).inc()
         return outcome
 
-    async def explain(self, model: LoadedModel, image: Image.Image, class_index: int) -> Image.Image:
+    async def explain(self, model: LoadedModel, image: DecodedImage, class_index: int) -> Image.Image:
         return await asyncio.get_running_loop().run_in_executor(
-            self.executor, gradcam_overlay, model.package, image, class_index
+            self.executor, gradcam_overlay, model.classifier, image, class_index
         )

@@ -1,38 +1,107 @@
-"""Prometheus metrics: one registry per app, so several apps (tests) never collide."""
+"""Prometheus metrics: one registry per app, so several apps (tests) never collide.
+
+What an operator needs to see the service at its limits: the process (RSS, CPU, open files), every
+request by route and status, inference time and queue wait, queue depth, the bytes the admission
+budgets hold, batch sizes, and predictions by served version and label.
+"""
 
 import time
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from pneumonia_zoo.serving.inference import InferenceService
+
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class ServiceMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)  # process_resident_memory_bytes, _cpu_seconds_total, _open_fds
         self.requests = Counter(
-            "pneumonia_zoo_http_requests", "HTTP requests by route and status",
-            ["method", "route", "status"], registry=self.registry,
+            "pneumonia_zoo_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=registry,
         )
         self.latency = Histogram(
-            "pneumonia_zoo_http_request_duration_seconds", "HTTP request latency by route",
-            ["method", "route"], registry=self.registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            "pneumonia_zoo_http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["method", "route"],
+            registry=registry,
+            buckets=_SECONDS,
         )
         self.batch_size = Histogram(
-            "pneumonia_zoo_inference_batch_size", "Images per network call (micro-batching)",
-            registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64),
+            "pneumonia_zoo_inference_batch_size",
+            "Images per network call (micro-batching)",
+            registry=registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
+        self.inference_seconds = Histogram(
+            "pneumonia_zoo_inference_seconds",
+            "Time of one network call (a micro-batch)",
+            registry=registry,
+            buckets=_SECONDS,
+        )
+        self.queue_wait = Histogram(
+            "pneumonia_zoo_queue_wait_seconds",
+            "Time a request's images waited for the network",
+            registry=registry,
+            buckets=_SECONDS,
+        )
+        self.queue_depth = Gauge(
+            "pneumonia_zoo_queue_depth", "Requests waiting for the network", registry=registry
+        )
+        self.in_flight = Gauge(
+            "pneumonia_zoo_budget_bytes_in_use",
+            "Bytes held by each admission budget (uploads, pixels)",
+            ["budget"],
+            registry=registry,
+        )
+        self.waiting = Gauge(
+            "pneumonia_zoo_budget_waiting_requests",
+            "Requests waiting for each admission budget",
+            ["budget"],
+            registry=registry,
         )
         self.predictions = Counter(
-            "pneumonia_zoo_predictions", "Predicted labels", ["label"], registry=self.registry,
+            "pneumonia_zoo_predictions",
+            "Predicted labels by served version",
+            ["version", "label"],
+            registry=registry,
+        )
+        self.out_of_population = Counter(
+            "pneumonia_zoo_out_of_population",
+            "Images flagged as unlike the training data, by served version",
+            ["version"],
+            registry=registry,
         )
         self.model = Gauge(
-            "pneumonia_zoo_model_loaded", "1 for the registry version serving as champion",
-            ["name", "version", "architecture", "runtime"], registry=self.registry,
+            "pneumonia_zoo_model_loaded",
+            "1 for the registry version serving as champion",
+            ["name", "version", "architecture", "runtime"],
+            registry=registry,
         )
 
     def set_model(self, description: dict[str, str]) -> None:
         self.model.clear()
         self.model.labels(**description).set(1)
+
+    def observe_batch(self, rows: int, seconds: float, waits: list[float]) -> None:
+        self.batch_size.observe(rows)
+        self.inference_seconds.observe(seconds)
+        for wait in waits:
+            self.queue_wait.observe(wait)
+
+    def watch(self, service: "InferenceService") -> None:
+        """Gauges read from the service when Prometheus scrapes (nothing to keep in step)."""
+        self.queue_depth.set_function(lambda: service.batcher.depth)
+        for budget in (service.uploads, service.pixels):
+            self.in_flight.labels(budget.name).set_function(lambda b=budget: b.in_use)
+            self.waiting.labels(budget.name).set_function(lambda b=budget: b.waiting)
 
 
 class MetricsMiddleware:

@@ -1,8 +1,8 @@
 """Security headers on every response, and the optional API key of /api/*.
 
 The pages load only their own CSS and JS (no inline scripts or style attributes), so a strict policy
-fits them. FastAPI's /docs and /redoc load Swagger UI / ReDoc from a CDN and start them with an inline
-script: they get a policy relaxed for exactly that, still not frameable.
+fits them. /docs and /redoc (docs.py) load Swagger UI / ReDoc from the app itself, never a CDN; each
+gets a policy relaxed for exactly what its library needs, still not frameable.
 """
 
 import secrets
@@ -13,6 +13,7 @@ from fastapi.security import APIKeyHeader
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pneumonia_zoo.serving.docs import swagger_script_hashes
 from pneumonia_zoo.serving.errors import ServingError
 
 API_KEY_HEADER = "X-API-Key"
@@ -21,15 +22,21 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-_CDN = "https://cdn.jsdelivr.net"
-DOCS_CONTENT_SECURITY_POLICY = (
-    f"default-src 'self'; script-src 'self' 'unsafe-inline' {_CDN}; "
-    f"style-src 'self' 'unsafe-inline' {_CDN} https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; "
-    "img-src 'self' data: blob: https://fastapi.tiangolo.com https://cdn.redoc.ly; worker-src 'self' blob:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+_DOCS_COMMON = (
+    "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-_DOCS_PATHS = ("/docs", "/redoc")
+# /docs: Swagger UI from /static-docs, started by one inline script allowed by its hash alone.
+# data: images are the icons Swagger UI's CSS embeds.
+DOCS_CONTENT_SECURITY_POLICY = (
+    f"{_DOCS_COMMON}; script-src 'self' {' '.join(swagger_script_hashes())}; style-src 'self'; "
+    "img-src 'self' data:"
+)
+# /redoc: no inline script, but ReDoc writes its styles into <style> elements at run time
+# (styled-components) and runs its search in a worker made from a blob: URL.
+REDOC_CONTENT_SECURITY_POLICY = (
+    f"{_DOCS_COMMON}; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "worker-src blob:"
+)
 _COMMON_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -38,10 +45,13 @@ _COMMON_HEADERS = {
 
 
 def security_headers(path: str) -> dict[str, str]:
-    docs = path.startswith(_DOCS_PATHS)
-    return _COMMON_HEADERS | {
-        "Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY
-    }
+    if path == "/docs":
+        policy = DOCS_CONTENT_SECURITY_POLICY
+    elif path == "/redoc":
+        policy = REDOC_CONTENT_SECURITY_POLICY
+    else:
+        policy = CONTENT_SECURITY_POLICY
+    return _COMMON_HEADERS | {"Content-Security-Policy": policy}
 
 
 class SecurityHeadersMiddleware:

@@ -6,6 +6,7 @@ python-multipart's streaming parser directly: parts are kept in memory and parsi
 first byte over a limit.
 """
 
+import asyncio
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -16,6 +17,23 @@ from pneumonia_zoo.serving.errors import ServingError
 
 MAX_FIELD_BYTES = 64 * 1024  # plain form fields (a version number, a sample name) are tiny
 MAX_FIELDS = 32
+_MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries
+
+
+def max_body_bytes(max_file_bytes: int, max_files: int) -> int:
+    """The largest body a request inside the limits can have: what the upload budget reserves."""
+    return max_files * max_file_bytes + MAX_FIELDS * MAX_FIELD_BYTES + _MULTIPART_OVERHEAD
+
+
+def size_text(count: int) -> str:
+    return f"{count / 2**20:.1f} MB" if count >= 2**20 else f"{count / 1024:.0f} KB"
+
+
+def declared_length(request: Request) -> int | None:
+    try:
+        return int(request.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
 
 
 @dataclass
@@ -67,9 +85,7 @@ class _Collector:
         name = options[b"name"].decode("utf-8", "replace")
         if b"filename" in options:
             if len(self.form.files) >= self.max_files:
-                raise ServingError(
-                    413, f"too many files: at most {self.max_files} images per request"
-                )
+                raise ServingError(413, f"too many files: at most {self.max_files} images per request")
             self._file = UploadedFile(name, options[b"filename"].decode("utf-8", "replace"))
             self.form.files.append(self._file)
         else:
@@ -84,7 +100,7 @@ class _Collector:
                 raise ServingError(
                     413,
                     f"'{self._file.filename}' is larger than the upload limit of "
-                    f"{self.max_file_bytes / 2**20:.1f} MB",
+                    f"{size_text(self.max_file_bytes)}",
                 )
         else:
             self._field_data += data[start:end]
@@ -107,8 +123,14 @@ class _Collector:
         }
 
 
-async def read_upload_form(request: Request, max_file_bytes: int, max_files: int) -> UploadForm:
-    """Parse a multipart/form-data body chunk by chunk, in memory; 4xx ServingError on bad input."""
+async def read_upload_form(
+    request: Request, max_file_bytes: int, max_files: int, timeout_s: float | None = None
+) -> UploadForm:
+    """Parse a multipart/form-data body chunk by chunk, in memory; 4xx ServingError on bad input.
+
+    A body larger than the limits allow is refused from its Content-Length before a byte is read; one
+    that does not arrive within `timeout_s` gets 408 and the connection is closed.
+    """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
         raise ServingError(
@@ -117,12 +139,22 @@ async def read_upload_form(request: Request, max_file_bytes: int, max_files: int
     boundary = params.get(b"boundary")
     if not boundary:
         raise ServingError(400, "malformed multipart body: the Content-Type header has no boundary")
+    length = declared_length(request)
+    if length is not None and length > max_body_bytes(max_file_bytes, max_files):
+        raise ServingError(
+            413, f"the request is larger than {max_files} files of {size_text(max_file_bytes)} allow"
+        )
     collector = _Collector(max_file_bytes, max_files)
     parser = MultipartParser(boundary, collector.callbacks())
     try:
-        async for chunk in request.stream():
-            parser.write(chunk)  # callbacks raise ServingError as soon as a limit is crossed
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                parser.write(chunk)  # callbacks raise ServingError as soon as a limit is crossed
         parser.finalize()
     except FormParserError:
         raise ServingError(400, "malformed multipart body") from None
+    except TimeoutError:
+        raise ServingError(
+            408, f"the upload did not arrive within {timeout_s:g} s", headers={"Connection": "close"}
+        ) from None
     return collector.form

@@ -1,1 +1,2 @@
-"""MLflow: run logging, the model package, the registry and champion promotion."""
+"""MLflow: the store and its registry, the training recipe, publishing, sweeps, ensembles,
+evaluation runs, model cards, the compare report and the starter model."""

@@ -20,15 +20,13 @@ import pandas as pd  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
-from pneumonia_zoo.config import get_settings  # noqa: E402
-from pneumonia_zoo.data.images import read_image  # noqa: E402
+from pneumonia_zoo.data.images import IMAGE_SUFFIXES  # noqa: E402
 from pneumonia_zoo.errors import UserError  # noqa: E402
-from pneumonia_zoo.tracking.registry import list_versions, load_version  # noqa: E402
-from pneumonia_zoo.tracking.store import connect, tracking_uri  # noqa: E402
+from pneumonia_zoo.tracking.cards import environment  # noqa: E402
+from pneumonia_zoo.tracking.store import Store  # noqa: E402
 from pneumonia_zoo.training.config import TrainConfig  # noqa: E402
 
 TEST_METRICS = ("accuracy", "sensitivity", "specificity", "f1", "auc")
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 WARMUP = 2
 ROUNDS = 3
 
@@ -48,14 +46,14 @@ def _float(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _row(version: ModelVersion, champion: str | None) -> dict:
+def _row(store: Store, version: ModelVersion, champion: str | None) -> dict:
     """One version's values: tags first, then its source run's params and metrics."""
     tags = dict(version.tags)
     params: dict[str, str] = {}
     metrics: dict[str, float] = {}
     if version.run_id:
         try:
-            run = connect().get_run(version.run_id)
+            run = store.get_run(version.run_id)
             params, metrics = dict(run.data.params), dict(run.data.metrics)
         except MlflowException:  # the run was deleted: the tags still describe the version
             pass
@@ -68,6 +66,11 @@ def _row(version: ModelVersion, champion: str | None) -> dict:
         "architecture": tags.get("architecture", "unknown"),
         "parameters": metric("parameters"),
         "image_size": int(tags["image_size"]) if tags.get("image_size", "").isdigit() else None,
+        "kind": tags.get("kind", "single"),
+        "test_ece": metric("test_ece"),
+        "test_flag_rate": metric("test_flag_rate"),
+        "test_images": metric("test_images"),
+        "robust_agreement": metric("robust_originals_agreement"),
         "epochs": metric("epochs_run"),
         "pretrained": tags.get("pretrained", "unknown"),
         "starter": tags.get("starter") == "true",
@@ -88,25 +91,17 @@ def _row(version: ModelVersion, champion: str | None) -> dict:
     return row
 
 
-def collect(name: str | None = None, latest_per_arch: bool = False) -> list[dict]:
-    settings = get_settings()
-    name = name or settings.registered_model_name
-    versions = list_versions(name)
+def collect(store: Store, latest_per_arch: bool = False) -> list[dict]:
+    versions = store.versions()
     if not versions:
         raise UserError(
-            f"no versions of '{name}' in the registry at {tracking_uri()}: train a model first "
+            f"no versions of '{store.model_name}' in the registry ({store.describe()}): train a model first "
             "(pneumonia-zoo train) or register the starter (pneumonia-zoo register-starter)"
         )
     if latest_per_arch:
-        newest: dict[str, ModelVersion] = {}
-        for version in versions:  # sorted oldest first, so the last one per architecture wins
-            newest[version.tags.get("architecture", "unknown")] = version
-        versions = sorted(newest.values(), key=lambda v: int(v.version))
-    try:
-        champion = str(connect().get_model_version_by_alias(name, settings.champion_alias).version)
-    except MlflowException:
-        champion = None
-    return [_row(version, champion) for version in versions]
+        versions = sorted(store.latest_per_architecture(versions), key=lambda v: int(v.version))
+    champion = store.champion_version()
+    return [_row(store, version, champion) for version in versions]
 
 
 def timing_images(directory: Path, count: int = 4) -> list[Path]:
@@ -116,17 +111,23 @@ def timing_images(directory: Path, count: int = 4) -> list[Path]:
     return paths[:count]
 
 
-def measure_ms_per_image(model_uri: str, images: list[Path]) -> float:
-    """Median milliseconds per image at batch 1 (PyTorch, preprocessing included), after a warm-up."""
-    _, package = load_version(model_uri)
-    decoded = [read_image(path) for path in images]
-    for image in decoded[:WARMUP] * WARMUP:
-        package.predict_proba([image])
+def measure_ms_per_image(store: Store, model_uri: str, images: list[Path]) -> float:
+    """Median milliseconds per image at batch 1 (decode, preprocessing and the package's default
+    runtime included), after a warm-up."""
+    _, classifier = store.load(model_uri)
+    files = [path.read_bytes() for path in images]
+    from pneumonia_zoo.data.images import decode_image
+
+    def once(data: bytes) -> None:
+        classifier.predict([decode_image(data, min_side=classifier.input_size)])
+
+    for data in files[:WARMUP] * WARMUP:
+        once(data)
     timings = []
     for _ in range(ROUNDS):
-        for image in decoded:
+        for data in files:
             start = time.perf_counter()
-            package.predict_proba([image])
+            once(data)
             timings.append((time.perf_counter() - start) * 1000)
     return statistics.median(timings)
 
@@ -172,12 +173,16 @@ def display_table(rows: list[dict]) -> pd.DataFrame:
                 "schedule": _plain(row["schedule"]),
                 "pretrained": row["pretrained"],
                 "train time": _duration(row["train_seconds"]),
+                "test images": _plain(row["test_images"], "{:.0f}"),
                 "val AUC": _plain(row["val_auc"], "{:.3f}"),
                 "test accuracy": _with_ci(row, "test_accuracy"),
                 "test sensitivity": _with_ci(row, "test_sensitivity"),
                 "test specificity": _with_ci(row, "test_specificity"),
                 "test F1": _with_ci(row, "test_f1"),
                 "test AUC": _with_ci(row, "test_auc"),
+                "test ECE": _plain(row["test_ece"], "{:.3f}"),
+                "test flagged": _plain(row["test_flag_rate"], "{:.1%}"),
+                "full-res agreement": _plain(row["robust_agreement"], "{:.1%}"),
                 "ms/image": _plain(row["ms_per_image"], "{:.1f}"),
                 "champion": "★" if row["champion"] else "",
             }
@@ -209,13 +214,21 @@ def auc_figure(rows: list[dict]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(shown) + 2), 4))
     positions = range(len(shown))
     ax.errorbar(
-        list(positions), [r["test_auc"] for r in shown], yerr=_errors(shown, "test_auc"),
-        fmt="o", capsize=4, label="test AUC (95% CI)",
-    )  # fmt: skip
+        list(positions),
+        [r["test_auc"] for r in shown],
+        yerr=_errors(shown, "test_auc"),
+        fmt="o",
+        capsize=4,
+        label="test AUC (95% CI)",
+    )
     ax.scatter(
-        list(positions), [r["val_auc"] if r["val_auc"] is not None else math.nan for r in shown],
-        marker="x", color="tab:orange", label="val AUC", zorder=3,
-    )  # fmt: skip
+        list(positions),
+        [r["val_auc"] if r["val_auc"] is not None else math.nan for r in shown],
+        marker="x",
+        color="tab:orange",
+        label="val AUC",
+        zorder=3,
+    )
     ax.set_xticks(list(positions), [_label(r) for r in shown], rotation=30, ha="right", fontsize=8)
     ax.set(ylabel="ROC AUC", title="ROC AUC per registered version")
     ax.grid(alpha=0.3)
@@ -229,10 +242,14 @@ def sens_spec_figure(rows: list[dict]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 5))
     for row in shown:
         ax.errorbar(
-            row["test_specificity"], row["test_sensitivity"],
-            xerr=_errors([row], "test_specificity"), yerr=_errors([row], "test_sensitivity"),
-            fmt="o", capsize=3, label=_label(row),
-        )  # fmt: skip
+            row["test_specificity"],
+            row["test_sensitivity"],
+            xerr=_errors([row], "test_specificity"),
+            yerr=_errors([row], "test_sensitivity"),
+            fmt="o",
+            capsize=3,
+            label=_label(row),
+        )
     ax.set(xlabel="test specificity", ylabel="test sensitivity", title="Sensitivity vs specificity (95% CI)")
     ax.grid(alpha=0.3)
     if shown:
@@ -256,7 +273,6 @@ def latency_figure(rows: list[dict]) -> plt.Figure:
 
 def write_report(rows: list[dict], out: Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(rows)
     figures = {"test_auc.png": auc_figure(rows), "sensitivity_specificity.png": sens_spec_figure(rows)}
     if any(row["ms_per_image"] is not None for row in rows):
         figures["latency_vs_auc.png"] = latency_figure(rows)
@@ -266,14 +282,10 @@ def write_report(rows: list[dict], out: Path, name: str) -> list[Path]:
         files.append(out / file_name)
     plt.close("all")
     generated = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    charts = "\n\n".join(f"![{f.stem}]({f.name})" for f in files)
-    commands = "\n".join(f"- v{row['version']}: `{row['command']}`" for row in rows if row["command"])
     (out / "compare.md").write_text(
-        f"# Registered versions of `{name}`\n\n"
-        f"Generated {generated} from the registry. Test metrics at each version's own threshold (chosen on "
-        "validation), with 95% bootstrap intervals; ms/image is the median at batch 1 on this machine's CPU "
-        "(PyTorch, preprocessing included). ★ = the champion.\n\n"
-        f"{table}\n\n## Commands\n\n{commands or '(none recorded)'}\n\n{charts}\n"
+        environment()
+        .get_template("compare.md.j2")
+        .render(name=name, generated=generated, table=markdown_table(rows), rows=rows, charts=files)
     )
     (out / "compare.json").write_text(
         json.dumps({"registered_model": name, "generated": generated, "versions": rows}, indent=2)
@@ -282,16 +294,20 @@ def write_report(rows: list[dict], out: Path, name: str) -> list[Path]:
 
 
 def compare(
-    name: str | None = None,
+    store: Store,
     out: Path = Path("reports/compare"),
     latest_per_arch: bool = False,
     images: list[Path] | None = None,
 ) -> CompareResult:
     """Collect, time (when `images` are given) and write the report."""
-    name = name or get_settings().registered_model_name
-    rows = collect(name, latest_per_arch)
+    rows = collect(store, latest_per_arch)
     if images:
         for row in rows:
-            row["ms_per_image"] = measure_ms_per_image(f"models:/{name}/{row['version']}", images)
-    files = write_report(rows, out, name)
+            try:
+                row["ms_per_image"] = measure_ms_per_image(
+                    store, f"models:/{store.model_name}/{row['version']}", images
+                )
+            except UserError:  # a version whose weights were left out of a shipped store
+                row["ms_per_image"] = None
+    files = write_report(rows, out, store.model_name)
     return CompareResult(rows, markdown_table(rows), files)

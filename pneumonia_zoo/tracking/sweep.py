@@ -13,10 +13,10 @@ import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 
-from pneumonia_zoo.config import get_settings
+from pneumonia_zoo.config import Settings
 from pneumonia_zoo.errors import UserError
-from pneumonia_zoo.tracking.experiment import TrainOutcome, train
-from pneumonia_zoo.tracking.store import ensure_experiment, sqlite_path, tracking_uri
+from pneumonia_zoo.tracking.recipe import TrainOutcome, train
+from pneumonia_zoo.tracking.store import Store, sqlite_path
 from pneumonia_zoo.training.config import TrainConfig
 
 BACKENDS = ("sequential", "ray")
@@ -32,8 +32,8 @@ class SweepResult:
 
 def sweep_configs(base: TrainConfig, schedules: list[str], lrs: list[float]) -> list[TrainConfig]:
     return [
-        TrainConfig.build(
-            **(base.model_dump() | {"schedule": schedule, "lr": lr, "run_name": f"{schedule}-lr{lr:g}"})
+        TrainConfig.from_flat(
+            base.flat() | {"schedule": schedule, "lr": lr, "run_name": f"{schedule}-lr{lr:g}"}
         )
         for schedule, lr in itertools.product(schedules, lrs)
     ]
@@ -56,6 +56,7 @@ def comparison_figure(histories: dict[str, list[dict]]) -> plt.Figure:
 
 def run_sweep(
     base: TrainConfig,
+    store: Store,
     schedules: list[str],
     lrs: list[float],
     quiet: bool = False,
@@ -72,7 +73,7 @@ def run_sweep(
     configs = sweep_configs(base, schedules, lrs)  # validates every schedule before anything runs
     if backend == "ray":
         _import_ray()  # a missing extra fails before any run exists
-    ensure_experiment(get_settings().experiment_name)
+    store.activate()
     with mlflow.start_run(run_name=f"sweep-{base.arch}") as parent:
         mlflow.set_tags({"sweep": "true", "architecture": base.arch, "sweep_backend": backend})
         mlflow.log_params(
@@ -85,9 +86,11 @@ def run_sweep(
             }
         )
         if backend == "ray":
-            outcomes = run_on_ray(configs, parent.info.run_id, quiet, address, max_concurrent, num_cpus)
+            outcomes = run_on_ray(
+                configs, store.settings, parent.info.run_id, quiet, address, max_concurrent, num_cpus
+            )
         else:
-            outcomes = [train(config, quiet=quiet) for config in configs]
+            outcomes = [train(config, store, quiet=quiet) for config in configs]
         table, best = summarise(configs, outcomes)
     return SweepResult(parent.info.run_id, table, None if best is None else best["run_id"])
 
@@ -99,6 +102,10 @@ def summarise(
     rows, histories = [], {}
     for config, outcome in zip(configs, outcomes, strict=True):
         metrics = outcome.metrics or {}
+        history = (
+            mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/history.json") if outcome.metrics else []
+        )
+        histories[config.run_name] = history
         rows.append(
             {
                 "run_id": outcome.run_id,
@@ -107,14 +114,10 @@ def summarise(
                 "status": outcome.status,
                 "version": outcome.version,
                 "val_auc": metrics.get("val_auc"),
-                "val_loss": metrics.get("val_loss"),
+                "val_loss": metrics.get("val_loss", _best_epoch_value(history, metrics, "val_loss")),
                 "test_auc": metrics.get("test_auc"),
             }
         )
-        history = (
-            mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/history.json") if outcome.metrics else []
-        )
-        histories[config.run_name] = history
     table = pd.DataFrame(rows)
     finished = table.dropna(subset=["val_auc"])
     best = (
@@ -134,6 +137,16 @@ def summarise(
     return table, best
 
 
+def _best_epoch_value(history: list[dict], metrics: dict[str, float], key: str) -> float | None:
+    """`key` at the epoch whose weights were kept: the package's metrics have no loss, and without it
+    the tie-break on val_loss (tiny validation sets often tie on AUC) would silently pick the first."""
+    best_epoch = metrics.get("best_epoch")
+    by_epoch = {row.get("epoch"): row for row in history}
+    if best_epoch is None or int(best_epoch) not in by_epoch:
+        return None
+    return by_epoch[int(best_epoch)].get(key)
+
+
 # --- Ray -----------------------------------------------------------------------------------------
 
 
@@ -145,28 +158,31 @@ def _import_ray():
     return ray
 
 
-def _trial_environment() -> dict[str, str]:
-    """What a trial process needs to log to this store: the URI (a relative sqlite path made absolute)."""
-    uri = tracking_uri()
+def _trial_settings(settings: Settings) -> str:
+    """The settings a trial process needs, as JSON (a relative sqlite path made absolute)."""
+    uri = settings.tracking_uri
     if db_path := sqlite_path(uri):
         uri = f"sqlite:///{db_path}"
-    return {"MLFLOW_TRACKING_URI": uri, "PNEUMONIA_ZOO_EXPERIMENT_NAME": get_settings().experiment_name}
+    return settings.model_copy(update={"tracking_uri": uri}).model_dump_json(
+        exclude={"admin_token", "api_key"}
+    )
 
 
-def ray_trial(config_json: str, parent_run_id: str, environment: dict[str, str], quiet: bool) -> TrainOutcome:
-    """One trial in a Ray worker: a child run of `parent_run_id` in the store named by `environment`."""
-    os.environ.update(environment)
+def ray_trial(config_json: str, parent_run_id: str, settings_json: str, quiet: bool) -> TrainOutcome:
+    """One trial in a Ray worker: a child run of `parent_run_id` in the store the settings name."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    get_settings.cache_clear()
-    mlflow.set_tracking_uri(environment["MLFLOW_TRACKING_URI"])
-    outcome = train(TrainConfig.model_validate_json(config_json), quiet=True, parent_run_id=parent_run_id)
+    store = Store(Settings.model_validate_json(settings_json))
+    outcome = train(
+        TrainConfig.model_validate_json(config_json), store, quiet=True, parent_run_id=parent_run_id
+    )
     if outcome.run_id:
-        mlflow.MlflowClient().set_tag(outcome.run_id, "sweep_backend", "ray")
+        store.client.set_tag(outcome.run_id, "sweep_backend", "ray")
     return outcome
 
 
 def run_on_ray(
     configs: list[TrainConfig],
+    settings: Settings,
     parent_run_id: str,
     quiet: bool,
     address: str | None = None,
@@ -185,7 +201,7 @@ def run_on_ray(
             ray.init(address=address, log_to_driver=not quiet)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=not quiet)
-    environment = _trial_environment()
+    settings_json = _trial_settings(settings)
     try:
         pending: dict = {}
         outcomes: dict[int, TrainOutcome] = {}
@@ -196,7 +212,7 @@ def run_on_ray(
             while queue and len(pending) < limit:
                 index, config = queue.pop(0)
                 task = remote_trial.options(num_cpus=config.threads or 1)
-                pending[task.remote(config.model_dump_json(), parent_run_id, environment, quiet)] = index
+                pending[task.remote(config.model_dump_json(), parent_run_id, settings_json, quiet)] = index
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 index = pending.pop(ref)

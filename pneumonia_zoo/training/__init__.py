@@ -1,1 +1,3 @@
-"""Training: the loop, LR schedules, sweeps, evaluation metrics and plots."""
+"""Training: config (every option, once), factories, the loop, LR schedules, calibration, plots.
+
+Knows nothing of MLflow: the recipe in tracking/ runs these stages and logs them."""

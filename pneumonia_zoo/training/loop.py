@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from pneumonia_zoo.stats.classification import binary_metrics
 from pneumonia_zoo.training.device import Runtime
-from pneumonia_zoo.training.metrics import binary_metrics
 from pneumonia_zoo.training.schedules import Scheduler
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -33,6 +33,29 @@ class FitResult:
 def _to_device(batch: torch.Tensor, runtime: Runtime, channels_last: bool) -> torch.Tensor:
     batch = batch.to(runtime.device, non_blocking=True)
     return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+
+@torch.no_grad()
+def predict_outputs(
+    model: nn.Module, loader: DataLoader, runtime: Runtime, head: str, channels_last: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, logits N x 2, penultimate features N x D) over a loader, in eval mode.
+
+    The features are the input of the `head` layer, captured by a hook: the network is used as trained.
+    """
+    model.eval()
+    captured: list[torch.Tensor] = []
+    handle = model.get_submodule(head).register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    labels, logits = [], []
+    try:
+        for images, targets in loader:
+            with torch.autocast(runtime.device.type, enabled=runtime.amp):
+                logits.append(model(_to_device(images, runtime, channels_last)).float().cpu().numpy())
+            labels.append(targets.numpy())
+    finally:
+        handle.remove()
+    features = torch.cat([f.float().flatten(1).cpu() for f in captured]).numpy()
+    return np.concatenate(labels), np.concatenate(logits), features
 
 
 @torch.no_grad()
@@ -64,12 +87,14 @@ def train_one_epoch(
     description: str,
     scaler: torch.amp.GradScaler | None = None,
     deadline: float | None = None,
+    quiet: bool = False,
 ) -> dict[str, float]:
     """One pass over the loader; with a `deadline` (perf_counter seconds) it ends early."""
     model.train()
     scaler = scaler or torch.amp.GradScaler(enabled=runtime.amp)
     seen, correct, loss_sum = 0, 0, 0.0
-    progress = tqdm(loader, desc=description, leave=False, disable=not runtime.is_main)
+    lr_first = scheduler.lr
+    progress = tqdm(loader, desc=description, leave=False, disable=quiet or not runtime.is_main)
     for images, targets in progress:
         images, targets = _to_device(images, runtime, channels_last), targets.to(runtime.device)
         optimizer.zero_grad(set_to_none=True)
@@ -86,7 +111,12 @@ def train_one_epoch(
         progress.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{scheduler.lr:.2e}")
         if deadline is not None and time.perf_counter() >= deadline:
             break
-    return {"train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+    return {
+        "train_loss": loss_sum / max(seen, 1),
+        "train_accuracy": correct / max(seen, 1),
+        "lr": scheduler.lr,  # in use at the end of the epoch (after warm-up's ramp, say)
+        "lr_start": lr_first,
+    }
 
 
 def _should_stop(stop: bool, runtime: Runtime) -> bool:
@@ -111,6 +141,7 @@ def fit(
     channels_last: bool = True,
     on_epoch: EpochCallback | None = None,
     max_minutes: float | None = None,
+    quiet: bool = False,
 ) -> FitResult:
     """Train, validating each epoch on rank 0; stop after `patience` epochs without a better
     validation AUC and restore the best weights. Ctrl-C ends the loop cleanly.
@@ -128,7 +159,6 @@ def fit(
             sampler = getattr(train_loader, "sampler", None)
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
-            lr = scheduler.lr
             metrics = train_one_epoch(
                 model,
                 train_loader,
@@ -140,6 +170,7 @@ def fit(
                 f"epoch {epoch + 1}/{epochs}",
                 scaler,
                 None if runtime.distributed else deadline,
+                quiet,
             )
             result.budget_exhausted = deadline is not None and time.perf_counter() >= deadline
             stop = result.budget_exhausted
@@ -150,7 +181,6 @@ def fit(
                     "val_loss": val_loss,
                     "val_accuracy": val["accuracy"],
                     "val_auc": val["auc"],
-                    "lr": lr,
                 }
                 score = val["auc"] if not math.isnan(val["auc"]) else -val_loss
                 if score > result.best_score:
@@ -160,10 +190,12 @@ def fit(
                 result.history.append(metrics | {"epoch": epoch})
                 if on_epoch:
                     on_epoch(epoch, metrics)
-                tqdm.write(
-                    f"epoch {epoch + 1}/{epochs}: loss {metrics['train_loss']:.4f} "
-                    f"val_loss {val_loss:.4f} val_auc {val['auc']:.4f} lr {lr:.2e}"
-                )
+                if not quiet:
+                    tqdm.write(
+                        f"epoch {epoch + 1}/{epochs}: loss {metrics['train_loss']:.4f} "
+                        f"val_loss {val_loss:.4f} val_auc {val['auc']:.4f} "
+                        f"lr {metrics['lr_start']:.2e} -> {metrics['lr']:.2e}"
+                    )
                 stop = stop or epoch - result.best_epoch >= patience
             if _should_stop(stop, runtime):
                 break

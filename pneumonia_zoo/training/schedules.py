@@ -8,11 +8,12 @@ stepped every batch, so "epoch" boundaries matter only where a formula floors t.
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
-from torch.optim.lr_scheduler import LambdaLR
+from typing import TYPE_CHECKING
 
 from pneumonia_zoo.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported when a Scheduler is made: the CLI validates names without it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ SCHEDULES: dict[str, Callable[[float, ScheduleParams], float]] = {
     "polynomial": polynomial,
     "cosine": cosine,
 }
-# The six decay schedules compared in the original project.
+# The six decay schedules compared in the original project; `plateau` is a Scheduler mode, not a formula.
 DECAY_SCHEDULES = ("step", "staircase", "exponential", "natural_exp", "polynomial", "cosine")
 SCHEDULE_NAMES = (*SCHEDULES, "plateau")
 
@@ -98,7 +99,7 @@ class Scheduler:
     def __init__(
         self,
         name: str,
-        optimizer: torch.optim.Optimizer,
+        optimizer: "torch.optim.Optimizer",
         params: ScheduleParams,
         steps_per_epoch: int,
         plateau_factor: float = 0.5,
@@ -113,6 +114,8 @@ class Scheduler:
         self.plateau_scale = 1.0
         self._best = -math.inf
         self._stale_epochs = 0
+        from torch.optim.lr_scheduler import LambdaLR
+
         formula = "constant" if name == "plateau" else name
         self.lambda_lr = LambdaLR(
             optimizer,

@@ -1,5 +1,5 @@
-"""Architectures: one registry of builders, each with a 2-class head and a Grad-CAM layer."""
+"""Architectures: one registry (torch-free, `architectures.py`) and the factory that builds them."""
 
-from pneumonia_zoo.zoo.registry import ARCHITECTURES, Architecture, create_model, get_architecture
+from pneumonia_zoo.zoo.architectures import ARCHITECTURES, Architecture, get_architecture
 
-__all__ = ["ARCHITECTURES", "Architecture", "create_model", "get_architecture"]
+__all__ = ["ARCHITECTURES", "Architecture", "get_architecture"]

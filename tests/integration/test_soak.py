@@ -9,15 +9,18 @@ import pytest
 
 from benchmarks.loadgen import load_uploads
 from benchmarks.soak import run_soak
-from benchmarks.store import STARTER_DIR, register_copy
+from pneumonia_zoo.resources import STARTER_DIR
+from pneumonia_zoo.tracking.publish import register_package
 from pneumonia_zoo.tracking.starter import ensure_champion
+from tests.conftest import store_for
 
 pytestmark = pytest.mark.slow
 
 
 def test_hot_swap_under_concurrent_load(tracking_store, tmp_path, originals, record_property):
-    assert ensure_champion(STARTER_DIR) == "1"
-    new = register_copy(STARTER_DIR, alias=None)
+    store = store_for(tracking_store)
+    assert ensure_champion(store, STARTER_DIR) == "1"
+    new = register_package(store, STARTER_DIR, "soak-copy")
     report = run_soak(
         tracking_store,
         new,

@@ -31,8 +31,25 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 # The brief's tiny run: seconds of training on the 38 fixture images.
-TRAIN = ["train", "--arch", "small_cnn", "--data", str(FIXTURE_DATA), "--epochs", "1", "--image-size", "32",
-         "--batch-size", "8", "--bootstrap", "50", "--no-onnx", "--threads", "2", "--quiet"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--arch",
+    "small_cnn",
+    "--data",
+    str(FIXTURE_DATA),
+    "--epochs",
+    "1",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "8",
+    "--bootstrap",
+    "50",
+    "--no-onnx",
+    "--threads",
+    "2",
+    "--quiet",
+]
 MODEL_NAME = "pneumonia-classifier"
 
 

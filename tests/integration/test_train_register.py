@@ -11,14 +11,14 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from pneumonia_zoo.errors import UserError
-from pneumonia_zoo.tracking import experiment
-from pneumonia_zoo.tracking.experiment import train
-from pneumonia_zoo.tracking.registry import list_versions, load_version, promote
+from pneumonia_zoo.package.classifier import load_classifier
+from pneumonia_zoo.tracking import recipe
+from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
-from tests.conftest import tiny_train_args
+from tests.conftest import store_for, tiny_train_args
+from tests.servers import stop
 
 CLI = [sys.executable, "-m", "pneumonia_zoo"]
 
@@ -51,39 +51,81 @@ def test_cli_train_promote_predict(tracking_store: str, fixture_data: Path, orig
         store=tracking_store,
     )
     assert "registered version 1" in out.stdout
-    client = MlflowClient(tracking_store)
+    assert "already exists" not in out.stdout + out.stderr  # a brand-new store has no registered model yet
+    store = store_for(tracking_store)
+    client = store.client
     (run,) = client.search_runs([client.get_experiment_by_name("pneumonia-zoo").experiment_id])
     assert run.info.status == "FINISHED"
-    for key in ("val_auc", "test_auc", "test_sensitivity_ci_low", "test_auc_ci_high", "threshold"):
+    for key in (
+        "val_auc",
+        "test_auc",
+        "test_sensitivity_ci_low",
+        "test_auc_ci_high",
+        "threshold",
+        "temperature",
+        "test_ece",
+        "test_brier",
+        "val_ece",
+        "test_flag_rate",
+        "val_flag_rate",
+        "test_images",
+        "robust_jpeg30_agreement",
+        "robust_scale0.5_mean_dp",
+        "test/sensitivity_95/sensitivity",
+    ):
         assert key in run.data.metrics, key
     assert run.data.tags["architecture"] == "small_cnn" and run.data.params["image_size"] == "32"
+    assert run.data.params["aug_jpeg_p"] == "0.75"  # the augmentation is logged, option by option
     history = client.get_metric_history(run.info.run_id, "val_auc")
-    assert [m.step for m in history] == [0, 1, 2]  # two epochs, then the final value of the best model
-    assert history[-1].value == run.data.metrics["val_auc"]
+    assert [m.step for m in history] == [0, 1, 2]  # two epochs, then the final value of the packaged model
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "splits")}
     assert artifacts == {"splits/train.csv", "splits/val.csv", "splits/test.csv"}
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert {"plots/curves.png", "plots/test_roc_pr.png", "plots/test_misclassified.png"} <= plots
+    assert {
+        "plots/curves.png",
+        "plots/test_roc_pr.png",
+        "plots/test_misclassified.png",
+        "plots/test_reliability.png",
+        "plots/val_reliability.png",
+    } <= plots
+    assert "model_card.md" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert run.inputs.dataset_inputs[0].dataset.name == "chest_xray"
     version = client.get_model_version("pneumonia-classifier", "1")
     assert version.tags["architecture"] == "small_cnn" and "val_auc" in version.tags
+    assert version.tags["guard"] == "True" and version.tags["operating_point"] == "balanced"
+
+    # The split CSVs logged with the run put no patient on two sides.
+    splits = {
+        name: pd.read_csv(client.download_artifacts(run.info.run_id, f"splits/{name}.csv"))
+        for name in ("train", "val")
+    }
+    assert not set(splits["train"]["patient"]) & set(splits["val"]["patient"])
 
     assert "version 1 is now @champion" in cli("promote", store=tracking_store).stdout
-    predicted = json.loads(
-        cli("predict", str(originals / "IM-0061-0001.jpeg"), "--json", store=tracking_store).stdout
-    )
-    assert sum(predicted["probabilities"].values()) == pytest.approx(1, abs=1e-6)
-    assert predicted["model"] == {"name": "pneumonia-classifier", "version": "1", "architecture": "small_cnn"}
-    assert predicted["label"] in ("NORMAL", "PNEUMONIA")
+    image = originals / "IM-0061-0001.jpeg"
+    predicted = json.loads(cli("predict", str(image), "--json", store=tracking_store).stdout)
+    assert sum(predicted["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    assert predicted["model"] == {
+        "name": "pneumonia-classifier",
+        "version": "1",
+        "architecture": "small_cnn",
+        "runtime": "torch",
+    }
+    assert predicted["filename"] == str(image) and predicted["label"] in ("NORMAL", "PNEUMONIA")
+    assert {"operating_point", "uncertain", "out_of_population", "threshold"} <= set(predicted)
 
     evaluated = json.loads(
         cli(
             "evaluate", "--data", str(fixture_data), "--json", "--bootstrap", "50", store=tracking_store
         ).stdout
     )
-    assert evaluated["images"] == 10 and evaluated["model"]["version"] == "1"
-    # The same model on the same split gives the metric the training run logged.
+    assert evaluated["data"]["images"] == 10 and evaluated["model"]["version"] == "1"
+    # The same package on the same split gives the metrics the training run logged.
     assert evaluated["metrics"]["auc"] == pytest.approx(run.data.metrics["test_auc"], abs=1e-6)
+    assert evaluated["calibration"]["ece"] == pytest.approx(run.data.metrics["test_ece"], abs=1e-6)
+    assert evaluated["robustness"]["robust_jpeg30_agreement"] == pytest.approx(
+        run.data.metrics["robust_jpeg30_agreement"], abs=1e-9
+    )
     on_val = cli(
         "evaluate",
         "--data",
@@ -102,8 +144,24 @@ def test_cli_bad_data_path_is_one_line_and_nothing_is_logged(tracking_store: str
     result = cli("train", "--arch", "small_cnn", "--data", "/nonexistent", store=tracking_store, check=False)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["error: data folder /nonexistent does not exist"]
-    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
-    assert list_versions() == []
+    store = store_for(tracking_store)
+    assert store.client.search_runs([e.experiment_id for e in store.client.search_experiments()]) == []
+    assert store.versions() == []
+
+
+def test_a_typo_is_refused_before_torch_or_mlflow_load(tracking_store: str) -> None:
+    code = """
+import sys
+from pneumonia_zoo.cli import main
+sys.argv = ["pneumonia-zoo", "train", "--arch", "resnet5", "--data", "."]
+try:
+    main()
+except SystemExit as exit:
+    print(exit.code, "torch" in sys.modules, "mlflow" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["2", "False", "False"]
+    assert "resnet5" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -134,78 +192,102 @@ def test_failed_run_is_marked_failed_and_registers_nothing(
     def broken_export(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(experiment, "save_package", broken_export)  # fault injection at the last stage
+    monkeypatch.setattr(recipe, "write_single", broken_export)  # fault injection at the packaging stage
+    store = store_for(tracking_store)
     with pytest.raises(RuntimeError, match="disk full"):
-        train(TrainConfig.build(**tiny_train_args(fixture_data)), quiet=True)
-    (run,) = mlflow.search_runs(experiment_names=["pneumonia-zoo"], output_format="list")
+        train(TrainConfig.build(**tiny_train_args(fixture_data)), store, quiet=True)
+    (run,) = store.client.search_runs([store.client.get_experiment_by_name("pneumonia-zoo").experiment_id])
     assert run.info.status == "FAILED"
-    assert list_versions() == []
+    assert store.versions() == []
 
 
 def test_ctrl_c_stops_cleanly_and_registers_nothing(tracking_store: str, fixture_data: Path) -> None:
     env = os.environ | {"MLFLOW_TRACKING_URI": tracking_store}
+    command = [
+        *CLI,
+        "train",
+        "--arch",
+        "small_cnn",
+        "--data",
+        str(fixture_data),
+        "--epochs",
+        "500",
+        "--patience",
+        "500",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--no-onnx",
+    ]
     process = subprocess.Popen(
-        [
-            *CLI,
-            "train",
-            "--arch",
-            "small_cnn",
-            "--data",
-            str(fixture_data),
-            "--epochs",
-            "500",
-            "--patience",
-            "500",
-            "--image-size",
-            "32",
-            "--batch-size",
-            "8",
-            "--no-onnx",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
     )
-    lines = []
-    deadline = time.monotonic() + 180
-    for line in process.stdout:  # wait until two epochs have been logged
-        lines.append(line)
-        if sum("val_auc" in x for x in lines) >= 2 or time.monotonic() > deadline:
-            break
-    process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=120)
+    try:
+        lines = []
+        deadline = time.monotonic() + 180
+        assert process.stdout is not None
+        for line in process.stdout:  # wait until two epochs have been logged
+            lines.append(line)
+            if sum("val_auc" in x for x in lines) >= 2 or time.monotonic() > deadline:
+                break
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=120)
+    finally:
+        stop(process)  # the whole process group, whatever happened above
     assert process.returncode == 130, "".join(lines) + rest
     assert "marked KILLED, no version registered" in rest
-    (run,) = mlflow.search_runs(experiment_names=["pneumonia-zoo"], output_format="list")
+    store = store_for(tracking_store)
+    (run,) = store.client.search_runs([store.client.get_experiment_by_name("pneumonia-zoo").experiment_id])
     assert run.info.status == "KILLED" and run.data.tags["interrupted"] == "true"
-    assert len(MlflowClient().get_metric_history(run.info.run_id, "val_auc")) >= 2
-    assert list_versions() == []
+    assert len(store.client.get_metric_history(run.info.run_id, "val_auc")) >= 2
+    assert store.versions() == []
 
 
 def test_pyfunc_loads_by_alias_without_pickles(registered_store: str, monkeypatch, originals: Path) -> None:
-    from tests.conftest import use_store
-
-    use_store(monkeypatch, registered_store)
+    mlflow.set_tracking_uri(registered_store)  # MLflow's fluent API is global; the registry follows it
     model = mlflow.pyfunc.load_model("models:/pneumonia-classifier@champion")
     images = [p.read_bytes() for p in sorted(originals.iterdir())]
-    frame = model.predict(pd.DataFrame({"image": images}))
-    assert list(frame.columns) == ["NORMAL", "PNEUMONIA", "label"]
+    frame = model.predict(pd.DataFrame({"image": images}), params={"operating_point": "sensitivity_95"})
+    assert list(frame.columns) == [
+        "NORMAL",
+        "PNEUMONIA",
+        "label",
+        "operating_point",
+        "threshold",
+        "uncertain",
+        "ood_score",
+        "out_of_population",
+    ]
     assert frame[["NORMAL", "PNEUMONIA"]].sum(axis=1).round(6).tolist() == [1.0, 1.0]
-    resolved, package = load_version("models:/pneumonia-classifier@champion")
-    assert resolved.aliases == ("champion",) and package.onnx_path is not None
-    assert not list(package.directory.parent.parent.rglob("*.pkl"))
+    assert set(frame["operating_point"]) == {"sensitivity_95"}
+    store = store_for(registered_store)
+    resolved, classifier = store.load("models:/pneumonia-classifier@champion")
+    assert resolved.aliases == ("champion",) and classifier.members[0].onnx_path is not None
+    assert not list(classifier.directory.parent.parent.rglob("*.pkl"))
 
 
 def test_promote_picks_best_validation_auc_never_test(tracking_store: str, fixture_data: Path) -> None:
+    store = store_for(tracking_store)
     for seed in (1, 2, 3):
-        train(TrainConfig.build(**tiny_train_args(fixture_data, seed=seed, bootstrap=0)), quiet=True)
-    client = MlflowClient()
+        train(TrainConfig.build(**tiny_train_args(fixture_data, seed=seed, bootstrap=0)), store, quiet=True)
+    client = store.client
     client.set_model_version_tag("pneumonia-classifier", "1", "val_auc", "0.9")
     client.set_model_version_tag("pneumonia-classifier", "2", "val_auc", "0.9")
     client.set_model_version_tag("pneumonia-classifier", "3", "val_auc", "0.8")
     client.set_model_version_tag("pneumonia-classifier", "1", "val_loss", "0.5")
     client.set_model_version_tag("pneumonia-classifier", "2", "val_loss", "0.4")
     client.set_model_version_tag("pneumonia-classifier", "3", "test_auc", "0.99")
-    assert str(promote().version) == "2"  # tie on val_auc broken by the lower val_loss
-    assert str(client.get_model_version_by_alias("pneumonia-classifier", "champion").version) == "2"
+    assert str(store.promote().version) == "2"  # tie on val_auc broken by the lower val_loss
+    assert store.champion_version() == "2"
+    with pytest.raises(UserError, match="validation metric"):
+        store.promote("test_auc")
+
+
+def test_the_package_logged_is_the_package_that_loads(registered_store: str) -> None:
+    """The run's metrics were measured on the package as registered (its own files, its runtime)."""
+    store = store_for(registered_store)
+    resolved, classifier = store.load("models:/pneumonia-classifier@champion")
+    run = store.get_run(resolved.run_id)
+    assert classifier.config.metrics["test_auc"] == pytest.approx(run.data.metrics["test_auc"])
+    assert load_classifier(classifier.directory).config.operating_points == classifier.config.operating_points

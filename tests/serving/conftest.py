@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from pneumonia_zoo.config import PROJECT_ROOT, Settings, get_settings
+from pneumonia_zoo.config import Settings
 from pneumonia_zoo.serving import create_app
-from tests.conftest import use_store
+from tests.conftest import PROJECT_ROOT
 from tests.servers import BIN, free_port, running
 
 # Small limits so the limit tests need no large files; everything else fits under them.
@@ -34,14 +34,15 @@ def wait_ready(client: TestClient, timeout: float = 120) -> dict:
 
 
 def make_client(uri: str, *, raise_server_exceptions: bool = True, **overrides) -> Iterator[TestClient]:
-    """raise_server_exceptions=False: a 500 reaches the test as the response a client would get."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        use_store(monkeypatch, uri)
-        settings = Settings(**(TEST_LIMITS | {"reload_interval_s": 0, "max_batch_wait_ms": 2} | overrides))
-        with TestClient(create_app(settings), raise_server_exceptions=raise_server_exceptions) as client:
-            wait_ready(client)
-            yield client
-    get_settings.cache_clear()
+    """The app on the store at `uri`, given only through its settings (the environment is not touched).
+
+    raise_server_exceptions=False: a 500 reaches the test as the response a client would get.
+    """
+    base = TEST_LIMITS | {"reload_interval_s": 0, "max_batch_wait_ms": 2, "tracking_uri": uri}
+    settings = Settings(**(base | overrides))
+    with TestClient(create_app(settings), raise_server_exceptions=raise_server_exceptions) as client:
+        wait_ready(client)
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +92,21 @@ def uvicorn_app(uri: str, log: Path, **settings: str) -> Iterator[str]:
     """As uvicorn_process, yielding only the URL."""
     with uvicorn_process(uri, log, **settings) as (url, _):
         yield url
+
+
+@pytest.fixture(scope="session")
+def starter_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store whose champion is the shipped starter model: a real trained network, for tests whose
+    point is that predictions agree (a random tiny model answers about 0.5 to everything)."""
+    from pneumonia_zoo.resources import STARTER_DIR
+    from pneumonia_zoo.tracking.starter import ensure_champion
+    from tests.conftest import store_for
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('starter-store') / 'mlflow.db'}"
+    ensure_champion(store_for(uri), STARTER_DIR)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def starter_client(starter_store: str) -> Iterator[TestClient]:
+    yield from make_client(starter_store, max_upload_bytes=20_000_000, max_image_pixels=50_000_000)

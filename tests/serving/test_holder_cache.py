@@ -1,28 +1,64 @@
-"""Promoting a version the service already holds swaps in that very object: no reload, no copy."""
+"""Promoting a version the service already holds swaps in that very object: no reload, no copy; and the
+cache of other versions is bounded by memory, not only by count."""
 
-from benchmarks.store import STARTER_DIR, register_copy
+from pathlib import Path
+
 from pneumonia_zoo.config import Settings
+from pneumonia_zoo.resources import STARTER_DIR
 from pneumonia_zoo.serving.holder import ModelHolder
+from pneumonia_zoo.tracking.publish import register_package
 from pneumonia_zoo.tracking.starter import ensure_champion
-from pneumonia_zoo.tracking.store import connect
+from pneumonia_zoo.tracking.store import Store
 
 
-def point_champion_at(version: str) -> None:
-    connect().set_registered_model_alias("pneumonia-classifier", "champion", version)
+def _store(tmp_path: Path) -> Store:
+    return Store(Settings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", reload_interval_s=0))
 
 
-def test_a_cached_version_is_swapped_in_without_reloading(tracking_store: str) -> None:
-    assert ensure_champion(STARTER_DIR) == "1"
-    second = register_copy(STARTER_DIR, alias=None)
-    holder = ModelHolder(Settings(reload_interval_s=0))
+def test_a_cached_version_is_swapped_in_without_reloading(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    assert ensure_champion(store, STARTER_DIR) == "1"
+    second = register_package(store, STARTER_DIR, "copy")
+    holder = ModelHolder(store.settings, store)
     assert holder.refresh() and holder.current.version == "1"
     asked_for = holder.get_version(second)  # e.g. /predict?version=2: loaded into the LRU cache
-    assert asked_for is not holder.current
+    assert asked_for is not holder.current and asked_for.memory_bytes > 0
 
-    point_champion_at(second)
+    store.set_alias(second)
     assert holder.refresh()
     assert holder.current is asked_for  # the cached object itself
     assert holder.get_version(second) is asked_for
     first = holder.get_version("1")  # the demoted champion went to the cache
-    point_champion_at("1")
+    store.set_alias("1")
     assert holder.refresh() and holder.current is first
+
+
+def test_the_cache_is_bounded_by_memory(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    ensure_champion(store, STARTER_DIR)
+    second = register_package(store, STARTER_DIR, "copy")
+    settings = store.settings.model_copy(update={"model_cache_mb": 1.0, "model_cache_size": 3})
+    holder = ModelHolder(settings, store)
+    assert holder.refresh()
+    first = holder.current
+    store.set_alias(second)
+    assert holder.refresh() and holder.current.version == second
+    # The demoted champion is bigger than 1 MB: it is dropped, not kept, and a later request reloads it.
+    assert holder.get_version("1") is not first
+
+
+def test_loads_and_swaps_are_logged_with_version_and_run(tmp_path: Path, caplog) -> None:
+    import logging
+
+    store = _store(tmp_path)
+    ensure_champion(store, STARTER_DIR)
+    second = register_package(store, STARTER_DIR, "copy")
+    holder = ModelHolder(store.settings, store)
+    with caplog.at_level(logging.INFO, logger="pneumonia_zoo"):
+        holder.refresh()
+        store.set_alias(second)
+        holder.refresh()
+    run = store.resolve(f"models:/pneumonia-classifier/{second}").run_id
+    assert f"loaded version {second}" in caplog.text
+    assert f"serving pneumonia-classifier version {second}" in caplog.text
+    assert f"run {run}), replacing version 1" in caplog.text

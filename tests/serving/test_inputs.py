@@ -27,8 +27,9 @@ def _formats(xray: Image.Image) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("kind", ["jpeg-rgb", "jpeg-exif-rotated", "png-l", "png-rgb", "png-rgba",
-                                  "png-palette", "png-16bit"])
+@pytest.mark.parametrize(
+    "kind", ["jpeg-rgb", "jpeg-exif-rotated", "png-l", "png-rgb", "png-rgba", "png-palette", "png-16bit"]
+)
 def test_accepted_formats(client, xray, kind):
     response = client.post("/api/v1/predict", files={"file": (f"{kind}.img", _formats(xray)[kind])})
     assert response.status_code == 200, response.text
@@ -51,7 +52,7 @@ def _truncated(xray_bytes: bytes) -> bytes:
 BAD_INPUTS = {
     # name: (make bytes, status, words the detail must contain)
     "empty": (lambda x: b"", 422, "empty"),
-    "text": (lambda x: b"this is not an X-ray\n" * 20, 422, "not a JPEG or PNG"),
+    "text": (lambda x: b"this is not an X-ray\n" * 20, 422, "not a JPEG, PNG or DICOM"),
     "truncated": (_truncated, 422, "truncated or corrupt"),
     "corrupt": (lambda x: x[:600] + bytes(range(256)) * 40, 422, "truncated or corrupt"),
     "gif": (lambda x: encode(Image.new("L", (64, 64)), "GIF"), 422, "unsupported image type GIF"),
@@ -88,8 +89,10 @@ def test_batch_over_the_count_limit(client, xray_bytes):
 
 
 def test_one_bad_file_in_a_batch_is_named(client, xray_bytes):
-    files = [("files", ("good.jpeg", xray_bytes, "image/jpeg")),
-             ("files", ("bad.jpeg", b"nope", "image/jpeg"))]
+    files = [
+        ("files", ("good.jpeg", xray_bytes, "image/jpeg")),
+        ("files", ("bad.jpeg", b"nope", "image/jpeg")),
+    ]
     response = client.post("/api/v1/predict", files=files)
     assert response.status_code == 422 and "'bad.jpeg'" in response.json()["detail"]
 
@@ -100,8 +103,14 @@ def test_one_bad_file_in_a_batch_is_named(client, xray_bytes):
         ({"content": b"raw bytes", "headers": {"content-type": "image/jpeg"}}, 415, "multipart/form-data"),
         ({"data": {"version": "1"}, "files": {"other": ("x.jpeg", b"x")}}, 422, "no image uploaded"),
         ({"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data"}}, 400, "boundary"),
-        ({"content": b"garbage without parts",
-          "headers": {"content-type": "multipart/form-data; boundary=zzz"}}, 400, "malformed"),
+        (
+            {
+                "content": b"garbage without parts",
+                "headers": {"content-type": "multipart/form-data; boundary=zzz"},
+            },
+            400,
+            "malformed",
+        ),
     ],
     ids=["not-multipart", "no-file-field", "no-boundary", "malformed-body"],
 )
@@ -121,7 +130,7 @@ def test_html_upload_of_a_bad_file_shows_a_friendly_page(client):
     response = client.post("/predict", files={"file": ("notes.txt", b"hello", "text/plain")})
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("text/html")
-    assert "not a JPEG or PNG image" in response.text
+    assert "not a JPEG, PNG or DICOM image" in response.text
     assert "Research tool — not a diagnostic device." in response.text
     assert "Traceback" not in response.text
 
@@ -129,7 +138,7 @@ def test_html_upload_of_a_bad_file_shows_a_friendly_page(client):
 def test_html_upload_with_no_file_chosen(client):
     # What a browser sends when the form is submitted with an empty file input.
     response = client.post("/predict", files={"file": ("", b"", "application/octet-stream")})
-    assert response.status_code == 422 and "choose an image file first" in response.text
+    assert response.status_code == 422 and "choose an image file first" in response.text.lower()
 
 
 def test_unknown_page_and_sample(client):

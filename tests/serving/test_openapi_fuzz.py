@@ -19,10 +19,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from pneumonia_zoo.config import Settings, get_settings
+from pneumonia_zoo.config import Settings
 from pneumonia_zoo.serving import create_app
 from pneumonia_zoo.serving.holder import STARTING
-from tests.conftest import use_store
+from pneumonia_zoo.tracking.store import Store
 from tests.serving.conftest import TEST_LIMITS
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -30,7 +30,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 # Built at import, as @schema.parametrize needs the operations at collection time (schemathesis's
 # lazy from_fixture does not work with this pytest). Nothing runs until the fixture starts its lifespan.
-APP: FastAPI = create_app(Settings(**TEST_LIMITS, reload_interval_s=0, admin_token="fuzz-token"))
+SETTINGS = TEST_LIMITS | {"reload_interval_s": 0, "admin_token": "fuzz-token"}
+APP: FastAPI = create_app(Settings(**SETTINGS))
 schema = schemathesis.openapi.from_dict(APP.openapi())
 schema.app = APP  # in process: schemathesis's ASGI transport, which starts the app's lifespan once
 
@@ -42,15 +43,16 @@ def serving(registered_store: str) -> Iterator[None]:
     schemathesis ends the app's lifespan after every test and the next request starts it again; the
     model holder keeps the loaded champion across lifespans.
     """
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        use_store(monkeypatch, registered_store)
-        with asgi.get_client(APP) as client:  # starts the lifespan: the model loads in the background
-            deadline = time.monotonic() + 120
-            while client.get("/readyz").json().get("status") == STARTING and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert client.get("/readyz").status_code == 200
-        yield
-    get_settings.cache_clear()
+    # The app had to exist at import (for parametrize), before the session's store did: give it that store
+    # now, where create_app put the one its settings named.
+    store = Store(Settings(**SETTINGS, tracking_uri=registered_store))
+    APP.state.store = APP.state.holder.store = store
+    with asgi.get_client(APP) as client:  # starts the lifespan: the model loads in the background
+        deadline = time.monotonic() + 120
+        while client.get("/readyz").json().get("status") == STARTING and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get("/readyz").status_code == 200
+    yield
 
 
 @schema.parametrize()

@@ -1,37 +1,31 @@
-"""ONNX Runtime and PyTorch give the same answer; the runtime can be forced."""
+"""ONNX Runtime and PyTorch give the same answer through the service; the runtime can be forced."""
 
 import numpy as np
 import pytest
 
 from pneumonia_zoo.data.images import read_image
-from pneumonia_zoo.serving.predictors import OnnxPredictor, TorchPredictor, build_predictor
-from pneumonia_zoo.tracking.package import load_package
-from pneumonia_zoo.tracking.registry import download_package
-from tests.conftest import use_store
+from tests.conftest import store_for
 from tests.serving.conftest import make_client
 
 
 @pytest.fixture
-def package(registered_store, monkeypatch, tmp_path):
-    use_store(monkeypatch, registered_store)
-    return load_package(download_package("pneumonia-classifier", "1", tmp_path))
+def classifiers(registered_store, tmp_path):
+    store = store_for(registered_store)
+    return {
+        runtime: store.load("models:/pneumonia-classifier/1", runtime, tmp_path / runtime)[1]
+        for runtime in ("onnx", "torch")
+    }
 
 
-def test_onnx_and_pytorch_agree(package, fixture_data, originals):
+def test_onnx_and_pytorch_agree(classifiers, fixture_data, originals):
     paths = sorted(fixture_data.glob("test/*/*.jpeg"))[:6] + sorted(originals.glob("*.jpeg"))
-    batch = package.batch([read_image(path) for path in paths])
-    onnx, torch_ = OnnxPredictor(package)(batch), TorchPredictor(package)(batch)
-    assert onnx.shape == torch_.shape == (len(paths), 2)
-    np.testing.assert_allclose(onnx, torch_, atol=1e-4)
-    np.testing.assert_allclose(onnx.sum(axis=1), 1, atol=1e-5)
-    # and both agree with the package's own reference implementation
-    np.testing.assert_allclose(torch_, package.predict_proba([read_image(path) for path in paths]), atol=1e-5)
-
-
-def test_runtime_choice(package):
-    assert build_predictor(package, "auto").runtime == "onnx"
-    assert build_predictor(package, "torch").runtime == "torch"
-    assert build_predictor(package, "onnx").runtime == "onnx"
+    images = [read_image(path, min_side=32) for path in paths]
+    onnx, torch_ = (classifiers[r].predict(images) for r in ("onnx", "torch"))
+    assert classifiers["onnx"].runtime == "onnx" and classifiers["torch"].runtime == "torch"
+    assert onnx.probabilities.shape == (len(paths), 2)
+    np.testing.assert_allclose(onnx.probabilities, torch_.probabilities, atol=1e-4)
+    np.testing.assert_allclose(onnx.probabilities.sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(onnx.ood_scores, torch_.ood_scores, rtol=1e-3)
 
 
 def test_forced_pytorch_app_matches_onnx(registered_store, xray_bytes):

@@ -6,12 +6,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from mlflow.tracking import MlflowClient
 
-from pneumonia_zoo.tracking.experiment import train
-from pneumonia_zoo.tracking.registry import promote
+from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
-from tests.conftest import tiny_train_args, use_store
+from tests.conftest import store_for, tiny_train_args
 from tests.serving.conftest import noise_png, uvicorn_app
 
 pytestmark = pytest.mark.slow
@@ -36,7 +34,7 @@ def test_acceptance_predict_an_original(server, originals):
 def test_text_file_gets_a_json_4xx(server):
     response = httpx.post(f"{server}/api/v1/predict", files={"file": ("notes.txt", b"hello\n", "text/plain")})
     assert 400 <= response.status_code < 500
-    assert response.json()["detail"] == "'notes.txt': the file is not a JPEG or PNG image"
+    assert response.json()["detail"] == "'notes.txt': the file is not a JPEG, PNG or DICOM image"
 
 
 def test_oversized_upload_over_a_real_socket(server):
@@ -51,8 +49,11 @@ def test_concurrent_requests_all_answer(server, originals):
 
     def fire() -> None:
         for _ in range(4):
-            results.append(httpx.post(f"{server}/api/v1/predict", files={"file": ("x.jpeg", image)},
-                                      timeout=60).status_code)
+            results.append(
+                httpx.post(
+                    f"{server}/api/v1/predict", files={"file": ("x.jpeg", image)}, timeout=60
+                ).status_code
+            )
 
     threads = [threading.Thread(target=fire) for _ in range(6)]
     for thread in threads:
@@ -66,9 +67,10 @@ def test_concurrent_requests_all_answer(server, originals):
 
 def test_hot_swap_under_load(tmp_path, monkeypatch, fixture_data, originals):
     """A new champion is promoted while requests run: none fails, answers move to version 2 for good."""
-    uri = use_store(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    train(TrainConfig.build(**tiny_train_args(fixture_data)), quiet=True)
-    promote()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = store_for(uri)
+    train(TrainConfig.build(**tiny_train_args(fixture_data)), store, quiet=True)
+    store.promote()
     image = (originals / "person56_virus_112.jpeg").read_bytes()
     with uvicorn_app(uri, tmp_path / "uvicorn.log", reload_interval_s="1") as url:
         answers: list[tuple[int, str | None]] = []
@@ -84,8 +86,8 @@ def test_hot_swap_under_load(tmp_path, monkeypatch, fixture_data, originals):
         worker = threading.Thread(target=fire)
         worker.start()
         try:
-            train(TrainConfig.build(**tiny_train_args(fixture_data, seed=7)), quiet=True)
-            MlflowClient(uri).set_registered_model_alias("pneumonia-classifier", "champion", "2")
+            train(TrainConfig.build(**tiny_train_args(fixture_data, seed=7)), store, quiet=True)
+            store.set_alias("2")
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and sum(v == "2" for _, v in answers) < 10:
                 time.sleep(0.2)

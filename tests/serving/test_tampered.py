@@ -1,22 +1,23 @@
 """A champion whose artifact was altered after registration is refused, and /readyz says so."""
 
+import re
 import shutil
 
 from mlflow.tracking import MlflowClient
 
-from pneumonia_zoo.tracking.experiment import train
-from pneumonia_zoo.tracking.registry import promote
+from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
-from tests.conftest import tiny_train_args, use_store
+from tests.conftest import store_for, tiny_train_args
 from tests.serving.conftest import make_client
 
 
 def test_tampered_champion_is_refused_and_the_old_one_keeps_serving(
     tmp_path, monkeypatch, fixture_data, xray_bytes
 ):
-    uri = use_store(monkeypatch, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    train(TrainConfig.build(**tiny_train_args(fixture_data)), quiet=True)
-    promote()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = store_for(uri)
+    train(TrainConfig.build(**tiny_train_args(fixture_data)), store, quiet=True)
+    store.promote()
     (weights,) = tmp_path.glob("mlruns/**/weights.safetensors")
     weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
 
@@ -26,14 +27,13 @@ def test_tampered_champion_is_refused_and_the_old_one_keeps_serving(
         assert client.post("/api/v1/predict", files={"file": ("x.jpeg", xray_bytes)}).status_code == 503
 
         # A good version promoted later is picked up by the admin reload.
-        use_store(monkeypatch, uri)
-        train(TrainConfig.build(**tiny_train_args(fixture_data, seed=3)), quiet=True)
-        MlflowClient(uri).set_registered_model_alias("pneumonia-classifier", "champion", "2")
+        train(TrainConfig.build(**tiny_train_args(fixture_data, seed=3)), store, quiet=True)
+        store.set_alias("2")
         reload = client.post("/api/v1/admin/reload", headers={"Authorization": "Bearer t"}).json()
         assert reload["changed"] is True and reload["model"]["version"] == "2"
 
         # Moving the alias back to the tampered version: refused, version 2 keeps serving.
-        MlflowClient(uri).set_registered_model_alias("pneumonia-classifier", "champion", "1")
+        store.set_alias("1")
         reload = client.post("/api/v1/admin/reload", headers={"Authorization": "Bearer t"}).json()
         assert reload["changed"] is False and "sha256" in reload["error"]
         ready = client.get("/readyz").json()
@@ -61,7 +61,8 @@ def test_version_with_missing_artifacts_is_refused_and_the_champion_keeps_servin
         MlflowClient(uri).set_registered_model_alias("pneumonia-classifier", "champion", "2")
         reload = client.post("/api/v1/admin/reload", headers={"Authorization": "Bearer t"}).json()
         assert reload["changed"] is False
-        assert "version 2 was refused" in reload["error"] and "artifacts are missing" in reload["error"]
+        assert re.search(r"version 2 \(run \w+\) was refused", reload["error"])
+        assert "artifacts are missing" in reload["error"]
         ready = client.get("/readyz").json()
         assert ready["model"]["version"] == "1" and "artifacts are missing" in ready["last_error"]
         answer = client.post("/api/v1/predict", files={"file": ("x.jpeg", xray_bytes)})

@@ -45,8 +45,10 @@ def test_control_starlettes_own_form_parser_would_write_a_temp_file(no_temp_dir)
 
 def test_size_limit_is_enforced_while_reading_the_stream():
     boundary, chunk = b"limit", 64 * 1024
-    head = (b"--limit\r\nContent-Disposition: form-data; name=\"file\"; filename=\"huge.png\"\r\n"
-            b"Content-Type: image/png\r\n\r\n")
+    head = (
+        b'--limit\r\nContent-Disposition: form-data; name="file"; filename="huge.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n"
+    )
     total_chunks, sent = 320, []  # a 20 MB body
 
     async def receive() -> dict:
@@ -54,8 +56,13 @@ def test_size_limit_is_enforced_while_reading_the_stream():
         body = head if len(sent) == 1 else b"\0" * chunk
         return {"type": "http.request", "body": body, "more_body": len(sent) < total_chunks}
 
-    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
-             "headers": [(b"content-type", b"multipart/form-data; boundary=" + boundary)]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "query_string": b"",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=" + boundary)],
+    }
     with pytest.raises(ServingError) as raised:
         asyncio.run(read_upload_form(Request(scope, receive), max_file_bytes=1_000_000, max_files=1))
     assert raised.value.status_code == 413

@@ -21,9 +21,18 @@ def _fit(max_minutes: float | None, epochs: int = 3):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     scheduler = Scheduler("constant", optimizer, ScheduleParams(epochs=epochs), len(loader))
     result = fit(
-        model, loader, loader, optimizer, scheduler, nn.CrossEntropyLoss(), Runtime(torch.device("cpu")),
-        epochs=epochs, patience=10, channels_last=False, max_minutes=max_minutes,
-    )  # fmt: skip
+        model,
+        loader,
+        loader,
+        optimizer,
+        scheduler,
+        nn.CrossEntropyLoss(),
+        Runtime(torch.device("cpu")),
+        epochs=epochs,
+        patience=10,
+        channels_last=False,
+        max_minutes=max_minutes,
+    )
     return result, sum(forwards)
 
 

@@ -1,18 +1,18 @@
 """The JSON API under /api/v1."""
 
-import time
 from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.serving.catalog import all_versions
-from pneumonia_zoo.serving.deps import HolderDep, ServiceDep, SettingsDep, require_admin
+from pneumonia_zoo.serving.deps import HolderDep, ServiceDep, SettingsDep, StoreDep, require_admin
 from pneumonia_zoo.serving.errors import ServingError
-from pneumonia_zoo.serving.explain import to_bytes
+from pneumonia_zoo.serving.explain import DISPLAY_SIZE, explained_by, to_bytes
 from pneumonia_zoo.serving.schemas import ErrorResponse, ModelRef, ModelsResponse, Prediction, ReloadResult
 from pneumonia_zoo.serving.security import require_api_key
-from pneumonia_zoo.serving.uploads import UploadedFile, read_upload_form
+from pneumonia_zoo.serving.uploads import UploadedFile, UploadForm
 
 router = APIRouter(
     prefix="/api/v1",
@@ -27,30 +27,21 @@ router = APIRouter(
 )
 
 # The body is parsed from the stream by uploads.py, so FastAPI cannot infer it: document it here.
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "One JPEG or PNG chest X-ray",
-                        },
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "Several images (a batch); the answer is then a list",
-                        },
-                    },
-                }
-            }
-        },
-    }
+_FILE = {"type": "string", "format": "binary", "description": "One JPEG, PNG or DICOM chest X-ray"}
+_FILES = {
+    "type": "array",
+    "items": {"type": "string", "format": "binary"},
+    "description": "Several images (a batch); the answer is then a list",
 }
+
+
+def _upload_body(properties: dict) -> dict:
+    schema = {"type": "object", "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+_PREDICT_BODY = _upload_body({"file": _FILE, "files": _FILES})
+_EXPLAIN_BODY = _upload_body({"file": _FILE})  # one image: /explain refuses a batch
 _ERRORS = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
@@ -65,10 +56,17 @@ _ERRORS = {
 Version = Annotated[
     str | None, Query(description="Registry version to run instead of the champion", examples=["2"])
 ]
+OperatingPoint = Annotated[
+    str | None,
+    Query(
+        description="A named operating point of the model (default: its own, `balanced`)",
+        examples=["sensitivity_95"],
+        max_length=64,
+    ),
+]
 
 
-async def _single_or_batch(request: Request, settings) -> tuple[list[UploadedFile], bool]:
-    form = await read_upload_form(request, settings.max_upload_bytes, settings.max_batch_files)
+def _single_or_batch(form: UploadForm) -> tuple[list[UploadedFile], bool]:
     single, batch = form.files_named("file"), form.files_named("files")
     if single and batch:
         raise ServingError(422, "send either 'file' (one image) or 'files' (a batch), not both")
@@ -80,41 +78,59 @@ async def _single_or_batch(request: Request, settings) -> tuple[list[UploadedFil
 @router.post(
     "/predict",
     response_model=Prediction | list[Prediction],
-    openapi_extra=_UPLOAD_BODY,
+    openapi_extra=_PREDICT_BODY,
     responses=_ERRORS,
     summary="Classify one X-ray (field `file`) or a batch (field `files`: answers a list)",
 )
-async def predict(request: Request, service: ServiceDep, settings: SettingsDep, version: Version = None):
+async def predict(
+    request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    version: Version = None,
+    operating_point: OperatingPoint = None,
+):
     model = await service.model(version)  # kept for the whole request, even if the champion changes
-    uploads, is_batch = await _single_or_batch(request, settings)
-    started = time.perf_counter()
-    outcome = await service.predict(model, await service.decode(uploads), started)
-    predictions = [outcome.prediction(row, upload.filename) for row, upload in enumerate(uploads)]
+    service.check_operating_point(model, operating_point)
+    async with service.receive(request, settings.max_batch_files) as form:
+        uploads, is_batch = _single_or_batch(form)
+        outcome = await service.classify(model, uploads)
+    predictions = [
+        outcome.prediction(row, upload.filename, operating_point) for row, upload in enumerate(uploads)
+    ]
     return predictions if is_batch else predictions[0]
 
 
 @router.post(
     "/explain",
-    openapi_extra=_UPLOAD_BODY,
+    openapi_extra=_EXPLAIN_BODY,
     response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "Grad-CAM overlay for the predicted label"}}
     | _ERRORS,
     summary="Grad-CAM heatmap of one X-ray (field `file`), as a PNG",
 )
-async def explain(request: Request, service: ServiceDep, settings: SettingsDep, version: Version = None):
+async def explain(
+    request: Request,
+    service: ServiceDep,
+    version: Version = None,
+    operating_point: OperatingPoint = None,
+):
     model = await service.model(version)
-    form = await read_upload_form(request, settings.max_upload_bytes, max_files=1)
-    images = await service.decode(form.files_named("file"))
-    outcome = await service.predict(model, images, time.perf_counter())
-    label_index = outcome.label_index(0)
-    overlay = await service.explain(model, images[0], label_index)
+    service.check_operating_point(model, operating_point)
+    async with service.receive(request, max_files=1) as form:
+        if form.files_named("files"):
+            raise ServingError(422, "/explain takes one image in the field 'file'")
+        outcome = await service.classify(model, form.files_named("file"), DISPLAY_SIZE)  # display-sized copy
+    label_index = outcome.label_index(0, operating_point)
+    overlay = await service.explain(model, outcome.images[0], label_index)
     png = await anyio.to_thread.run_sync(to_bytes, overlay)
     return Response(
         png,
         media_type="image/png",
         headers={
-            "X-Predicted-Label": model.class_names[label_index],
+            "X-Predicted-Label": model.classifier.config.class_names[label_index],
             "X-Model-Version": model.version,
+            "X-Explained-By": explained_by(model.classifier),
+            "X-Out-Of-Population": str(bool(outcome.scores.ood_flags[0])).lower(),
         },
     )
 
@@ -125,9 +141,9 @@ async def explain(request: Request, service: ServiceDep, settings: SettingsDep, 
     responses={503: {"model": ErrorResponse}},
     summary="Every registered version, its metrics, and which is champion",
 )
-async def models(settings: SettingsDep, holder: HolderDep) -> ModelsResponse:
+async def models(settings: SettingsDep, holder: HolderDep, store: StoreDep) -> ModelsResponse:
     try:
-        versions = await anyio.to_thread.run_sync(all_versions, settings)
+        versions = await anyio.to_thread.run_sync(all_versions, store)
     except Exception as exc:
         raise ServingError(503, f"the model registry could not be read ({type(exc).__name__})") from None
     current = holder.current
@@ -137,6 +153,35 @@ async def models(settings: SettingsDep, holder: HolderDep) -> ModelsResponse:
         serving=ModelRef(**current.describe()) if current else None,
         versions=versions,
     )
+
+
+@router.get(
+    "/models/{version}/card",
+    response_class=Response,  # errors stay JSON; only a card is Markdown
+    responses={
+        200: {"content": {"text/markdown": {}}, "description": "The version's model card"},
+        404: {"model": ErrorResponse, "description": "No such version"},
+        422: {"model": ErrorResponse, "description": "Not a version number"},
+        503: {"model": ErrorResponse},
+    },
+    summary="The model card of a registered version, as Markdown",
+)
+async def model_card(version: str, store: StoreDep) -> Response:
+    if not version.isdigit():
+        raise ServingError(422, f"version must be a registry version number, not '{version[:40]}'")
+
+    def read() -> str:
+        from pneumonia_zoo.tracking.cards import stored_card, version_card
+
+        return stored_card(store, version) or version_card(store, version)
+
+    try:
+        text = await anyio.to_thread.run_sync(read)
+    except UserError:
+        raise ServingError(404, f"version {version} of '{store.model_name}' is not in the registry") from None
+    except Exception as exc:
+        raise ServingError(503, f"the model card could not be read ({type(exc).__name__})") from None
+    return Response(text, media_type="text/markdown; charset=utf-8")
 
 
 @router.post(

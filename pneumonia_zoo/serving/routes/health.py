@@ -16,7 +16,9 @@ async def healthz() -> Health:
 
 
 @router.get(
-    "/readyz", response_model=Readiness, summary="Readiness: a model is loaded and serving",
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness: a model is loaded and serving",
     responses={503: {"model": ErrorResponse, "description": "No model yet; `detail` says why"}},
 )
 async def readyz(holder: HolderDep):

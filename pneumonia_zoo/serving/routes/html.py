@@ -1,22 +1,31 @@
 """The HTML pages. Plain forms and links: everything works without JavaScript."""
 
 import base64
-import time
+from functools import cache
 from pathlib import Path
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from pneumonia_zoo.data.images import IMAGE_SUFFIXES
-from pneumonia_zoo.serving.catalog import all_versions, latest_per_architecture
-from pneumonia_zoo.serving.deps import HolderDep, ServiceDep, SettingsDep, TemplatesDep
+from pneumonia_zoo.package.prediction import UNCERTAIN_MARGIN
+from pneumonia_zoo.serving.catalog import catalog
+from pneumonia_zoo.serving.deps import HolderDep, ServiceDep, SettingsDep, StoreDep, TemplatesDep
 from pneumonia_zoo.serving.errors import ServingError
-from pneumonia_zoo.serving.explain import display_copy, to_bytes
+from pneumonia_zoo.serving.explain import DISPLAY_SIZE, display_copy, explained_by, legend_png, to_bytes
+from pneumonia_zoo.serving.holder import LoadedModel
 from pneumonia_zoo.serving.inference import InferenceService
-from pneumonia_zoo.serving.uploads import UploadedFile, read_upload_form
+from pneumonia_zoo.serving.schemas import ModelVersionInfo
+from pneumonia_zoo.serving.uploads import UploadedFile, UploadForm
 
 router = APIRouter(include_in_schema=False)
+
+LEGEND_URL = "/heatmap-legend.png"
+# Kermany et al.'s official test split; a version tested on fewer images used a `--limit` subsample.
+OFFICIAL_TEST_IMAGES = 624
+# The metrics `pneumonia-zoo evaluate` logs as eval_<context>_<metric>; the context may hold underscores.
+_EVALUATION_METRICS = ("auc", "sensitivity", "specificity", "flag_rate", "images")
 
 
 def list_samples(directory: Path) -> list[dict[str, str]]:
@@ -25,7 +34,8 @@ def list_samples(directory: Path) -> list[dict[str, str]]:
     return [
         # Kermany's file names carry the ground truth: person*_virus_* / *_bacteria_* are pneumonia.
         {"name": path.name, "label": "PNEUMONIA" if path.name.startswith("person") else "NORMAL"}
-        for path in sorted(directory.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES
+        for path in sorted(directory.iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES
     ]
 
 
@@ -39,103 +49,237 @@ def _sample_upload(settings, name: str) -> UploadedFile:
     return UploadedFile("file", name, bytearray((settings.sample_images_dir / name).read_bytes()))
 
 
-async def _form_upload(request: Request, settings) -> tuple[UploadedFile, str | None]:
-    form = await read_upload_form(request, settings.max_upload_bytes, max_files=1)
+def _chosen_file(form: UploadForm) -> UploadedFile:
     uploads = form.files_named("file")
     if not uploads or (not uploads[0].filename and not uploads[0].data):
-        raise ServingError(422, "choose an image file first (JPEG or PNG)")
-    return uploads[0], form.fields.get("version") or None
+        raise ServingError(422, "choose an image file first (JPEG, PNG or DICOM)")
+    return uploads[0]
 
 
-async def _versions(settings) -> list:
+async def _catalog(store) -> tuple[list, list]:
     try:
-        return await anyio.to_thread.run_sync(all_versions, settings)
+        return await anyio.to_thread.run_sync(catalog, store)
     except Exception:
-        return []  # pages still render; the models page says the registry is unreadable
+        return [], []  # pages still render; the models page says the registry is unreadable
 
 
-async def _result_page(request: Request, service: InferenceService, templates, upload: UploadedFile,
-                       version: str | None) -> HTMLResponse:
+def _truth(settings, name: str | None) -> str | None:
+    """The ground truth of a sample image (its file name says it), None for an upload."""
+    for sample in list_samples(settings.sample_images_dir):
+        if sample["name"] == name:
+            return sample["label"]
+    return None
+
+
+def _operating_points(model: LoadedModel | None) -> list:
+    """The model's named points, its default first (the forms preselect the first)."""
+    if model is None:
+        return []
+    config = model.classifier.config
+    return sorted(config.operating_points.values(), key=lambda p: p.name != config.default_operating_point)
+
+
+def tested_on(info: ModelVersionInfo) -> dict:
+    """How many test images a version's test_* metrics come from, and whether that is the official split."""
+    images = info.metrics.get("test_images")
+    if images is None:
+        return {"images": None, "subsample": False}
+    return {"images": int(images), "subsample": int(images) < OFFICIAL_TEST_IMAGES}
+
+
+def evaluation_rows(info: ModelVersionInfo) -> list[dict]:
+    """eval_<context>_<metric> tags grouped per context: one row per logged evaluation."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in sorted(info.evaluations.items()):
+        name = key.removeprefix("eval_")
+        metric = next((m for m in _EVALUATION_METRICS if name.endswith(f"_{m}")), name.rpartition("_")[2])
+        context = name.removesuffix(f"_{metric}") or name
+        rows.setdefault(context, {})[metric] = value
+    return [{"context": context, "metrics": metrics} for context, metrics in rows.items()]
+
+
+async def _result_page(
+    request: Request,
+    service: InferenceService,
+    templates,
+    upload: UploadedFile,
+    version: str | None,
+    operating_point: str | None,
+    truth: str | None,
+) -> HTMLResponse:
     model = await service.model(version)
-    started = time.perf_counter()
-    images = await service.decode([upload])
-    outcome = await service.predict(model, images, started)
-    prediction = outcome.prediction(0, upload.filename)
-    overlay = await service.explain(model, images[0], outcome.label_index(0))
+    service.check_operating_point(model, operating_point)
+    outcome = await service.classify(model, [upload], DISPLAY_SIZE)  # a display-sized copy for the page
+    images = outcome.images
+    prediction = outcome.prediction(0, upload.filename, operating_point)
+    overlay = await service.explain(model, images[0], outcome.label_index(0, operating_point))
     image_jpeg, overlay_jpeg = await anyio.to_thread.run_sync(
-        lambda: (to_bytes(display_copy(images[0]), "JPEG"), to_bytes(overlay, "JPEG"))
+        lambda: (to_bytes(display_copy(images[0].image), "JPEG"), to_bytes(overlay, "JPEG"))
     )
-    return templates.TemplateResponse(request, "result.html", {
-        "prediction": prediction, "filename": upload.filename,
-        "image_uri": _data_uri(image_jpeg, "image/jpeg"),
-        "heatmap_uri": _data_uri(overlay_jpeg, "image/jpeg"),
-        "champion": model is service.holder.current,
-    })
+    return templates.TemplateResponse(
+        request,
+        "result.html",
+        {
+            "prediction": prediction,
+            "filename": upload.filename,
+            "image_uri": _data_uri(image_jpeg, "image/jpeg"),
+            "heatmap_uri": _data_uri(overlay_jpeg, "image/jpeg"),
+            "champion": model is service.holder.current,
+            "operating_points": _operating_points(model),
+            "truth": truth,
+            "correct": None if truth is None else truth == prediction["label"],
+            "explained_by": explained_by(model.classifier),
+            "version": version,
+            "sample": upload.filename if truth is not None else None,
+            "uncertain_margin": UNCERTAIN_MARGIN,
+            "legend_url": LEGEND_URL,
+        },
+    )
 
 
-async def _compare_page(request: Request, service: InferenceService, templates, settings,
-                        upload: UploadedFile) -> HTMLResponse:
-    images = await service.decode([upload])
-    rows = []
-    for info in latest_per_architecture(await _versions(settings)):
+async def _compare_page(
+    request: Request, service: InferenceService, templates, store, upload: UploadedFile
+) -> HTMLResponse:
+    rows, images = [], None
+    for info in (await _catalog(store))[1]:
         try:
             model = await service.model(info.version)
-            outcome = await service.predict(model, images, time.perf_counter())
-            rows.append({"info": info, "prediction": outcome.prediction(0), "error": None})
+            outcome = await service.classify(model, [upload], DISPLAY_SIZE)
+            images = outcome.images
+            overlay = await service.explain(model, images[0], outcome.label_index(0))
+            heatmap = await anyio.to_thread.run_sync(lambda overlay=overlay: to_bytes(overlay, "JPEG"))
+            rows.append(
+                {
+                    "info": info,
+                    "prediction": outcome.prediction(0),
+                    "error": None,
+                    "heatmap_uri": _data_uri(heatmap, "image/jpeg"),
+                    "explained_by": explained_by(model.classifier),
+                }
+            )
         except ServingError as exc:
-            rows.append({"info": info, "prediction": None, "error": exc.detail})
-    image_jpeg = await anyio.to_thread.run_sync(lambda: to_bytes(display_copy(images[0]), "JPEG"))
-    return templates.TemplateResponse(request, "compare.html", {
-        "rows": rows, "filename": upload.filename, "image_uri": _data_uri(image_jpeg, "image/jpeg"),
-    })
+            failed = {"prediction": None, "error": exc.detail, "heatmap_uri": None, "explained_by": None}
+            rows.append({"info": info} | failed)
+    if images is None:  # no version could answer: the page still shows the image (or why it cannot)
+        images = await service.decode([upload], DISPLAY_SIZE)
+    image_jpeg = await anyio.to_thread.run_sync(lambda: to_bytes(display_copy(images[0].image), "JPEG"))
+    return templates.TemplateResponse(
+        request,
+        "compare.html",
+        {
+            "rows": rows,
+            "filename": upload.filename,
+            "image_uri": _data_uri(image_jpeg, "image/jpeg"),
+            "legend_url": LEGEND_URL,
+            "uncertain_margin": UNCERTAIN_MARGIN,
+        },
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, templates: TemplatesDep, settings: SettingsDep, holder: HolderDep):
     current = holder.current
-    return templates.TemplateResponse(request, "index.html", {
-        "samples": list_samples(settings.sample_images_dir),
-        "model": current.describe() if current else None,
-        "status": holder.status, "reason": holder.reason,
-        "max_upload_mb": settings.max_upload_bytes / 2**20,
-    })
+    return templates.TemplateResponse(
+        request,
+        "index.html",
+        {
+            "samples": list_samples(settings.sample_images_dir),
+            "model": current.describe() if current else None,
+            "status": holder.status,
+            "reason": holder.reason,
+            "max_upload_mb": settings.max_upload_bytes / 2**20,
+            "operating_points": _operating_points(current),
+        },
+    )
 
 
 @router.post("/predict", response_class=HTMLResponse)
 async def predict_page(request: Request, service: ServiceDep, templates: TemplatesDep, settings: SettingsDep):
-    upload, version = await _form_upload(request, settings)
-    return await _result_page(request, service, templates, upload, version)
+    async with service.receive(request, max_files=1) as form:
+        fields = form.fields
+        return await _result_page(
+            request,
+            service,
+            templates,
+            _chosen_file(form),
+            fields.get("version") or None,
+            fields.get("operating_point") or None,
+            None,
+        )
 
 
 @router.get("/samples/{name}", response_class=HTMLResponse)
-async def sample_page(request: Request, name: str, service: ServiceDep, templates: TemplatesDep,
-                      settings: SettingsDep, version: str | None = None):
-    return await _result_page(request, service, templates, _sample_upload(settings, name), version)
+async def sample_page(
+    request: Request,
+    name: str,
+    service: ServiceDep,
+    templates: TemplatesDep,
+    settings: SettingsDep,
+    version: str | None = None,
+    operating_point: str | None = None,
+):
+    upload = _sample_upload(settings, name)
+    return await _result_page(
+        request, service, templates, upload, version, operating_point or None, _truth(settings, name)
+    )
 
 
 @router.post("/compare", response_class=HTMLResponse)
-async def compare_page(request: Request, service: ServiceDep, templates: TemplatesDep, settings: SettingsDep):
-    upload, _ = await _form_upload(request, settings)
-    return await _compare_page(request, service, templates, settings, upload)
+async def compare_page(
+    request: Request, service: ServiceDep, templates: TemplatesDep, settings: SettingsDep, store: StoreDep
+):
+    async with service.receive(request, max_files=1) as form:
+        return await _compare_page(request, service, templates, store, _chosen_file(form))
 
 
 @router.get("/samples/{name}/compare", response_class=HTMLResponse)
-async def sample_compare_page(request: Request, name: str, service: ServiceDep, templates: TemplatesDep,
-                              settings: SettingsDep):
-    return await _compare_page(request, service, templates, settings, _sample_upload(settings, name))
+async def sample_compare_page(
+    request: Request,
+    name: str,
+    service: ServiceDep,
+    templates: TemplatesDep,
+    settings: SettingsDep,
+    store: StoreDep,
+):
+    return await _compare_page(request, service, templates, store, _sample_upload(settings, name))
 
 
 @router.get("/models", response_class=HTMLResponse)
-async def models_page(request: Request, templates: TemplatesDep, settings: SettingsDep, holder: HolderDep):
+async def models_page(
+    request: Request, templates: TemplatesDep, settings: SettingsDep, holder: HolderDep, store: StoreDep
+):
     try:
-        versions, registry_error = await anyio.to_thread.run_sync(all_versions, settings), None
+        (versions, latest), registry_error = await anyio.to_thread.run_sync(catalog, store), None
     except Exception as exc:
-        versions, registry_error = [], f"the model registry could not be read ({type(exc).__name__})"
+        versions, latest = [], []
+        registry_error = f"the model registry could not be read ({type(exc).__name__})"
     current = holder.current
-    return templates.TemplateResponse(request, "models.html", {
-        "versions": versions, "registry_error": registry_error,
-        "model": current.describe() if current else None, "reason": holder.reason,
-        "samples": list_samples(settings.sample_images_dir),
-        "architectures": latest_per_architecture(versions),
-        "mlflow_ui_url": settings.mlflow_ui_url,
-    })
+    return templates.TemplateResponse(
+        request,
+        "models.html",
+        {
+            "versions": versions,
+            "scopes": {v.version: tested_on(v) for v in versions},
+            "evaluations": {v.version: evaluation_rows(v) for v in versions},
+            "official_test_images": OFFICIAL_TEST_IMAGES,
+            "operating_points": _operating_points(current),
+            "registry_error": registry_error,
+            "model": current.describe() if current else None,
+            "reason": holder.reason,
+            "samples": list_samples(settings.sample_images_dir),
+            "architectures": latest,
+            "mlflow_ui_url": settings.mlflow_ui_url,
+        },
+    )
+
+
+@cache
+def _legend() -> bytes:
+    return legend_png()
+
+
+@router.get(LEGEND_URL)
+async def heatmap_legend() -> Response:
+    """The heatmap's colour scale as an image: the pages allow no inline styles to draw a gradient."""
+    png = await anyio.to_thread.run_sync(_legend)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})

@@ -1,0 +1,204 @@
+"""A loaded package ready to classify: decode -> preprocess -> forward -> postprocess, as separate
+steps so the service can batch `forward` across requests (LitServe's hooks, in effect).
+
+Postprocessing is the same for every runtime and every caller (service, CLI, pyfunc, evaluation):
+temperature scaling, the average of an ensemble's calibrated members, the out-of-population guard.
+"""
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pneumonia_zoo.data.images import DecodedImage
+from pneumonia_zoo.data.transforms import Preprocessing
+from pneumonia_zoo.package.format import GUARD_FILE, ONNX_FILE, WEIGHTS_FILE, GuardConfig, PackageConfig
+from pneumonia_zoo.package.io import load_guard, load_weights, read_config, verify
+from pneumonia_zoo.package.runtime import OnnxRunner, Outputs, Runner, TorchRunner
+from pneumonia_zoo.stats.calibration import apply_temperature
+from pneumonia_zoo.stats.outliers import GaussianGuard
+
+RUNTIMES = ("auto", "onnx", "torch")
+TTA_VIEWS = ("identity", "zoom_in")
+DEFAULT_CHECKS = GuardConfig(threshold=float("inf"), val_flag_rate=float("nan"))
+REASON_FEATURES = "its features are far from those of the training images"
+REASON_COLOUR = "it is a colour image, not a greyscale X-ray"
+REASON_ASPECT = "its aspect ratio is far from a chest film's"
+
+
+@dataclass
+class Scores:
+    """What the classifier says about N images (probabilities are calibrated)."""
+
+    probabilities: np.ndarray  # N x 2, CLASS_NAMES order
+    ood_scores: np.ndarray  # N: the guard's score over its threshold (> 1: flagged); nan without a guard
+    ood_flags: np.ndarray  # N bool: flagged by the guard or by a cheap check
+    ood_reasons: list[list[str]] = field(default_factory=list)
+
+    @property
+    def pneumonia(self) -> np.ndarray:
+        return self.probabilities[:, 1]
+
+
+@dataclass
+class Member:
+    """One network of the package (a single model is its own only member)."""
+
+    directory: Path
+    config: PackageConfig
+    runtime_choice: str = "auto"
+    threads: int | None = None
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        assert self.config.preprocessing is not None
+        return self.config.preprocessing
+
+    @property
+    def onnx_path(self) -> Path | None:
+        path = self.directory / ONNX_FILE
+        return path if path.is_file() else None
+
+    @cached_property
+    def guard(self) -> GaussianGuard | None:
+        guard = self.config.guard
+        if guard is None or not (self.directory / GUARD_FILE).is_file():
+            return None
+        return load_guard(self.directory / GUARD_FILE, guard.threshold, guard.quantile)
+
+    @cached_property
+    def network(self):
+        """The PyTorch FeatureNetwork (imports torch; Grad-CAM and the torch runtime need it)."""
+        from pneumonia_zoo.package.network import feature_network
+
+        return feature_network(self.config.architecture, load_weights(self.directory / WEIGHTS_FILE))
+
+    @cached_property
+    def runner(self) -> Runner:
+        if self.runtime_choice != "torch" and self.onnx_path is not None:
+            return OnnxRunner(self.onnx_path, self.threads)
+        return TorchRunner(self.network)
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        return apply_temperature(logits, self.config.temperature)
+
+    def guard_ratio(self, features: np.ndarray | None, count: int) -> np.ndarray:
+        """Mahalanobis score over the member's own threshold (nan when it has no guard)."""
+        if self.guard is None or features is None:
+            return np.full(count, np.nan)
+        return self.guard.score(features) / self.guard.threshold
+
+
+def _view(image: Image.Image, view: str) -> Image.Image:
+    if view == "zoom_in":  # the central 92% of each side: framing varies between hospitals
+        width, height = image.size
+        dx, dy = round(width * 0.04), round(height * 0.04)
+        return image.crop((dx, dy, width - dx, height - dy))
+    return image
+
+
+class Classifier:
+    def __init__(
+        self, directory: Path, config: PackageConfig, runtime: str = "auto", threads: int | None = None
+    ):
+        self.directory, self.config = directory, config
+        if config.is_ensemble:
+            self.members = [
+                Member(directory / ref.path, read_config(directory / ref.path), runtime, threads)
+                for ref in config.members
+            ]
+            self.weights = np.asarray([ref.weight for ref in config.members], dtype=np.float64)
+        else:
+            self.members = [Member(directory, config, runtime, threads)]
+            self.weights = np.ones(1)
+        self.weights = self.weights / self.weights.sum()
+        self.views = config.tta or ["identity"]
+
+    # -- what callers need to know ----------------------------------------------------------------
+
+    @property
+    def input_size(self) -> int:
+        """Decode to at least this (the largest member input)."""
+        return max(member.preprocessing.image_size for member in self.members)
+
+    @property
+    def runtime(self) -> str:
+        return "+".join(sorted({member.runner.runtime for member in self.members}))
+
+    @property
+    def explain_member(self) -> Member:
+        return self.members[self.config.explain_member if self.config.is_ensemble else 0]
+
+    # -- the hooks ------------------------------------------------------------------------------------
+
+    def preprocess(self, images: list[DecodedImage]) -> list[np.ndarray]:
+        """One float32 batch per (member, view)."""
+        batches = []
+        for member in self.members:
+            for view in self.views:
+                viewed = [_view(image.image, view) for image in images]
+                batches.append(member.preprocessing.batch(viewed))
+        return batches
+
+    def forward(self, inputs: list[np.ndarray]) -> list[Outputs]:
+        """Run every network on its batch (the service calls this on its inference thread)."""
+        runners = [member.runner for member in self.members for _ in self.views]
+        return [runner(batch) for runner, batch in zip(runners, inputs, strict=True)]
+
+    def postprocess(self, outputs: list[Outputs], images: list[DecodedImage]) -> Scores:
+        count = len(outputs[0][0])
+        probabilities = np.zeros((count, 2))
+        ratios = []
+        for index, member in enumerate(self.members):
+            member_outputs = outputs[index * len(self.views) : (index + 1) * len(self.views)]
+            member_probs = np.mean([member.calibrated(logits) for logits, _ in member_outputs], axis=0)
+            probabilities += self.weights[index] * member_probs
+            ratios.append(
+                member.guard_ratio(member_outputs[0][1], count)
+            )  # the guard sees the image as it is
+        return self._guard(probabilities.astype(np.float32), np.vstack(ratios), images)
+
+    def predict(self, images: list[DecodedImage]) -> Scores:
+        return self.postprocess(self.forward(self.preprocess(images)), images)
+
+    def warm_up(self) -> None:
+        """Load every lazy part (runtimes, guards) and run one inference, so the package folder may go
+        and the first real request is not the slow one."""
+        for member in self.members:
+            _ = member.runner, member.guard
+        blank = Image.new("L", (self.input_size, self.input_size), 0)
+        self.predict([DecodedImage(blank, blank.size, 0.0, "warm-up")])
+
+    # -- the guard ------------------------------------------------------------------------------------
+
+    def _guard(self, probabilities: np.ndarray, ratios: np.ndarray, images: list[DecodedImage]) -> Scores:
+        guard = self.config.guard
+        checks = guard or DEFAULT_CHECKS
+        count = len(probabilities)
+        if guard is not None and not np.isnan(ratios).all():
+            combined = ratios[0] if not self.config.is_ensemble else np.nanmax(ratios, axis=0)
+            scores = combined / (guard.threshold if self.config.is_ensemble else 1.0)
+        else:
+            scores = np.full(count, np.nan)
+        reasons: list[list[str]] = []
+        for row, image in enumerate(images):
+            why = []
+            if np.isfinite(scores[row]) and scores[row] > 1.0:
+                why.append(REASON_FEATURES)
+            if image.colourfulness > checks.colourfulness_max:
+                why.append(REASON_COLOUR)
+            if image.aspect_ratio > checks.aspect_ratio_max:
+                why.append(REASON_ASPECT)
+            reasons.append(why)
+        flags = np.array([bool(why) for why in reasons])
+        return Scores(probabilities, scores.astype(np.float32), flags, reasons)
+
+
+def load_classifier(directory: Path, runtime: str = "auto", threads: int | None = None) -> Classifier:
+    """Read and verify a package folder (every file's sha256) and make it ready to predict."""
+    directory = Path(directory)
+    config = read_config(directory)
+    verify(directory, config)
+    return Classifier(directory, config, runtime, threads)

@@ -1,0 +1,81 @@
+"""Writing and verifying package folders: hashes of every file, float16 weights, the guard's arrays.
+
+Loading checks every recorded sha256 first, so a tampered or truncated artifact is refused before a
+byte of it is used. Nothing is unpickled: weights are safetensors, the rest is JSON and ONNX.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from pneumonia_zoo.package.format import CONFIG_FILE, WEIGHTS_FILE, PackageConfig, PackageError
+from pneumonia_zoo.stats.outliers import GaussianGuard
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_config(directory: Path) -> PackageConfig:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise PackageError(f"no {CONFIG_FILE} in {Path(directory).name}/: not a pneumonia-zoo model package")
+    return PackageConfig.from_json(path.read_text())
+
+
+def verify(directory: Path, config: PackageConfig) -> None:
+    """Every recorded file is present and matches its sha256 (paths may name member folders)."""
+    if not config.is_ensemble and WEIGHTS_FILE not in config.files:
+        raise PackageError(f"{CONFIG_FILE} records no {WEIGHTS_FILE}")
+    for name, expected in config.files.items():
+        path = directory / name
+        if ".." in Path(name).parts or not path.is_file():
+            raise PackageError(f"{name} is missing from the model package")
+        if sha256_file(path) != expected:
+            raise PackageError(f"{name} does not match its recorded sha256: refusing a tampered model")
+
+
+def record_files(directory: Path, config: PackageConfig) -> None:
+    """Hash every file under the folder (but model.json itself) into config.files, then write model.json."""
+    config.files = {
+        str(path.relative_to(directory)): sha256_file(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path != directory / CONFIG_FILE  # member folders' model.json are included
+    }
+    (directory / CONFIG_FILE).write_text(config.to_json())
+
+
+def save_weights(state: dict, path: Path, float16: bool) -> dict:
+    """Write a state dict as safetensors; returns the tensors as stored (float16-rounded when asked)."""
+    import torch
+    from safetensors.torch import save_file
+
+    stored = {
+        name: (tensor.half() if float16 and tensor.is_floating_point() else tensor).contiguous().cpu()
+        for name, tensor in state.items()
+    }
+    save_file(stored, str(path))
+    return {name: t.float() if t.dtype == torch.float16 else t for name, t in stored.items()}
+
+
+def load_weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def save_guard(guard: GaussianGuard, path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in guard.to_arrays().items()}, str(path))
+
+
+def load_guard(path: Path, threshold: float, quantile: float) -> GaussianGuard:
+    from safetensors.numpy import load_file
+
+    return GaussianGuard.from_arrays(load_file(str(path)), threshold, quantile)

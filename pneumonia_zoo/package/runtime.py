@@ -1,0 +1,60 @@
+"""Running one network on a preprocessed float32 N x 3 x S x S batch: ONNX Runtime or PyTorch.
+
+Both return (logits N x 2, penultimate features N x D or None); the classifier does the rest, so the
+two runtimes cannot differ in anything but float32 rounding. ONNX Runtime never imports torch.
+"""
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from pneumonia_zoo.package.format import PREDICTION_KEYS
+from pneumonia_zoo.resources import available_cpus
+
+Outputs = tuple[np.ndarray, np.ndarray | None]
+
+
+class Runner(Protocol):
+    runtime: str
+
+    def __call__(self, batch: np.ndarray) -> Outputs: ...
+
+
+class OnnxRunner:
+    runtime = "onnx"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or available_cpus()
+        options.inter_op_num_threads = 1
+        # Idle intra-op threads spin-wait by default: between batches they would burn the cores the
+        # decoding threads need. Waking them costs far less than a batch takes.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        names = [output.name for output in self.session.get_outputs()]
+        self.outputs = [name for name in PREDICTION_KEYS if name in names] or names[:1]
+
+    def __call__(self, batch: np.ndarray) -> Outputs:
+        results = self.session.run(self.outputs, {self.input_name: np.ascontiguousarray(batch, np.float32)})
+        return results[0], (results[1] if len(results) > 1 else None)
+
+
+class TorchRunner:
+    runtime = "torch"
+
+    def __init__(self, network) -> None:  # a FeatureNetwork; typed loosely so this module needs no torch
+        import torch
+
+        self.torch = torch
+        self.network = network.eval().to(memory_format=torch.channels_last)
+
+    def __call__(self, batch: np.ndarray) -> Outputs:
+        torch = self.torch
+        with torch.inference_mode():
+            inputs = torch.from_numpy(np.ascontiguousarray(batch, np.float32))
+            logits, features = self.network(inputs.contiguous(memory_format=torch.channels_last))
+            return logits.float().numpy(), features.float().numpy()

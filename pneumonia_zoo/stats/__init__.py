@@ -1,0 +1,1 @@
+"""Pure NumPy/SciPy statistics: imported by every other layer, importing none of them."""

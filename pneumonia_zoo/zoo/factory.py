@@ -1,0 +1,53 @@
+"""`create_model`: a name from the zoo's registry -> a network with a 2-class head."""
+
+from importlib import import_module
+
+from torch import nn
+
+from pneumonia_zoo.errors import UserError
+from pneumonia_zoo.zoo.architectures import FREEZE_MODES, NUM_CLASSES, Architecture, get_architecture
+
+
+def build_network(arch: Architecture, pretrained: bool) -> nn.Module:
+    module, _, function = arch.builder.partition(":")
+    return getattr(import_module(module), function)(pretrained)
+
+
+def _replace_head(model: nn.Module, dotted: str) -> None:
+    parent_path, _, child = dotted.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    old = getattr(parent, child) if not child.isdigit() else parent[int(child)]
+    if not isinstance(old, nn.Linear):
+        raise TypeError(f"head {dotted} is {type(old).__name__}, expected Linear")
+    new = nn.Linear(old.in_features, NUM_CLASSES)
+    if child.isdigit():
+        parent[int(child)] = new
+    else:
+        setattr(parent, child, new)
+
+
+def resolve_pretrained(name: str, pretrained: bool | None) -> bool:
+    """`None` means 'if the architecture has weights'."""
+    arch = get_architecture(name)
+    return arch.has_pretrained if pretrained is None else pretrained
+
+
+def create_model(name: str, pretrained: bool | None = None, freeze: str = "none") -> nn.Module:
+    """Build `name` with a 2-class head."""
+    arch = get_architecture(name)
+    if freeze not in FREEZE_MODES:
+        raise UserError(f"unknown freeze mode '{freeze}': choose one of {', '.join(FREEZE_MODES)}")
+    if pretrained and not arch.has_pretrained:
+        raise UserError(f"{name} has no pretrained weights: pass --no-pretrained")
+    use_pretrained = resolve_pretrained(name, pretrained)
+    if freeze == "backbone" and not use_pretrained:
+        raise UserError("--freeze backbone needs pretrained weights: a random backbone learns nothing")
+    model = build_network(arch, use_pretrained)
+    _replace_head(model, arch.head)
+    if freeze == "backbone":
+        head = model.get_submodule(arch.head)
+        for parameter in model.parameters():
+            parameter.requires_grad = False
+        for parameter in head.parameters():
+            parameter.requires_grad = True
+    return model

@@ -1,0 +1,129 @@
+"""What a run decides, it decides on validation: the test labels change nothing but the test metrics;
+early stopping restores the best epoch; --pretrained really starts from the weights it is given."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from pneumonia_zoo.data.cache import decode_all
+from pneumonia_zoo.data.pipeline import split_samples
+from pneumonia_zoo.data.transforms import Preprocessing
+from pneumonia_zoo.evaluation.predict import predict_images
+from pneumonia_zoo.stats.operating_points import choose_operating_points
+from pneumonia_zoo.tracking.recipe import train
+from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.training.device import Runtime
+from pneumonia_zoo.training.loop import fit
+from pneumonia_zoo.training.schedules import ScheduleParams, Scheduler
+from tests.conftest import store_for, tiny_train_args
+
+
+def _run(data: Path, store_dir: Path):
+    store = store_for(f"sqlite:///{store_dir / 'mlflow.db'}")
+    config = TrainConfig.build(**tiny_train_args(data, epochs=2, threads=1, bootstrap=20, onnx=False))
+    outcome = train(config, store, quiet=True)
+    _, classifier = store.load(f"models:/pneumonia-classifier/{outcome.version}")
+    return outcome.metrics, classifier
+
+
+def test_test_labels_change_nothing_but_test_metrics(fixture_data: Path, tmp_path: Path) -> None:
+    swapped = tmp_path / "swapped"
+    shutil.copytree(fixture_data, swapped)
+    test = swapped / "test"
+    (test / "NORMAL").rename(test / "tmp")
+    (test / "PNEUMONIA").rename(test / "NORMAL")
+    (test / "tmp").rename(test / "PNEUMONIA")
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    metrics_a, model_a = _run(fixture_data, tmp_path / "a")
+    metrics_b, model_b = _run(swapped, tmp_path / "b")
+    assert model_a.config.temperature == model_b.config.temperature
+    assert model_a.config.operating_points == model_b.config.operating_points
+    assert model_a.config.guard == model_b.config.guard
+    for key in metrics_a:
+        if key.startswith(("val_", "threshold", "temperature", "best_epoch", "epochs_run")):
+            assert metrics_a[key] == pytest.approx(metrics_b[key], abs=1e-9), key
+    assert metrics_a["test_auc"] != pytest.approx(metrics_b["test_auc"])  # what the test labels do change
+
+
+def test_operating_points_are_those_of_the_validation_predictions(registered_store: str, fixture_data: Path):
+    store = store_for(registered_store)
+    _, classifier = store.load("models:/pneumonia-classifier@champion")
+    info = classifier.config.info
+    _, val, _ = split_samples(fixture_data, float(info["val_fraction"]), int(info["seed"]), None)
+    predictions = predict_images(
+        classifier, decode_all(val, Preprocessing(classifier.input_size), quiet=True)
+    )
+    expected = choose_operating_points(predictions.labels, predictions.probs, prior=float(info["prior"]))
+    assert {k: v.threshold for k, v in expected.items()} == pytest.approx(
+        {k: v.threshold for k, v in classifier.config.operating_points.items()}, abs=1e-6
+    )
+
+
+def test_early_stopping_restores_the_best_epoch() -> None:
+    """Train labels are the opposite of validation's, so validation AUC only falls after the first epoch:
+    patience 2 stops after three epochs, and the weights are those of the first."""
+    torch.manual_seed(0)
+    features = torch.randn(128, 8)
+    rule = (features[:, 0] > 0).long()
+    train_loader = DataLoader(TensorDataset(features, 1 - rule), batch_size=16, shuffle=False)
+    val_loader = DataLoader(TensorDataset(features, rule), batch_size=64)
+    model = nn.Sequential(nn.Linear(8, 2))
+    with torch.no_grad():  # start by agreeing with validation, so epoch 1 is the best
+        model[0].weight.zero_()
+        model[0].weight[1, 0], model[0].weight[0, 0] = 1.0, -1.0
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    states = []
+    result = fit(
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        Scheduler("constant", optimizer, ScheduleParams(epochs=10), len(train_loader)),
+        nn.CrossEntropyLoss(),
+        Runtime(torch.device("cpu")),
+        epochs=10,
+        patience=2,
+        channels_last=False,
+        on_epoch=lambda epoch, values: states.append({k: v.clone() for k, v in model.state_dict().items()}),
+        quiet=True,
+    )
+    aucs = [row["val_auc"] for row in result.history]
+    assert len(result.history) == 3 and result.best_epoch == 0 and aucs[0] > aucs[1] >= aucs[2]
+    restored = model.state_dict()
+    assert all(torch.equal(restored[k], states[0][k]) for k in restored)
+    assert not all(torch.equal(restored[k], states[-1][k]) for k in restored)
+
+
+def test_pretrained_fine_tunes_from_the_weights_torchvision_delivers(
+    fixture_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--pretrained end to end, with a locally made state dict served through torchvision's weights API."""
+    torch.manual_seed(123)
+    given = torchvision.models.alexnet(weights=None).state_dict()
+    calls = []
+
+    def deliver(url, *args, **kwargs):
+        calls.append(url)
+        return {k: v.clone() for k, v in given.items()}
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", deliver)
+    store = store_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    config = TrainConfig.build(
+        **tiny_train_args(
+            fixture_data, arch="alexnet", pretrained=True, image_size=64, lr=1e-9, augment=False, bootstrap=0
+        )
+    )
+    outcome = train(config, store, quiet=True)
+    assert len(calls) == 1 and calls[0].endswith(".pth")
+    run = store.get_run(outcome.run_id)
+    assert run.data.tags["pretrained"] == "True" and run.data.params["pretrained"] == "True"
+    _, classifier = store.load(f"models:/pneumonia-classifier/{outcome.version}", runtime="torch")
+    trained = classifier.members[0].network.body.features[0].weight.detach()
+    # lr 1e-9 for one epoch: the backbone is still the delivered one (the head is new: 2 classes).
+    assert np.allclose(trained.numpy(), given["features.0.weight"].numpy(), atol=1e-6)

@@ -1,0 +1,56 @@
+"""Small real model packages for tests: a random small_cnn with calibration, operating points and guard."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pneumonia_zoo.data.transforms import Preprocessing
+from pneumonia_zoo.package.build import write_single
+from pneumonia_zoo.package.format import GuardConfig, PackageConfig
+from pneumonia_zoo.package.network import FeatureNetwork
+from pneumonia_zoo.stats.operating_points import OperatingPoint
+from pneumonia_zoo.stats.outliers import fit_gaussian_guard
+from pneumonia_zoo.zoo.architectures import get_architecture
+from pneumonia_zoo.zoo.factory import create_model
+
+POINTS = {
+    "balanced": OperatingPoint("balanced", 0.37, "test rule", 0.9, 0.8),
+    "sensitivity_95": OperatingPoint("sensitivity_95", 0.2, "test rule", 0.95, 0.6),
+}
+
+
+def make_package(
+    directory: Path,
+    size: int = 48,
+    temperature: float = 1.7,
+    seed: int = 0,
+    onnx: bool = True,
+    float16: bool = False,
+) -> PackageConfig:
+    """A small_cnn package whose guard is fitted on the features of random inputs."""
+    torch.manual_seed(seed)
+    network = create_model("small_cnn").eval()
+    split = FeatureNetwork(create_model("small_cnn").eval(), get_architecture("small_cnn").head)
+    split.load_state_dict(
+        {f"body.{k}": v for k, v in network.state_dict().items() if not k.startswith("classifier.2")}
+        | {
+            f"head.{k.removeprefix('classifier.2.')}": v
+            for k, v in network.state_dict().items()
+            if k.startswith("classifier.2")
+        }
+    )
+    with torch.no_grad():
+        _, train_features = split(torch.randn(64, 3, size, size))
+        _, val_features = split(torch.randn(32, 3, size, size))
+    labels = np.arange(64) % 2
+    guard = fit_gaussian_guard(train_features.numpy(), labels, val_features.numpy(), flag_rate=0.05)
+    config = PackageConfig(
+        architecture="small_cnn",
+        preprocessing=Preprocessing(size),
+        temperature=temperature,
+        operating_points=dict(POINTS),
+        guard=GuardConfig(threshold=guard.threshold, val_flag_rate=0.05, quantile=guard.quantile),
+        info={"seed": "42", "val_fraction": "0.15", "limit": "None"},
+    )
+    return write_single(network, config, directory, guard, with_onnx=onnx, float16=float16)
