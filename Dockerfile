@@ -1,16 +1,24 @@
 # syntax=docker/dockerfile:1
-# Pneumonia Zoo service image: CPU-only PyTorch, one uvicorn process serving fastapiapp:app on port 8000.
+# Pneumonia Zoo service image: CPU-only PyTorch, one uvicorn process serving the app factory on port 8000.
 #
 #   docker build -t pneumonia-zoo .
 #   docker run -p 8000:8000 -e MLFLOW_TRACKING_URI=http://tracking-server:5000 pneumonia-zoo
 #
-# The install steps live in docker/install.sh, which tests/deploy/test_install_replay.py replays in a
-# fresh virtual environment (it reads the RUN and COPY lines below), so keep installs in that script.
+# Where Docker Hub cannot be reached: --build-arg PYTHON_IMAGE="$(docker/base-image.sh)" (a local Debian
+# bookworm base), and --build-arg TORCH_INDEX_URL= where PyTorch's CPU index cannot be reached either
+# (PyPI's torch then: a CUDA build, several GB larger). `make test-container` builds and tests it.
+#
+# The install steps live in docker/install.sh, which `make setup` runs too and tests/deploy/
+# test_install_replay.py replays in a fresh virtual environment (it reads the RUN and COPY lines below),
+# so keep installs in that script.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- builder: a virtual environment at /opt/venv with torch (CPU wheels), requirements.txt, the project
+# --- builder: a virtual environment at /opt/venv: the lock file's packages (hashes checked), then the
+# --- project itself, not editable (its pages, static files, sample images and starter are package data)
 FROM ${PYTHON_IMAGE} AS builder
+# Marks this stage's images (the legacy builder keeps them as its cache) so that stale ones can be found.
+LABEL org.pneumonia-zoo.stage=builder
 
 # PyTorch's CPU wheel index: torch and torchvision without CUDA libraries.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -18,18 +26,19 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# /app in both stages: the project is installed editable (it finds templates/ and static/ beside itself).
-WORKDIR /app
-# Dependencies first: this layer is rebuilt only when requirements.txt or the script changes.
-COPY requirements.txt ./
+WORKDIR /src
+# Dependencies first: this layer is rebuilt only when the lock file or the script changes.
+COPY requirements.lock ./
 COPY docker/install.sh docker/install.sh
 RUN TORCH_INDEX_URL="${TORCH_INDEX_URL}" docker/install.sh /opt/venv . deps
 
 COPY pyproject.toml README.md ./
 COPY pneumonia_zoo/ pneumonia_zoo/
-RUN docker/install.sh /opt/venv /app project
+# Then slim: test suites of installed packages, C++ headers, triton go; byte code is compiled once
+# (the root filesystem may be read-only at run time).
+RUN docker/install.sh /opt/venv . project slim
 
-# --- runtime: the virtual environment, the app module, its pages and the starter model; no build tools
+# --- runtime: the virtual environment and the start script; no source tree, no build tools
 FROM ${PYTHON_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="pneumonia-zoo" \
@@ -40,17 +49,9 @@ RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app app
 
 COPY --from=builder /opt/venv /opt/venv
-
-WORKDIR /app
-# Owned by root and read-only for the service user; it writes only to /tmp and its home.
-# pneumonia_zoo/ is where the editable install in /opt/venv points.
-COPY pneumonia_zoo/ pneumonia_zoo/
-COPY fastapiapp.py ./
-COPY docker/serve.sh docker/serve.sh
-COPY models/ models/
-COPY templates/ templates/
-COPY static/ static/
-COPY sample_images/ sample_images/
+# Owned by root and read-only for the service user, which writes only to /tmp (a tmpfs in production:
+# `docker run --read-only --tmpfs /tmp` works).
+COPY docker/serve.sh /usr/local/bin/pneumonia-zoo-serve
 
 # Everything is configurable at `docker run -e` / in the orchestrator:
 #   MLFLOW_TRACKING_URI                   the tracking server holding the registry (http://host:5000)
@@ -59,22 +60,28 @@ COPY sample_images/ sample_images/
 #   PNEUMONIA_ZOO_RELOAD_INTERVAL_S       how often the alias is re-checked (default 30; 0 = never)
 #   PNEUMONIA_ZOO_*                       every other setting in pneumonia_zoo/config.py (upload and batch
 #                                         limits, runtime, admin token)
-# The default store is a SQLite file in /tmp (the app directory is read-only): an empty registry, so
-# /healthz answers and /readyz explains that no champion exists until MLFLOW_TRACKING_URI names a server.
+#   HOST, PORT                            where uvicorn listens (default 0.0.0.0:8000)
+#   REGISTER_STARTER                      1 (default): an empty registry gets the starter model; 0: never
+# The default store is a SQLite file in /tmp: the image's starter model becomes its champion, so the
+# container serves on its own; set MLFLOW_TRACKING_URI to a server to serve what the team promoted.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
+    XDG_CACHE_HOME=/tmp/cache \
+    GIT_PYTHON_REFRESH=quiet \
     MLFLOW_TRACKING_URI=sqlite:////tmp/mlflow.db \
     FORWARDED_ALLOW_IPS=*
 
+WORKDIR /home/app
 USER 10001:10001
 EXPOSE 8000
 
-# python, not curl: the slim image has no curl. /healthz answers as soon as the process serves.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+# python, not curl: the slim image has no curl. /healthz answers as soon as the process serves; PORT
+# is read so that the check follows `-e PORT=...` (host networking).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
 
-# docker/serve.sh registers the starter model when the registry has no champion (REGISTER_STARTER=0: off),
-# then execs one uvicorn process serving fastapiapp:app on 0.0.0.0:8000 (HOST, PORT).
-CMD ["/app/docker/serve.sh"]
+# pneumonia-zoo-serve (docker/serve.sh) registers the starter model when the registry has no champion
+# (REGISTER_STARTER=0: off), then execs one uvicorn process: uvicorn is PID 1 and handles SIGTERM.
+CMD ["/usr/local/bin/pneumonia-zoo-serve"]

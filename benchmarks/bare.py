@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pneumonia_zoo.tracking.package import ModelPackage, load_package
 
 from pneumonia_zoo.data.images import decode_image
-from pneumonia_zoo.tracking.package import ModelPackage, load_package
 
 
 def _repeat(fn: Callable[[], object], seconds: float, min_runs: int = 3) -> list[float]:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 import torchvision
+from pneumonia_zoo.tracking.experiment import build_loaders
+from pneumonia_zoo.zoo.registry import ARCHITECTURES, create_model, get_architecture
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.transforms import v2
@@ -40,12 +42,10 @@ from pneumonia_zoo.data.images import decode_image
 from pneumonia_zoo.data.pipeline import PreparedData
 from pneumonia_zoo.data.split import stratified_subsample
 from pneumonia_zoo.data.transforms import Preprocessing
-from pneumonia_zoo.tracking.experiment import build_loaders
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.training.device import Runtime
 from pneumonia_zoo.training.loop import train_one_epoch
 from pneumonia_zoo.training.schedules import Scheduler
-from pneumonia_zoo.zoo.registry import ARCHITECTURES, create_model, get_architecture
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "chest_xray"

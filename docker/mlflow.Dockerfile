@@ -1,15 +1,20 @@
 # syntax=docker/dockerfile:1
 # MLflow tracking server for the compose stack (and the production option on Azure): mlflow with the
 # PostgreSQL driver and the Azure Blob client. compose.yaml supplies the backend store and the flags.
-FROM python:3.11-slim-bookworm
+# PYTHON_IMAGE: as for the service image (docker/base-image.sh makes a local base without Docker Hub).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH \
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 
+# A virtual environment: the same on the official image and on a Debian base without a system pip.
 COPY mlflow-requirements.txt /tmp/mlflow-requirements.txt
-RUN pip install --no-cache-dir -r /tmp/mlflow-requirements.txt
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/mlflow-requirements.txt
 
 # The artifacts volume is mounted at /mlartifacts; created here so a new named volume is owned by the user.
 RUN groupadd --system --gid 10001 mlflow \

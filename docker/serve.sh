@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# The image's command: like `make serve`, register the shipped starter model when the registry has no
+# The image's command: like `make serve`, register the package's starter model when the registry has no
 # champion (never moving an existing one), then replace this shell with one uvicorn process.
 #
-#   REGISTER_STARTER   1 (default): as above; 0: serve only what the registry holds (production)
-#   HOST, PORT         where uvicorn listens (default 0.0.0.0:8000, the port the image EXPOSEs)
+#   REGISTER_STARTER         1 (default): as above; 0: serve only what the registry holds (production)
+#   HOST, PORT               where uvicorn listens (default 0.0.0.0:8000, the port the image EXPOSEs)
+#   GRACEFUL_SHUTDOWN_S      how long SIGTERM waits for open requests (default 8: inside `docker stop`'s 10)
 set -euo pipefail
 
-if [ "${REGISTER_STARTER:-1}" = 1 ] && [ -f models/starter/model.json ]; then
+if [ "${REGISTER_STARTER:-1}" = 1 ]; then
+    # In the background, so that a SIGTERM (docker stop) during registration ends it at once: this shell
+    # is PID 1, and PID 1 gets no default signal handling.
+    pneumonia-zoo register-starter &
+    child=$!
+    trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM INT
     # A registry that cannot be reached must not stop the service: /readyz then says what is wrong.
-    pneumonia-zoo register-starter || echo "serve.sh: the starter model was not registered" >&2
+    wait "$child" || echo "serve.sh: the starter model was not registered" >&2
+    trap - TERM INT
 fi
 
 # One process: scale with replicas, not workers (each worker would hold its own copy of the model).
-exec uvicorn fastapiapp:app --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" \
-    --proxy-headers --timeout-graceful-shutdown 20
+exec uvicorn pneumonia_zoo.serving.app:create_app --factory --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" \
+    --proxy-headers --timeout-graceful-shutdown "${GRACEFUL_SHUTDOWN_S:-8}"

@@ -11,7 +11,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -68,7 +68,7 @@ TRAIN_FIELDS = list(option_fields().values())
 
 @app.command()
 @options_signature(TRAIN_FIELDS, [QUIET])
-def train(**values) -> None:
+def train(**values: Any) -> None:
     """Train one architecture, log everything to MLflow and register the model as a new version."""
     quiet = values.pop("quiet")
     config = TrainConfig.from_flat(values)
@@ -136,7 +136,7 @@ SWEEP_FIELDS = [f for f in TRAIN_FIELDS if f.name not in ("schedule", "lr", "run
     ],
     defaults={"onnx": False},
 )
-def sweep(**values) -> None:
+def sweep(**values: Any) -> None:
     """One nested MLflow run per schedule x learning rate, compared on the parent run."""
     quiet, schedules, lrs = values.pop("quiet"), values.pop("schedules"), values.pop("lrs")
     backend, address, max_concurrent = (

@@ -9,6 +9,7 @@ import functools
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,7 +33,7 @@ def typer_parameter(field: OptionField, default: Any = inspect.Parameter.empty) 
     if typing.get_origin(base) is Literal:
         choices, base = [str(a) for a in typing.get_args(base)], str
     if choices:  # Typer turns an Enum into click.Choice: the choices are listed in --help and checked
-        base = enum.Enum(f"{field.name}_choices", {choice: choice for choice in choices}, type=str)
+        base = enum.Enum(f"{field.name}_choices", {c: c for c in choices}, type=str)  # type: ignore[misc,no-redef]
     names = [f"--{field.flag}"] if base is not bool else [f"--{field.flag}/--no-{field.flag}"]
     if field.short:
         names.append(field.short)
@@ -53,15 +54,15 @@ def typer_parameter(field: OptionField, default: Any = inspect.Parameter.empty) 
 
 def options_signature(
     fields: list[OptionField], extra: list[inspect.Parameter], defaults: dict | None = None
-):
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """A decorator giving `function(**values)` the signature Typer turns into options (choices arrive
     as their plain string values)."""
     defaults = defaults or {}
     parameters = [typer_parameter(f, defaults.get(f.name, inspect.Parameter.empty)) for f in fields] + extra
 
-    def decorate(function):
+    def decorate(function: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(function)
-        def command(**values):
+        def command(**values: Any) -> None:
             return function(**{k: v.value if isinstance(v, enum.Enum) else v for k, v in values.items()})
 
         command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]

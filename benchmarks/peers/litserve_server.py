@@ -11,9 +11,9 @@ import litserve as ls
 import numpy as np
 import onnxruntime
 from fastapi import Request
+from pneumonia_zoo.tracking.package import load_package
 
 from pneumonia_zoo.data.images import decode_image
-from pneumonia_zoo.tracking.package import load_package
 
 STARTER = Path(__file__).resolve().parents[2] / "models" / "starter"
 

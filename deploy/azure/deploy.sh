@@ -10,7 +10,8 @@
 # image tag and rolls out a new revision (the previous one stays for deploy/azure/rollback.sh).
 #
 # Settings (environment variables):
-#   MLFLOW_TRACKING_URI   required; stored as the Container Apps secret `mlflow-tracking-uri`
+#   MLFLOW_TRACKING_URI   required; stored as the Container Apps secret `mlflow-tracking-uri`. A server
+#                         the cloud app can reach: a local sqlite:/file: store or localhost is refused
 #   AZ_ACR_NAME           required; the registry (created when missing, SKU Basic, admin user off)
 #   AZ_RESOURCE_GROUP     default pneumonia-zoo
 #   AZ_LOCATION           default westeurope
@@ -39,7 +40,19 @@ die() {
     exit 1
 }
 
+command -v az >/dev/null 2>&1 ||
+    die "the Azure CLI (az) is not installed: see https://learn.microsoft.com/cli/azure/install-azure-cli, then az login"
+
 tracking_uri=${MLFLOW_TRACKING_URI:?set MLFLOW_TRACKING_URI to the tracking server the service reads the registry from}
+# The app runs in Azure: a store on this machine (a sqlite file, a folder, localhost) is not there.
+case $tracking_uri in
+    sqlite:* | file:* | /* | ./* | ../* | mlruns* | *.db)
+        die "MLFLOW_TRACKING_URI '$tracking_uri' is a local store the cloud app cannot reach: use the team's tracking server (https://...)" ;;
+    *://localhost[:/]* | *://localhost | *://127.* | *://\[::1\]* | *@localhost[:/]* | *@127.*)
+        die "MLFLOW_TRACKING_URI points at this machine (localhost), which the cloud app cannot reach: use the team's tracking server (https://...)" ;;
+    *://* | databricks) ;;
+    *) die "MLFLOW_TRACKING_URI must be a server URI (https://...), not '$tracking_uri'" ;;
+esac
 acr=${AZ_ACR_NAME:?set AZ_ACR_NAME to a registry name (globally unique, 5-50 letters and digits)}
 group=${AZ_RESOURCE_GROUP:-pneumonia-zoo}
 location=${AZ_LOCATION:-westeurope}

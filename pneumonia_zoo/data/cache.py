@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ class DecodedImages:
 Loaded = tuple[np.ndarray, tuple[int, int], float]  # S x S pixels, stored size, colourfulness
 
 
-def load_pixels(path, preprocessing: Preprocessing) -> Loaded:
+def load_pixels(path: Path, preprocessing: Preprocessing) -> Loaded:
     """The one decode used by training and evaluation (the service runs it on bytes): S x S uint8 grey."""
     decoded = read_image(path, min_side=preprocessing.image_size)
     return preprocessing.resize(decoded), decoded.size, decoded.colourfulness

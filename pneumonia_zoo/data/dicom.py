@@ -14,7 +14,9 @@ ignored and their log records dropped.
 import logging
 import warnings
 import zlib
+from collections.abc import Callable
 from io import BytesIO
+from typing import cast
 
 import libjpeg
 import numpy as np
@@ -224,7 +226,8 @@ def _transfer_syntax(ds: Dataset) -> UID:
     syntax = ds.file_meta.get("TransferSyntaxUID")
     if syntax is None:
         # A dataset without file meta: pydicom worked out its encoding while reading it.
-        guessed = None if ds["PixelData"].is_undefined_length else _GUESSED_SYNTAX.get(ds.original_encoding)
+        encoding = cast(tuple[bool, bool], ds.original_encoding)  # set by the read above
+        guessed = None if ds["PixelData"].is_undefined_length else _GUESSED_SYNTAX.get(encoding)
         if guessed is None:
             raise ImageDecodeError(UNSUPPORTED_SYNTAX)
         ds.file_meta.TransferSyntaxUID = syntax = guessed
@@ -244,6 +247,7 @@ def _check_codestream(ds: Dataset, syntax: UID, max_pixels: int) -> None:
     100 x 100 over a 60000 x 60000 codestream would allocate gigabytes before pydicom noticed.
     (RLE is decoded into a buffer sized from the header, so it needs no check.)
     """
+    get_parameters: Callable[..., dict]
     if syntax in JPEGTransferSyntaxes or syntax in JPEGLSTransferSyntaxes:
         get_parameters = libjpeg.get_parameters
     elif syntax in JPEG2000TransferSyntaxes:

@@ -103,7 +103,7 @@ def _to_grey(image: Image.Image, min_side: int | None) -> tuple[Image.Image, flo
 def _decode_raster(data: bytes, max_pixels: int, min_side: int | None) -> DecodedImage:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
         if image.format not in SUPPORTED_FORMATS:
             raise ImageDecodeError(
                 f"unsupported image type {image.format or 'unknown'}: upload a JPEG, PNG or DICOM file"

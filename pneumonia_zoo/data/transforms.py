@@ -6,6 +6,7 @@ input, where the three normalised channels are made by broadcasting. NumPy only:
 CLI run this without importing torch.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,7 @@ class Preprocessing:
         std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1)
         return (pixels.astype(np.float32) / np.float32(255.0) - mean) / std
 
-    def batch(self, images: list[DecodedImage] | list[Image.Image]) -> np.ndarray:
+    def batch(self, images: Sequence[DecodedImage | Image.Image]) -> np.ndarray:
         """Decoded images -> the network's float32 N x 3 x S x S input."""
         size = self.image_size
         grey = np.empty((len(images), 1, size, size), dtype=np.uint8)

@@ -6,6 +6,10 @@ so the torch and ONNX paths of a package agree within float32 rounding.
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
 
 from pneumonia_zoo.package.format import (
     ENSEMBLE,
@@ -23,7 +27,7 @@ from pneumonia_zoo.stats.outliers import GaussianGuard
 
 
 def write_single(
-    network,  # the trained plain nn.Module (its own head), any device
+    network: "nn.Module",  # the trained plain network (its own head), any device
     config: PackageConfig,
     directory: Path,
     guard: GaussianGuard | None = None,

@@ -15,11 +15,8 @@ class FeatureNetwork(nn.Module):
         super().__init__()
         parent_path, _, child = head_path.rpartition(".")
         parent = network.get_submodule(parent_path) if parent_path else network
-        self.head = parent[int(child)] if child.isdigit() else getattr(parent, child)
-        if child.isdigit():
-            parent[int(child)] = nn.Identity()
-        else:
-            setattr(parent, child, nn.Identity())
+        self.head = parent.get_submodule(child)
+        parent.register_module(child, nn.Identity())  # the body now ends at the head's input
         self.body = network
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -52,6 +52,8 @@ def export_onnx(network: FeatureNetwork, image_size: int, path: Path, float16_st
         external_data=False,
         verbose=False,
     )
+    if program is None:
+        raise PackageError("the ONNX exporter returned no program")
     model = program.model_proto
     if float16_storage:
         _float16_storage(model)

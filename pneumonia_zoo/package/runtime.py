@@ -5,12 +5,15 @@ two runtimes cannot differ in anything but float32 rounding. ONNX Runtime never 
 """
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from pneumonia_zoo.package.format import PREDICTION_KEYS
 from pneumonia_zoo.resources import available_cpus
+
+if TYPE_CHECKING:  # torch is imported only when a PyTorch runner is made
+    from pneumonia_zoo.package.network import FeatureNetwork
 
 Outputs = tuple[np.ndarray, np.ndarray | None]
 
@@ -46,7 +49,7 @@ class OnnxRunner:
 class TorchRunner:
     runtime = "torch"
 
-    def __init__(self, network) -> None:  # a FeatureNetwork; typed loosely so this module needs no torch
+    def __init__(self, network: "FeatureNetwork") -> None:
         import torch
 
         self.torch = torch

@@ -45,7 +45,7 @@ def _asset_dir() -> Path:
 
 
 def swagger_html(title: str) -> str:
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=OPENAPI_URL,
         title=f"{title} - Swagger UI",
         swagger_js_url=asset_url("swagger-ui-bundle.js"),
@@ -53,17 +53,19 @@ def swagger_html(title: str) -> str:
         swagger_favicon_url=asset_url("favicon.png"),
         oauth2_redirect_url=None,  # the API has no OAuth2 flow, so no redirect page to serve
         swagger_ui_parameters=SWAGGER_PARAMETERS,
-    ).body.decode()
+    ).body
+    return bytes(page).decode()
 
 
 def redoc_html(title: str) -> str:
-    return get_redoc_html(
+    page = get_redoc_html(
         openapi_url=OPENAPI_URL,
         title=f"{title} - ReDoc",
         redoc_js_url=asset_url("redoc.standalone.js"),
         redoc_favicon_url=asset_url("favicon.png"),
         with_google_fonts=False,  # system fonts instead of a request to Google
-    ).body.decode()
+    ).body
+    return bytes(page).decode()
 
 
 def inline_script_hashes(html: str) -> list[str]:

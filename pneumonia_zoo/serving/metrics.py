@@ -5,6 +5,7 @@ request by route and status, inference time and queue wait, queue depth, the byt
 budgets hold, batch sizes, and predictions by served version and label.
 """
 
+import functools
 import time
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
+    from pneumonia_zoo.serving.admission import Budget
     from pneumonia_zoo.serving.inference import InferenceService
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -98,10 +100,18 @@ class ServiceMetrics:
 
     def watch(self, service: "InferenceService") -> None:
         """Gauges read from the service when Prometheus scrapes (nothing to keep in step)."""
-        self.queue_depth.set_function(lambda: service.batcher.depth)
+        self.queue_depth.set_function(lambda: float(service.batcher.depth))
         for budget in (service.uploads, service.pixels):
-            self.in_flight.labels(budget.name).set_function(lambda b=budget: b.in_use)
-            self.waiting.labels(budget.name).set_function(lambda b=budget: b.waiting)
+            self.in_flight.labels(budget.name).set_function(functools.partial(_held, budget))
+            self.waiting.labels(budget.name).set_function(functools.partial(_waiting, budget))
+
+
+def _held(budget: "Budget") -> float:
+    return float(budget.in_use)
+
+
+def _waiting(budget: "Budget") -> float:
+    return float(budget.waiting)
 
 
 class MetricsMiddleware:

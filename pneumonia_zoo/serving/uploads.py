@@ -7,13 +7,17 @@ first byte over a limit.
 """
 
 import asyncio
-from dataclasses import dataclass, field
+import dataclasses
+from typing import TYPE_CHECKING, cast
 
 from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pneumonia_zoo.serving.errors import ServingError
+
+if TYPE_CHECKING:  # python-multipart defines the callbacks' type for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 64 * 1024  # plain form fields (a version number, a sample name) are tiny
 MAX_FIELDS = 32
@@ -36,17 +40,17 @@ def declared_length(request: Request) -> int | None:
         return None
 
 
-@dataclass
+@dataclasses.dataclass
 class UploadedFile:
     field: str
     filename: str
-    data: bytearray = field(default_factory=bytearray)
+    data: bytearray = dataclasses.field(default_factory=bytearray)
 
 
-@dataclass
+@dataclasses.dataclass
 class UploadForm:
-    files: list[UploadedFile] = field(default_factory=list)
-    fields: dict[str, str] = field(default_factory=dict)
+    files: list[UploadedFile] = dataclasses.field(default_factory=list)
+    fields: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def files_named(self, *names: str) -> list[UploadedFile]:
         return [upload for upload in self.files if upload.field in names]
@@ -145,7 +149,7 @@ async def read_upload_form(
             413, f"the request is larger than {max_files} files of {size_text(max_file_bytes)} allow"
         )
     collector = _Collector(max_file_bytes, max_files)
-    parser = MultipartParser(boundary, collector.callbacks())
+    parser = MultipartParser(boundary, cast("MultipartCallbacks", collector.callbacks()))
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.stream():

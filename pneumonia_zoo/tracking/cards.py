@@ -5,6 +5,7 @@ params and tags, and every evaluation logged against it (`pneumonia-zoo evaluate
 """
 
 import math
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -231,10 +232,13 @@ def render_card(
 def version_card(store: Store, version: str) -> str:
     """Render the card of a registered version from the store (downloads only its package's files)."""
     resolved = store.resolve(f"models:/{store.model_name}/{version}")
-    directory = store.download_package(resolved.version)
-    config = read_config(directory)
-    run = store.get_run(resolved.run_id) if resolved.run_id else None
-    return render_card(config, directory, store.model_name, version, run, logged_evaluations(store, version))
+    with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-card-") as tmp:  # every render, no copy left
+        directory = store.download_package(resolved.version, Path(tmp))
+        config = read_config(directory)
+        run = store.get_run(resolved.run_id) if resolved.run_id else None
+        return render_card(
+            config, directory, store.model_name, version, run, logged_evaluations(store, version)
+        )
 
 
 def log_model_card(store: Store, version: str) -> str:

@@ -7,6 +7,7 @@ report folder with `compare.md`, `compare.json` and PNG charts.
 import json
 import math
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,7 +115,9 @@ def timing_images(directory: Path, count: int = 4) -> list[Path]:
 def measure_ms_per_image(store: Store, model_uri: str, images: list[Path]) -> float:
     """Median milliseconds per image at batch 1 (decode, preprocessing and the package's default
     runtime included), after a warm-up."""
-    _, classifier = store.load(model_uri)
+    with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-timing-") as tmp:  # not one copy per version left
+        _, classifier = store.load(model_uri, destination=Path(tmp))
+        classifier.warm_up()  # loads what predicting needs, so the downloaded folder may go
     files = [path.read_bytes() for path in images]
     from pneumonia_zoo.data.images import decode_image
 

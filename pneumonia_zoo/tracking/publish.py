@@ -6,12 +6,15 @@ rank and describe versions.
 """
 
 import math
+import shutil
+import tempfile
 import warnings
+from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import mlflow
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
 import pneumonia_zoo
 from pneumonia_zoo import CLASS_NAMES
@@ -20,21 +23,54 @@ from pneumonia_zoo.package.io import read_config
 from pneumonia_zoo.package.pyfunc import IMAGE_COLUMN
 from pneumonia_zoo.tracking.store import VERSION_METRIC_TAGS, Store
 
+_OUTPUTS: list[ColSpec | TensorSpec] = [ColSpec("double", name) for name in CLASS_NAMES]
+_OUTPUTS += [
+    ColSpec("string", "label"),
+    ColSpec("string", "operating_point"),
+    ColSpec("double", "threshold"),
+    ColSpec("boolean", "uncertain"),
+    ColSpec("double", "ood_score", required=False),
+    ColSpec("boolean", "out_of_population"),
+]
 PYFUNC_SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]),
-    outputs=Schema(
-        [ColSpec("double", name) for name in CLASS_NAMES]
-        + [
-            ColSpec("string", "label"),
-            ColSpec("string", "operating_point"),
-            ColSpec("double", "threshold"),
-            ColSpec("boolean", "uncertain"),
-            ColSpec("double", "ood_score", required=False),
-            ColSpec("boolean", "out_of_population"),
-        ]
-    ),
+    outputs=Schema(_OUTPUTS),
     params=ParamSchema([ParamSpec("operating_point", "string", "balanced")]),
 )
+
+
+# What pneumonia_zoo.package.pyfunc imports to load and run a package (image decoding includes DICOM),
+# pinned at the installed versions: `mlflow models serve --env-manager uv|virtualenv` builds the model's
+# environment from an index. The package's own code travels with the model (code_paths), so no
+# `pneumonia-zoo` distribution (which no index has) is required.
+PYFUNC_DISTRIBUTIONS = (
+    "numpy",
+    "pandas",
+    "pillow",
+    "onnxruntime",
+    "safetensors",
+    "pydicom",
+    "pylibjpeg",
+    "pylibjpeg-libjpeg",
+    "pylibjpeg-openjpeg",
+    "pylibjpeg-rle",
+)
+TORCH_DISTRIBUTIONS = ("torch", "torchvision", "timm")  # a version without ONNX runs on PyTorch
+
+
+def model_requirements(package: PackageConfig) -> list[str]:
+    """The pyfunc's pip requirements: ONNX versions need no torch."""
+    has_onnx = any(name.endswith(ONNX_FILE) for name in package.files)
+    names = PYFUNC_DISTRIBUTIONS + (() if has_onnx else TORCH_DISTRIBUTIONS)
+    return [f"{name}=={installed_version(name)}" for name in names]
+
+
+def package_code(target: Path) -> Path:
+    """A copy of the package's code under `target` (about 1 MB: assets such as the starter stay out)."""
+    copy = target / "pneumonia_zoo"
+    source = Path(pneumonia_zoo.__file__).parent
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("assets", "__pycache__", "*.pyc"))
+    return copy
 
 
 def version_tags(package: PackageConfig) -> dict[str, str]:
@@ -68,14 +104,16 @@ def publish(
 ) -> str:
     """Log `package_dir` as the active run's model and register it; returns the version ("" if not)."""
     package = read_config(package_dir)
-    with warnings.catch_warnings():  # no input example: it would store a patient image in every model
+    # No input example: it would store a patient image in every model.
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="pneumonia-zoo-code-") as code:
         warnings.simplefilter("ignore", UserWarning)
         logged = mlflow.pyfunc.log_model(
             name="model",
             loader_module="pneumonia_zoo.package.pyfunc",
             data_path=str(package_dir),
+            code_paths=[str(package_code(Path(code)))],
             signature=PYFUNC_SIGNATURE,
-            pip_requirements=[f"pneumonia-zoo=={pneumonia_zoo.__version__}"],
+            pip_requirements=model_requirements(package),
         )
     if not register:
         return ""

@@ -17,6 +17,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import torch
+from mlflow.data.pandas_dataset import from_pandas
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -85,7 +86,7 @@ def log_run_inputs(config: TrainConfig, data: PreparedData, pretrained: bool) ->
     mlflow.log_params({f"n_{split}": int((table["split"] == split).sum()) for split in data.splits()})
     with warnings.catch_warnings():  # a local folder matches two equivalent MLflow source types
         warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(
+        dataset = from_pandas(
             table,
             source=str(Path(config.data).resolve()),
             name="chest_xray",
@@ -249,7 +250,11 @@ def _train(
         parent_run_id=parent_run_id,
     ) as run:
         log_run_inputs(config, data, pretrained)
-        fit_result = run_fit(on_epoch=lambda epoch, values: mlflow.log_metrics(values, step=epoch))
+
+        def log_epoch(epoch: int, values: dict[str, float]) -> None:
+            mlflow.log_metrics(values, step=epoch)
+
+        fit_result = run_fit(on_epoch=log_epoch)
         if fit_result.history:
             mlflow.log_figure(plots.history_figure(fit_result.history), "plots/curves.png")
             mlflow.log_figure(plots.lr_figure(fit_result.history), "plots/learning_rate.png")

@@ -13,8 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
+from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -23,6 +25,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 from pneumonia_zoo.config import Settings
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.package.format import CONFIG_FILE
+
+if TYPE_CHECKING:
+    from pneumonia_zoo.package.classifier import Classifier
 
 # Tags every version carries, so the registry alone can rank and describe versions.
 VERSION_METRIC_TAGS = (
@@ -118,7 +123,7 @@ class Store:
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
 
-    def get_run(self, run_id: str):
+    def get_run(self, run_id: str) -> Run:
         return self.client.get_run(run_id)
 
     # -- versions -----------------------------------------------------------------------------------
@@ -270,7 +275,9 @@ class Store:
             raise missing
         return found[0].parent
 
-    def load(self, model_uri: str, runtime: str = "auto", destination: Path | None = None):
+    def load(
+        self, model_uri: str, runtime: str = "auto", destination: Path | None = None
+    ) -> tuple[ResolvedVersion, "Classifier"]:
         """Resolve a models:/ URI and load its verified package: (ResolvedVersion, Classifier)."""
         from pneumonia_zoo.package.classifier import load_classifier
 

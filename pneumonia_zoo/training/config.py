@@ -9,9 +9,10 @@ refused at once.
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from pneumonia_zoo.data.augment import AugmentParams
 from pneumonia_zoo.errors import UserError
@@ -266,7 +267,7 @@ class TrainConfig(BaseModel):
             return None
 
     @classmethod
-    def build(cls, **values) -> "TrainConfig":
+    def build(cls, **values: Any) -> "TrainConfig":
         """Validate, turning pydantic's report into one line a user can act on."""
         try:
             return cls(**values)
@@ -298,10 +299,9 @@ def option_fields() -> dict[str, OptionField]:
     """Every option of `train`, in declaration order (augmentation fields in place of `augmentation`)."""
     options: dict[str, OptionField] = {}
 
-    def add(name: str, info, panel_default: str) -> None:
-        extra = (
-            (info.json_schema_extra or {}).get("cli", {}) if isinstance(info.json_schema_extra, dict) else {}
-        )
+    def add(name: str, info: FieldInfo, panel_default: str) -> None:
+        schema_extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        extra = cast(dict[str, Any], schema_extra.get("cli") or {})
         options[name] = OptionField(
             name=name,
             flag=(extra.get("flag") or name).replace("_", "-"),

@@ -24,7 +24,7 @@ def create_loaders(
     augment = RobustAugmentation(config.augmentation) if config.augment else None
     train_set = CachedDataset(data.train, preprocessing, augment)
     generator = torch.Generator().manual_seed(config.seed)
-    sampler = (
+    sampler: DistributedSampler | None = (
         DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=config.seed)
         if runtime.distributed
         else None

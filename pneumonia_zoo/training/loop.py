@@ -10,7 +10,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from pneumonia_zoo.stats.classification import binary_metrics
@@ -150,15 +151,14 @@ def fit(
     and is the last. Under DDP the budget is checked between epochs only, so ranks stay in step.
     """
     result, best_state = FitResult(), None
-    network = model.module if hasattr(model, "module") else model
+    network: nn.Module = model.module if isinstance(model, DistributedDataParallel) else model
     scaler = torch.amp.GradScaler(enabled=runtime.amp)
     started = time.perf_counter()
     deadline = started + max_minutes * 60 if max_minutes else None
     try:
         for epoch in range(epochs):
-            sampler = getattr(train_loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
+            if isinstance(train_loader.sampler, DistributedSampler):
+                train_loader.sampler.set_epoch(epoch)  # a new shuffle per epoch, the same on every rank
             metrics = train_one_epoch(
                 model,
                 train_loader,

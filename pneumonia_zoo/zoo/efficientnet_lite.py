@@ -21,7 +21,10 @@ STAGES: dict[int, tuple[Stage, ...]] = {
     2: ((1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 48, 3), (6, 3, 2, 88, 4), (6, 5, 1, 120, 4),
         (6, 5, 2, 208, 5), (6, 3, 1, 352, 1)),
 }  # fmt: skip
-_BN = {"momentum": 0.01, "eps": 1e-3}
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)  # the TF-Lite checkpoints' settings
 
 
 class MBConv(nn.Module):
@@ -31,13 +34,13 @@ class MBConv(nn.Module):
         self.has_expand = expand != 1
         if self.has_expand:
             self._expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
-            self._bn0 = nn.BatchNorm2d(mid, **_BN)
+            self._bn0 = _bn(mid)
         self._depthwise_conv = nn.Conv2d(
             mid, mid, kernel, stride=stride, padding=(kernel - 1) // 2, groups=mid, bias=False
         )
-        self._bn1 = nn.BatchNorm2d(mid, **_BN)
+        self._bn1 = _bn(mid)
         self._project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
-        self._bn2 = nn.BatchNorm2d(out_ch, **_BN)
+        self._bn2 = _bn(out_ch)
         self.act = nn.ReLU6(inplace=True)
         self.residual = stride == 1 and in_ch == out_ch
 
@@ -52,7 +55,7 @@ class EfficientNetLite(nn.Module):
     def __init__(self, stages: tuple[Stage, ...], num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
         self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
-        self._bn0 = nn.BatchNorm2d(32, **_BN)
+        self._bn0 = _bn(32)
         blocks, in_ch = [], 32
         for expand, kernel, stride, out_ch, repeats in stages:
             for index in range(repeats):
@@ -60,7 +63,7 @@ class EfficientNetLite(nn.Module):
                 in_ch = out_ch
         self._blocks = nn.Sequential(*blocks)
         self._conv_head = nn.Conv2d(in_ch, 1280, 1, bias=False)
-        self._bn1 = nn.BatchNorm2d(1280, **_BN)
+        self._bn1 = _bn(1280)
         self._head_act = nn.ReLU6(inplace=True)
         self._avg_pooling = nn.AdaptiveAvgPool2d(1)
         self._dropout = nn.Dropout(dropout)

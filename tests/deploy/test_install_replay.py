@@ -5,16 +5,25 @@ its RUN lines (all calls of docker/install.sh) run there into a fresh virtual en
 the root is emptied but for what `COPY --from=builder` keeps, its COPY lines are mirrored, and its CMD
 and HEALTHCHECK run with its ENV. So the Dockerfile, the script and this test cannot drift apart.
 
-torch comes from pip's configured index here (TORCH_INDEX_URL set empty): PyTorch's CPU index is not
-reachable from every machine that runs the tests. Takes about 2-3 minutes of pip.
+torch comes from the lock here (TORCH_INDEX_URL set empty): PyTorch's CPU index is not reachable from
+every machine that runs the tests.
+
+Cached like Docker's layer cache: the replay root is a fixed folder under ~/.cache/pneumonia-zoo (venvs
+hold absolute paths), and the venv the dependency RUN makes is kept as a hard-linked snapshot keyed by
+that RUN, the files copied before it and the build arguments. An unchanged lock costs seconds instead
+of 2-3 minutes of pip (and several GB written); the project RUN and everything after it always run.
+`make test-container` builds the real image in Docker on top of this.
 """
 
+import fcntl
+import hashlib
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +31,7 @@ import pytest
 
 from tests.deploy.dockerfile_model import (
     ROOT,
+    Instruction,
     Stage,
     copy_of,
     healthcheck_command,
@@ -84,12 +94,50 @@ def environment(stage: Stage, replay: Replay, base: dict[str, str]) -> dict[str,
     return env
 
 
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pneumonia-zoo" / "install-replay"
+
+
 @pytest.fixture
-def replay_root(tmp_path: Path):
-    """The replayed filesystem: several GB (a CUDA torch here), removed at once, not left to pytest."""
-    yield tmp_path / "root"
-    shutil.rmtree(tmp_path / "root", ignore_errors=True)
-    shutil.rmtree(tmp_path / "kept", ignore_errors=True)
+def replay_root() -> Iterator[Path]:
+    """The replayed filesystem at a fixed path (one test at a time: a lock), emptied before use."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        root = CACHE / "root"
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(CACHE / "kept", ignore_errors=True)
+        yield root
+        shutil.rmtree(CACHE / "kept", ignore_errors=True)
+
+
+def layer_key(instruction: Instruction, copied: list[str], args: dict[str, str]) -> str:
+    """What Docker's cache keys a RUN on: the instruction, the files copied before it, the build args."""
+    digest = hashlib.sha256(instruction.args.encode())
+    digest.update(repr(sorted(args.items())).encode())
+    digest.update(sys.version.encode())
+    for source in sorted(copied):
+        for file in sorted(p for p in [ROOT / source, *(ROOT / source).rglob("*")] if p.is_file()):
+            digest.update(file.relative_to(ROOT).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def restore_layer(key: str, venv: Path) -> bool:
+    snapshot = CACHE / f"layer-{key}"
+    if not (snapshot / "bin" / "python").exists():
+        return False
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-al", str(snapshot), str(venv)], check=True, timeout=600)
+    return True
+
+
+def save_layer(key: str, venv: Path) -> None:
+    """Hard links: the later steps add files and unlink some, and never write into an existing one."""
+    for old in CACHE.glob("layer-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    partial = CACHE / f"partial-{key}"
+    shutil.rmtree(partial, ignore_errors=True)
+    subprocess.run(["cp", "-al", str(venv), str(partial)], check=True, timeout=600)
+    partial.rename(CACHE / f"layer-{key}")
 
 
 def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root: Path) -> None:
@@ -109,6 +157,8 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
 
     # --- builder
     env = dict(base_env)
+    copied: list[str] = []
+    cached = False
     for instruction in builder.instructions:
         if instruction.keyword == "WORKDIR":
             replay.workdir = instruction.args
@@ -117,6 +167,7 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
             copy = copy_of(instruction)
             assert "from" not in copy.flags
             replay.copy(copy.sources, copy.dest)
+            copied += copy.sources
         elif instruction.keyword == "ENV":
             env |= {k: replay.map_word(v) for k, v in key_values(instruction).items()}
         elif instruction.keyword == "RUN":
@@ -129,12 +180,21 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
                 f"line {instruction.line}: only docker/install.sh is replayed"
             )
             command = ["bash", words[0], *(replay.map_word(w) for w in words[1:])]
+            deps_layer = words[1:] and words[-1] == "deps"
+            key = layer_key(instruction, copied, args)
+            venv = replay.path(words[1])
+            if deps_layer and restore_layer(key, venv):
+                cached = True
+                continue
             result = subprocess.run(
                 command, cwd=replay.path("."), env=env | assigned, capture_output=True, text=True, timeout=900
             )
             assert result.returncode == 0, (
                 f"RUN {instruction.args}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
             )
+            if deps_layer:
+                save_layer(key, venv)
+    print(f"dependency layer: {'restored from the cache' if cached else 'installed and cached'}")
 
     # --- runtime: a new filesystem holding only what it copies from the builder
     kept = []
@@ -145,7 +205,7 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
                 "the replay keeps builder paths in place: copy them to the same path"
             )
             kept.append(replay.path(copy.dest))
-    holding = tmp_path / "kept"
+    holding = CACHE / "kept"
     holding.mkdir()
     for index, path in enumerate(kept):
         shutil.move(path, holding / str(index))
@@ -167,13 +227,14 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"  # not the image's shared /tmp file
     venv_python = replay.path("/opt/venv/bin/python")
 
-    # The package is the installed one, found from the app directory, and the CLI runs.
+    # The package is the installed one (not editable: no source tree is left), and the CLI runs.
     probe = subprocess.run(
         [
             str(venv_python),
             "-c",
-            "import fastapiapp, pneumonia_zoo, torch, torchvision; "
-            "print(pneumonia_zoo.__file__); print(torch.__version__, torchvision.__version__)",
+            "import pneumonia_zoo, torch, torchvision; from pneumonia_zoo.resources import STARTER_DIR; "
+            "print(pneumonia_zoo.__file__, STARTER_DIR.is_dir()); "
+            "print(torch.__version__, torchvision.__version__)",
         ],
         cwd=app_dir,
         env=env,
@@ -182,8 +243,10 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
         timeout=300,
     )
     assert probe.returncode == 0, probe.stderr[-4000:]
-    package_file, versions = probe.stdout.strip().splitlines()[-2:]
-    assert Path(package_file).is_relative_to(app_dir), package_file
+    location, versions = probe.stdout.strip().splitlines()[-2:]
+    package_file, starter_found = location.split()
+    assert Path(package_file).is_relative_to(replay.path("/opt/venv")), package_file
+    assert "site-packages" in package_file and starter_found == "True"
     pins = dict(re.findall(r"^(torch|torchvision)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
     torch_version, vision_version = versions.split()
     assert (
@@ -203,7 +266,7 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
     port = str(free_port())
     command = [replay.map_word(word) for word in runtime.last("CMD").exec_form()]
     env |= {"HOST": "127.0.0.1", "PORT": port}  # docker/serve.sh's defaults are 0.0.0.0:8000
-    starter = (ROOT / "models" / "starter" / "model.json").exists()
+    starter = (ROOT / "pneumonia_zoo" / "assets" / "starter" / "model.json").exists()
     with running(
         command,
         f"http://127.0.0.1:{port}/healthz",
@@ -212,8 +275,7 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
         env=env,
         cwd=app_dir,
     ):
-        _, check = healthcheck_command(runtime.last("HEALTHCHECK"))
-        check = [word.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for word in check]
+        _, check = healthcheck_command(runtime.last("HEALTHCHECK"))  # it reads PORT
         check[0] = shutil.which(check[0], path=env["PATH"])
         assert Path(check[0]).is_relative_to(replay.root), "HEALTHCHECK must run the image's python"
         result = subprocess.run(check, env=env, capture_output=True, text=True, timeout=30)
@@ -226,7 +288,7 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
             # An empty registry: alive, not ready, and it says why.
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
             assert ready.status_code == 503 and "detail" in ready.json(), ready.text
-        # The pages render from the image's templates/ and static/.
+        # The pages render from the installed package's templates and static files.
         home = httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
         assert home.status_code == 200 and "<html" in home.text.lower(), home.text[:2000]
     assert "PYTHON_IMAGE" in global_args

@@ -43,6 +43,8 @@ def test_scripts_are_found() -> None:
     assert {
         "docker/install.sh",
         "docker/serve.sh",
+        "docker/base-image.sh",
+        "tests/container/postgres-entrypoint.sh",
         "deploy/azure/deploy.sh",
         "deploy/azure/rollback.sh",
     } <= names
@@ -70,6 +72,8 @@ def test_shellcheck(script: Path) -> None:
         AZURE / "rollback.sh",
         ROOT / "docker" / "install.sh",
         ROOT / "docker" / "serve.sh",
+        ROOT / "docker" / "base-image.sh",
+        ROOT / "tests" / "container" / "postgres-entrypoint.sh",
     ],
     ids=lambda p: p.name,
 )
@@ -277,6 +281,44 @@ def test_deploy_refuses_bad_settings_before_calling_azure(tmp_path: Path, env: d
     result = az.run(AZURE / "deploy.sh", env=env)
     assert result.returncode != 0 and message in result.stderr
     assert az.calls == []
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "sqlite:///mlflow.db",
+        "sqlite:////home/me/zoo/mlflow.db",
+        "file:///home/me/mlruns",
+        "./mlruns",
+        "mlflow.db",
+        "http://localhost:5000",
+        "http://127.0.0.1:5000",
+    ],
+)
+def test_deploy_refuses_a_tracking_uri_the_cloud_app_cannot_reach(tmp_path: Path, uri: str) -> None:
+    az = FakeAz(tmp_path, {})
+    result = az.run(AZURE / "deploy.sh", env={"AZ_ACR_NAME": "zooacr", "MLFLOW_TRACKING_URI": uri})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert "cannot reach" in lines[0] and "MLFLOW_TRACKING_URI" in lines[0]
+    assert az.calls == []
+
+
+def test_deploy_without_the_azure_cli_says_so_in_one_line(tmp_path: Path) -> None:
+    path = "/usr/bin:/bin"
+    if shutil.which("az", path=path):
+        pytest.skip("az is installed in /usr/bin or /bin")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZ_", "MLFLOW_"))} | {
+        "PATH": path,
+        "AZ_ACR_NAME": "zooacr",
+        "MLFLOW_TRACKING_URI": "https://mlflow.example.org",
+    }
+    result = subprocess.run(
+        ["/bin/bash", str(AZURE / "deploy.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert "Azure CLI (az) is not installed" in lines[0]
 
 
 def revisions(*rows: tuple[str, int]) -> dict[str, tuple[str, int]]:

@@ -1,6 +1,6 @@
 """The JSON API under /api/v1."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -42,7 +42,7 @@ def _upload_body(properties: dict) -> dict:
 
 _PREDICT_BODY = _upload_body({"file": _FILE, "files": _FILES})
 _EXPLAIN_BODY = _upload_body({"file": _FILE})  # one image: /explain refuses a batch
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
         400: "Malformed multipart body",
@@ -52,6 +52,9 @@ _ERRORS = {
         422: "Empty, non-image, corrupt or unsupported file",
         503: "No champion model loaded yet",
     }.items()
+}
+_PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "Grad-CAM overlay for the predicted label"}
 }
 Version = Annotated[
     str | None, Query(description="Registry version to run instead of the champion", examples=["2"])
@@ -88,7 +91,7 @@ async def predict(
     settings: SettingsDep,
     version: Version = None,
     operating_point: OperatingPoint = None,
-):
+) -> dict | list[dict]:
     model = await service.model(version)  # kept for the whole request, even if the champion changes
     service.check_operating_point(model, operating_point)
     async with service.receive(request, settings.max_batch_files) as form:
@@ -104,8 +107,7 @@ async def predict(
     "/explain",
     openapi_extra=_EXPLAIN_BODY,
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}, "description": "Grad-CAM overlay for the predicted label"}}
-    | _ERRORS,
+    responses=_PNG | _ERRORS,
     summary="Grad-CAM heatmap of one X-ray (field `file`), as a PNG",
 )
 async def explain(
@@ -113,7 +115,7 @@ async def explain(
     service: ServiceDep,
     version: Version = None,
     operating_point: OperatingPoint = None,
-):
+) -> Response:
     model = await service.model(version)
     service.check_operating_point(model, operating_point)
     async with service.receive(request, max_files=1) as form:

@@ -21,7 +21,7 @@ async def healthz() -> Health:
     summary="Readiness: a model is loaded and serving",
     responses={503: {"model": ErrorResponse, "description": "No model yet; `detail` says why"}},
 )
-async def readyz(holder: HolderDep):
+async def readyz(holder: HolderDep) -> Readiness | JSONResponse:
     current = holder.current
     if current is None:
         return JSONResponse({"detail": holder.reason, "status": holder.status}, status_code=503)

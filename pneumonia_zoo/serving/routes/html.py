@@ -7,7 +7,9 @@ from pathlib import Path
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
 
+from pneumonia_zoo.config import Settings
 from pneumonia_zoo.data.images import IMAGE_SUFFIXES
 from pneumonia_zoo.package.prediction import UNCERTAIN_MARGIN
 from pneumonia_zoo.serving.catalog import catalog
@@ -18,6 +20,7 @@ from pneumonia_zoo.serving.holder import LoadedModel
 from pneumonia_zoo.serving.inference import InferenceService
 from pneumonia_zoo.serving.schemas import ModelVersionInfo
 from pneumonia_zoo.serving.uploads import UploadedFile, UploadForm
+from pneumonia_zoo.tracking.store import Store
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,7 +46,7 @@ def _data_uri(data: bytes, media_type: str) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
-def _sample_upload(settings, name: str) -> UploadedFile:
+def _sample_upload(settings: Settings, name: str) -> UploadedFile:
     if name not in {sample["name"] for sample in list_samples(settings.sample_images_dir)}:
         raise ServingError(404, f"there is no sample image called '{name[:80]}'")
     return UploadedFile("file", name, bytearray((settings.sample_images_dir / name).read_bytes()))
@@ -56,14 +59,14 @@ def _chosen_file(form: UploadForm) -> UploadedFile:
     return uploads[0]
 
 
-async def _catalog(store) -> tuple[list, list]:
+async def _catalog(store: Store) -> tuple[list, list]:
     try:
         return await anyio.to_thread.run_sync(catalog, store)
     except Exception:
         return [], []  # pages still render; the models page says the registry is unreadable
 
 
-def _truth(settings, name: str | None) -> str | None:
+def _truth(settings: Settings, name: str | None) -> str | None:
     """The ground truth of a sample image (its file name says it), None for an upload."""
     for sample in list_samples(settings.sample_images_dir):
         if sample["name"] == name:
@@ -101,7 +104,7 @@ def evaluation_rows(info: ModelVersionInfo) -> list[dict]:
 async def _result_page(
     request: Request,
     service: InferenceService,
-    templates,
+    templates: Jinja2Templates,
     upload: UploadedFile,
     version: str | None,
     operating_point: str | None,
@@ -138,7 +141,11 @@ async def _result_page(
 
 
 async def _compare_page(
-    request: Request, service: InferenceService, templates, store, upload: UploadedFile
+    request: Request,
+    service: InferenceService,
+    templates: Jinja2Templates,
+    store: Store,
+    upload: UploadedFile,
 ) -> HTMLResponse:
     rows, images = [], None
     for info in (await _catalog(store))[1]:
@@ -147,7 +154,7 @@ async def _compare_page(
             outcome = await service.classify(model, [upload], DISPLAY_SIZE)
             images = outcome.images
             overlay = await service.explain(model, images[0], outcome.label_index(0))
-            heatmap = await anyio.to_thread.run_sync(lambda overlay=overlay: to_bytes(overlay, "JPEG"))
+            heatmap = await anyio.to_thread.run_sync(to_bytes, overlay, "JPEG")
             rows.append(
                 {
                     "info": info,
@@ -177,7 +184,9 @@ async def _compare_page(
 
 
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, templates: TemplatesDep, settings: SettingsDep, holder: HolderDep):
+async def home(
+    request: Request, templates: TemplatesDep, settings: SettingsDep, holder: HolderDep
+) -> HTMLResponse:
     current = holder.current
     return templates.TemplateResponse(
         request,
@@ -194,7 +203,9 @@ async def home(request: Request, templates: TemplatesDep, settings: SettingsDep,
 
 
 @router.post("/predict", response_class=HTMLResponse)
-async def predict_page(request: Request, service: ServiceDep, templates: TemplatesDep, settings: SettingsDep):
+async def predict_page(
+    request: Request, service: ServiceDep, templates: TemplatesDep, settings: SettingsDep
+) -> HTMLResponse:
     async with service.receive(request, max_files=1) as form:
         fields = form.fields
         return await _result_page(
@@ -217,7 +228,7 @@ async def sample_page(
     settings: SettingsDep,
     version: str | None = None,
     operating_point: str | None = None,
-):
+) -> HTMLResponse:
     upload = _sample_upload(settings, name)
     return await _result_page(
         request, service, templates, upload, version, operating_point or None, _truth(settings, name)
@@ -227,7 +238,7 @@ async def sample_page(
 @router.post("/compare", response_class=HTMLResponse)
 async def compare_page(
     request: Request, service: ServiceDep, templates: TemplatesDep, settings: SettingsDep, store: StoreDep
-):
+) -> HTMLResponse:
     async with service.receive(request, max_files=1) as form:
         return await _compare_page(request, service, templates, store, _chosen_file(form))
 
@@ -240,14 +251,14 @@ async def sample_compare_page(
     templates: TemplatesDep,
     settings: SettingsDep,
     store: StoreDep,
-):
+) -> HTMLResponse:
     return await _compare_page(request, service, templates, store, _sample_upload(settings, name))
 
 
 @router.get("/models", response_class=HTMLResponse)
 async def models_page(
     request: Request, templates: TemplatesDep, settings: SettingsDep, holder: HolderDep, store: StoreDep
-):
+) -> HTMLResponse:
     try:
         (versions, latest), registry_error = await anyio.to_thread.run_sync(catalog, store), None
     except Exception as exc:

@@ -1,0 +1,185 @@
+"""Memory under adversarial, in-limit load: peak RSS during a burst and RSS 30 s after it.
+
+The corpus is generated here, every file inside the service's documented default limits: small PNG files
+that decode to huge images (7000 x 7000, 8 and 16 bit), big progressive JPEGs, and full batches of 16
+files per request. `pneumonia-zoo serve` runs with its default settings and the starter model; 32
+clients send the corpus round-robin. Targets (issue 12): peak RSS <= 1.5 GB; 30 s after the burst,
+within 10% of the idle baseline. 503s with Retry-After are the admission control working, and counted.
+
+    python benchmarks/memory.py            # about 3-5 minutes on 2 cores
+    python benchmarks/memory.py --quick    # a smaller burst, to check it runs
+"""
+
+import argparse
+import asyncio
+import io
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import report  # noqa: E402
+from benchmarks.procs import BIN, RssSampler, free_port, serve  # noqa: E402
+from benchmarks.store import register_starter, sqlite_uri  # noqa: E402
+
+GB = 1e9
+PEAK_TARGET_BYTES = 1.5e9
+SETTLE_S = 30.0
+SETTLED_TARGET = 0.10
+BATCH = 16  # the default PNEUMONIA_ZOO_MAX_BATCH_FILES
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    data: bytes
+    content_type: str
+
+
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def corpus(side: int = 7000) -> dict[str, Item]:
+    """Images inside every default limit (50 M pixels, 20 MB per file) that decode to the most memory."""
+    ramp = np.linspace(0, 1, side, dtype=np.float32)
+    smooth = np.add.outer(ramp, ramp) / 2  # compresses to almost nothing, decodes to side^2 pixels
+    png16 = Image.fromarray((smooth * 60000).astype(np.uint16))
+    png8 = Image.fromarray((smooth * 255).astype(np.uint8))
+    rgb = Image.merge("RGB", [png8, png8.transpose(Image.Transpose.FLIP_LEFT_RIGHT), png8])
+    return {
+        "png16": Item("large-16bit.png", _encode(png16, "PNG"), "image/png"),
+        "png8": Item("large-8bit.png", _encode(png8, "PNG"), "image/png"),
+        "rgba": Item("large-rgba.png", _encode(rgb.convert("RGBA"), "PNG"), "image/png"),
+        "progressive": Item("large.jpeg", _encode(rgb, "JPEG", quality=90, progressive=True), "image/jpeg"),
+    }
+
+
+async def _post(session: aiohttp.ClientSession, url: str, items: list[Item]) -> int:
+    form = aiohttp.FormData()
+    for item in items:
+        form.add_field("files", item.data, filename=item.name, content_type=item.content_type)
+    try:
+        async with session.post(url, data=form) as response:
+            await response.read()
+            return response.status
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
+
+
+async def burst(url: str, requests: list[list[Item]], concurrency: int) -> list[int]:
+    queue = list(enumerate(requests))
+    statuses = [0] * len(requests)
+    timeout = aiohttp.ClientTimeout(total=600)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while queue:
+            index, items = queue.pop(0)
+            statuses[index] = await _post(session, url, items)
+
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+        await asyncio.gather(*(worker(s) for _ in range(concurrency)))
+    return statuses
+
+
+def run(quick: bool) -> dict:
+    items = corpus(3000 if quick else 7000)
+    kinds = list(items)
+    count = 16 if quick else 96
+    # Full batches of one kind each, the kinds interleaved: every request is 16 large images.
+    requests = [[items[kinds[i % len(kinds)]]] * BATCH for i in range(count)]
+    concurrency = 8 if quick else 32
+    with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-memory-") as tmp:
+        uri = sqlite_uri(Path(tmp))
+        register_starter(uri)
+        port = free_port()
+        command = [str(BIN / "pneumonia-zoo"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        env = {"MLFLOW_TRACKING_URI": uri, "PNEUMONIA_ZOO_RELOAD_INTERVAL_S": "0"}
+        with serve(command, "/readyz", port, Path(tmp) / "serve.log", env) as server:
+            url = f"{server.url}/api/v1/predict"
+            with RssSampler(server.process.pid, interval_s=0.1) as rss:
+                asyncio.run(burst(url, [[items["progressive"]]], 1))  # warm: one request, then idle
+                time.sleep(3)
+                idle = rss.samples[-1][1]
+                started = time.perf_counter()
+                statuses = asyncio.run(burst(url, requests, concurrency))
+                ended = time.perf_counter()
+                time.sleep(SETTLE_S)
+                settled = rss.samples[-1][1]
+                peak = rss.peak_between(started, ended + 1)
+    growth = (settled - idle) / idle
+    return {
+        "machine": report.machine(),
+        "corpus": {k: {"file_bytes": len(v.data)} for k, v in items.items()},
+        "requests": count,
+        "images_per_request": BATCH,
+        "concurrency": concurrency,
+        "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
+        "idle_rss_bytes": idle,
+        "peak_rss_bytes": peak,
+        "settled_rss_bytes": settled,
+        "settled_growth": round(growth, 4),
+        "burst_seconds": round(ended - started, 1),
+        "targets": {
+            "peak <= 1.5 GB": peak <= PEAK_TARGET_BYTES,
+            "settled within 10% of idle": abs(growth) <= SETTLED_TARGET,
+        },
+    }
+
+
+def render(data: dict) -> str:
+    rows = [
+        ["idle RSS (after one request)", f"{data['idle_rss_bytes'] / GB:.2f} GB", ""],
+        [
+            "peak RSS during the burst",
+            f"{data['peak_rss_bytes'] / GB:.2f} GB",
+            "met" if data["targets"]["peak <= 1.5 GB"] else "NOT met",
+        ],
+        [
+            f"RSS {SETTLE_S:.0f} s after the burst",
+            f"{data['settled_rss_bytes'] / GB:.2f} GB ({data['settled_growth']:+.1%} of idle)",
+            "met" if data["targets"]["settled within 10% of idle"] else "NOT met",
+        ],
+    ]
+    statuses = ", ".join(f"{status}: {n}" for status, n in data["statuses"].items())
+    corpus = ", ".join(f"{k} {v['file_bytes'] / 1e3:.0f} KB" for k, v in data["corpus"].items())
+    return "\n".join(
+        [
+            "# Memory under adversarial in-limit load",
+            "",
+            *report.machine_lines(data["machine"]),
+            "",
+            f"{data['requests']} requests of {data['images_per_request']} images at concurrency "
+            f"{data['concurrency']} ({data['burst_seconds']} s); corpus files: {corpus}.",
+            f"Answers: {statuses} (503: refused by admission control with Retry-After).",
+            "",
+            report.markdown_table(["measure", "value", "target"], rows),
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a small burst (3000 px images, 16 requests)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args()
+    data = run(args.quick)
+    markdown = render(data)
+    report.write(args.out, "memory-quick" if args.quick else "memory", data, markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""A registered model is portable: `mlflow models serve --env-manager uv` builds it an environment from
+its own requirements (no `pneumonia-zoo` from an index, no repository on the path) and serves the
+README's request body.
+
+How: the model carries the package's Python code (`code_paths`: pneumonia_zoo/ without its assets,
+~1 MB) and pins the few distributions the pyfunc imports, at the versions installed when it was
+logged (`portable_model_options`, the change proposed for pneumonia_zoo/tracking/publish.py). ONNX
+versions need no torch; a version without ONNX adds torch and torchvision.
+
+The environment comes from PyPI through uv (a few hundred MB, cached in uv's cache and in the MLflow
+env root below: a second run reuses both). MLflow's `virtualenv` manager needs pyenv to provide the
+recorded Python; uv finds this machine's 3.11 itself.
+"""
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib.metadata import version as installed_version
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.deploy.dockerfile_model import ROOT
+from tests.servers import free_port, running
+
+pytestmark = pytest.mark.slow
+
+SAMPLE = ROOT / "pneumonia_zoo" / "assets" / "sample_images" / "person38_virus_84.jpeg"
+ENV_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pneumonia-zoo" / "mlflow-envs"
+
+# What pneumonia_zoo.package.pyfunc imports to load and run a package (image decoding includes DICOM).
+PYFUNC_DISTRIBUTIONS = (
+    "numpy",
+    "pandas",
+    "pillow",
+    "onnxruntime",
+    "safetensors",
+    "pydicom",
+    "pylibjpeg",
+    "pylibjpeg-libjpeg",
+    "pylibjpeg-openjpeg",
+    "pylibjpeg-rle",
+)
+TORCH_DISTRIBUTIONS = ("torch", "torchvision", "timm")
+
+
+def portable_model_options(package_dir: Path, code_dir: Path) -> dict:
+    """`mlflow.pyfunc.log_model` options that make the model load without this project installed.
+
+    The proposal for publish.py: `code_paths` replaces `pip_requirements=["pneumonia-zoo==X"]` (a name
+    no index has). `code_dir` is a scratch folder that receives the package's .py files.
+    """
+    import pneumonia_zoo
+    from pneumonia_zoo.package.format import ONNX_FILE
+    from pneumonia_zoo.package.io import read_config
+
+    source = Path(pneumonia_zoo.__file__).parent
+    target = code_dir / "pneumonia_zoo"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("assets", "__pycache__", "*.pyc"))
+    has_onnx = any(name.endswith(ONNX_FILE) for name in read_config(package_dir).files)
+    names = PYFUNC_DISTRIBUTIONS + (() if has_onnx else TORCH_DISTRIBUTIONS)
+    return {
+        "code_paths": [str(target)],
+        "pip_requirements": [f"{name}=={installed_version(name)}" for name in names],
+    }
+
+
+@pytest.fixture
+def registered(tmp_path: Path) -> str:
+    """The starter package published and made champion in a fresh sqlite store: through publish() once
+    it makes portable models (it has model_requirements), else the way proposed for it above."""
+    import mlflow
+
+    from pneumonia_zoo.package.io import read_config
+    from pneumonia_zoo.resources import STARTER_DIR
+    from pneumonia_zoo.tracking import publish as publishing
+    from tests.conftest import store_for
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = store_for(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    store.activate()
+    package = tmp_path / "package"
+    shutil.copytree(STARTER_DIR, package, ignore=shutil.ignore_patterns("MODEL_CARD.md"))
+    (tmp_path / "code").mkdir()
+    with mlflow.start_run() as run:
+        if hasattr(publishing, "model_requirements"):
+            version = publishing.publish(store, package)
+        else:
+            logged = mlflow.pyfunc.log_model(
+                name="model",
+                loader_module="pneumonia_zoo.package.pyfunc",
+                data_path=str(package),
+                signature=publishing.PYFUNC_SIGNATURE,
+                **portable_model_options(package, tmp_path / "code"),
+            )
+            tags = publishing.version_tags(read_config(package))
+            version = store.register(logged.model_id, run.info.run_id, tags)
+    store.set_alias(version)
+    requirements = mlflow.pyfunc.get_model_dependencies(f"models:/{store.model_name}/{version}")
+    assert "pneumonia-zoo" not in Path(requirements).read_text(), "no index has pneumonia-zoo"
+    return uri
+
+
+def test_served_by_mlflow_in_its_own_uv_environment(tmp_path: Path, registered: str) -> None:
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "uv").exists() and shutil.which("uv") is None:
+        pytest.skip("uv not installed (requirements-test.txt has it)")
+    ENV_ROOT.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    workdir = tmp_path / "elsewhere"  # not the repository: nothing of it on sys.path
+    workdir.mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith(("PNEUMONIA_ZOO_", "UV_"))
+    } | {
+        "MLFLOW_TRACKING_URI": registered,
+        "MLFLOW_ENV_ROOT": str(ENV_ROOT),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    command = [
+        str(bin_dir / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        "models:/pneumonia-classifier@champion",
+        "--env-manager",
+        "uv",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    log = tmp_path / "serve.log"
+    # First run: uv resolves and installs the environment (about 1-3 min); later runs reuse it.
+    with running(command, f"http://127.0.0.1:{port}/ping", log, timeout=600, env=env, cwd=workdir):
+        # The README's request body: the `image` column, base64 in dataframe_split.
+        body = {
+            "dataframe_split": {
+                "columns": ["image"],
+                "data": [[base64.b64encode(SAMPLE.read_bytes()).decode()]],
+            }
+        }
+        response = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=120)
+        assert response.status_code == 200, response.text + log.read_text()[-3000:]
+        (row,) = response.json()["predictions"]
+        assert row["label"] in ("NORMAL", "PNEUMONIA")
+        assert abs(row["NORMAL"] + row["PNEUMONIA"] - 1) < 1e-5, row
+    served = log.read_text()
+    # The environment MLflow made: it holds the pinned distributions and no pneumonia-zoo distribution.
+    envs = [p for p in ENV_ROOT.glob("*/bin/python") if p.exists()]
+    assert envs, served[-3000:]
+    listing = subprocess.run(
+        [str(bin_dir / "uv"), "pip", "list", "--format", "json", "--python", str(envs[0])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    names = {item["name"].lower() for item in json.loads(listing.stdout or "[]")}
+    assert "onnxruntime" in names and "pneumonia-zoo" not in names, listing.stdout[:2000] + listing.stderr
