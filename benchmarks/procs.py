@@ -66,6 +66,15 @@ class RssSampler:
         return max(inside, default=0)
 
 
+def event_loop_of(pid: int) -> str:
+    """Which event loop a running server really uses: uvloop's extension mapped into it, or not."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return "unknown"
+    return "uvloop" if "/uvloop/" in maps else "asyncio"
+
+
 @dataclass
 class Server:
     process: subprocess.Popen
@@ -131,10 +140,34 @@ def stop(process: subprocess.Popen, grace_s: float = 15) -> None:
         process.wait(5)
 
 
+# `pneumonia-zoo serve` in the environment of the Docker image, which has no uvloop: uvicorn's loop
+# "auto" would otherwise pick the uvloop that LitServe pulls into a benchmark venv. A module set to None
+# in sys.modules makes `import uvloop` raise ImportError, so uvicorn falls back to asyncio; nothing else
+# about the command (the CLI, its settings, uvicorn's options) changes.
+_WITHOUT_UVLOOP = (
+    "import sys; sys.modules['uvloop'] = None; sys.argv[0] = 'pneumonia-zoo'; "
+    "from pneumonia_zoo.cli import main; sys.exit(main())"
+)
+
+
+def service_command(port: int, uvloop: bool = False) -> list[str]:
+    """Our service exactly as users start it: `pneumonia-zoo serve` with its default settings (the app
+    factory, h11 with the header timeout, the service's limits).
+
+    asyncio by default, as in the Docker image; `uvloop=True` runs the plain console script, which
+    picks uvloop when it is installed (as `make setup`'s venv has it). HTTP is h11 either way:
+    `run_server` passes its own h11 protocol class.
+    """
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    if uvloop:
+        return [str(BIN / "pneumonia-zoo"), *serve]
+    return [sys.executable, "-c", _WITHOUT_UVLOOP, *serve]
+
+
 def uvicorn_command(app: str, port: int, fast_loop: bool = False) -> list[str]:
-    """asyncio + h11 by default, as in the Docker image: requirements.txt has neither uvloop nor
-    httptools (LitServe pulls both into a benchmark venv, and uvicorn would pick them silently).
-    `fast_loop` asks for them explicitly, to compare like with like against LitServe."""
+    """A plain uvicorn for the peers (the naive server): asyncio + h11 by default, as in the Docker
+    image (LitServe pulls uvloop and httptools into a benchmark venv, and uvicorn would pick them
+    silently); `fast_loop` asks for both explicitly."""
     loop, http = ("uvloop", "httptools") if fast_loop else ("asyncio", "h11")
     return [
         str(BIN / "uvicorn"),

@@ -8,7 +8,17 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("torch", "onnxruntime", "fastapi", "uvicorn", "starlette", "litserve", "aiohttp")
+PACKAGES = (
+    "torch",
+    "onnxruntime",
+    "numpy",
+    "pillow",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "litserve",
+    "aiohttp",
+)
 
 
 def cpu_model() -> str:

@@ -6,6 +6,7 @@ is refused at once and `--help` is fast. `train` and `sweep` take their options 
 """
 
 import json
+import math
 import os
 import signal
 import sys
@@ -267,9 +268,20 @@ def evaluate(
     if log:
         output["logged_run"] = log_evaluation(store, result)
     if as_json:
-        typer.echo(json.dumps(output, indent=2, default=float))
+        typer.echo(json.dumps(_finite_or_null(output), indent=2, default=float, allow_nan=False))
         return
     _print_evaluation(output)
+
+
+def _finite_or_null(value: Any) -> Any:
+    """NaN (an undefined metric: specificity without NORMAL images) is not JSON; null is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def _print_evaluation(result: dict) -> None:

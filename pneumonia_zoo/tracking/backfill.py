@@ -13,7 +13,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from pneumonia_zoo.data.cache import decode_all
+from pneumonia_zoo.data.cache import DecodedImages, decode_all
 from pneumonia_zoo.data.pipeline import split_samples
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import UserError
@@ -27,7 +27,7 @@ from pneumonia_zoo.tracking.publish import publish
 from pneumonia_zoo.tracking.store import Store
 
 
-def _features(classifier: Classifier, images) -> np.ndarray:
+def _features(classifier: Classifier, images: DecodedImages) -> np.ndarray:
     """Penultimate features through the package's own PyTorch network (old ONNX exports lack them)."""
     import torch
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from mlflow.entities import Run
 
 from pneumonia_zoo.package.format import PackageConfig
 from pneumonia_zoo.package.io import read_config
@@ -113,7 +114,7 @@ def card_context(
     config: PackageConfig,
     name: str,
     version: str,
-    run,
+    run: Run | None,
     members: list[dict],
     evaluations: list[dict],
     source_model: str | None = None,
@@ -205,7 +206,7 @@ def member_rows(config: PackageConfig, directory: Path) -> list[dict]:
         rows.append(
             {
                 "architecture": member.architecture,
-                "image_size": member.preprocessing.image_size,
+                "image_size": member.preprocessing.image_size if member.preprocessing else None,
                 "pretrained": member.info.get("pretrained", "n/a"),
                 "temperature": member.temperature,
                 "val_auc": member.metrics.get("val_auc"),
@@ -219,7 +220,7 @@ def render_card(
     directory: Path,
     name: str,
     version: str,
-    run,
+    run: Run | None,
     evaluations: list[dict],
     source_model: str | None = None,
 ) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities.model_registry import ModelVersion
 
 from pneumonia_zoo.data.cache import DecodedImages, decode_all
@@ -159,7 +160,7 @@ def log_evaluation(store: Store, result: EvaluationResult) -> str:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(table, name=result.data.description, targets="label")
+        dataset = from_pandas(table, name=result.data.description, targets="label")
     metrics = evaluation.flat_metrics() | result.robustness
     with mlflow.start_run(run_name=f"evaluate-v{resolved.version}-{context}") as run:
         mlflow.set_tags(

@@ -157,6 +157,8 @@ def evaluate_package(
     metrics |= {
         f"threshold_{name}": point.threshold for name, point in classifier.config.operating_points.items()
     }
+    if fit_result.history and fit_result.best_epoch >= 0:  # the kept epoch's loss: promote's tie-break
+        metrics["val_loss"] = float(fit_result.history[fit_result.best_epoch]["val_loss"])
     for evaluation in evaluations:
         metrics |= evaluation.flat_metrics()
     originals = config.originals_folder()

@@ -101,7 +101,8 @@ class Store:
         """The store for messages: a sqlite file's name, or a server's address without credentials."""
         if db_path := sqlite_path(self.uri):
             return db_path.name
-        return re.sub(r"//[^@/]*@", "//", self.uri)
+        # Everything before the authority's last @ is user information, a raw @ in a password included.
+        return re.sub(r"//[^/]*@", "//", self.uri, count=1)
 
     # -- runs -------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ and the parent gets the same table, figure and best-run tags.
 import itertools
 import os
 from dataclasses import dataclass
+from typing import cast
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -105,7 +106,7 @@ def summarise(
         history = (
             mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/history.json") if outcome.metrics else []
         )
-        histories[config.run_name] = history
+        histories[str(config.run_name)] = cast(list[dict], history)
         rows.append(
             {
                 "run_id": outcome.run_id,
@@ -114,7 +115,7 @@ def summarise(
                 "status": outcome.status,
                 "version": outcome.version,
                 "val_auc": metrics.get("val_auc"),
-                "val_loss": metrics.get("val_loss", _best_epoch_value(history, metrics, "val_loss")),
+                "val_loss": metrics.get("val_loss"),  # the kept epoch's, logged by the recipe
                 "test_auc": metrics.get("test_auc"),
             }
         )
@@ -135,16 +136,6 @@ def summarise(
         mlflow.log_metric("best_val_auc", float(best["val_auc"]))
     plt.close("all")
     return table, best
-
-
-def _best_epoch_value(history: list[dict], metrics: dict[str, float], key: str) -> float | None:
-    """`key` at the epoch whose weights were kept: the package's metrics have no loss, and without it
-    the tie-break on val_loss (tiny validation sets often tie on AUC) would silently pick the first."""
-    best_epoch = metrics.get("best_epoch")
-    by_epoch = {row.get("epoch"): row for row in history}
-    if best_epoch is None or int(best_epoch) not in by_epoch:
-        return None
-    return by_epoch[int(best_epoch)].get(key)
 
 
 # --- Ray -----------------------------------------------------------------------------------------

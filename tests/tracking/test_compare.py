@@ -1,38 +1,49 @@
+"""The compare report: every registered version's tags, run metrics and timing, as table, JSON and charts."""
+
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 from PIL import Image
-from typer.testing import CliRunner
 
-from pneumonia_zoo.cli import app
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.tracking.compare import compare, sens_spec_figure
-from pneumonia_zoo.tracking.experiment import train
-from pneumonia_zoo.tracking.registry import list_versions, promote
+from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
-from tests.conftest import tiny_train_args
+from tests.conftest import store_for, tiny_train_args
+from tests.integration.test_train_register import cli
+from tests.tracking.helpers import run_cli_here
 from tests.training.test_config import parse_train_command
 
 
-@pytest.fixture
-def two_versions(tracking_store: str, fixture_data: Path) -> str:
-    train(TrainConfig.build(**tiny_train_args(fixture_data)), quiet=True)
-    train(TrainConfig.build(**tiny_train_args(fixture_data, seed=7, image_size=40)), quiet=True)
-    promote()
-    return tracking_store
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory: pytest.TempPathFactory, fixture_data: Path) -> str:
+    """v1 small_cnn 32 px, v2 small_cnn 40 px on another split; v1 promoted (the higher val AUC may win)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('compare-store') / 'mlflow.db'}"
+    store = store_for(uri)
+    train(TrainConfig.build(**tiny_train_args(fixture_data)), store, quiet=True)
+    train(TrainConfig.build(**tiny_train_args(fixture_data, seed=7, image_size=40)), store, quiet=True)
+    store.promote()
+    return uri
 
 
 def ci(value: float, low: float, high: float) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def test_report_matches_the_registry(two_versions: str, tmp_path: Path, fixture_data: Path) -> None:
+def test_report_matches_the_registry(
+    two_versions: str, tmp_path: Path, fixture_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_for(two_versions)
     images = sorted((fixture_data / "test").rglob("*.jpeg"))[:2]
-    result = compare(out=tmp_path / "report", images=images)
-    versions = list_versions()
-    champion = MlflowClient().get_model_version_by_alias("pneumonia-classifier", "champion").version
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    result = compare(store, out=tmp_path / "report", images=images)
+    assert list(scratch.iterdir()) == []  # timing downloads every version: none of the copies is left
+    versions = store.versions()
+    champion = store.champion_version()
     assert [row["version"] for row in result.rows] == [str(v.version) for v in versions] == ["1", "2"]
 
     lines = result.markdown.splitlines()
@@ -42,21 +53,23 @@ def test_report_matches_the_registry(two_versions: str, tmp_path: Path, fixture_
     }
     assert len(cells) == 2
     for version, row in zip(versions, result.rows, strict=True):
-        metrics = MlflowClient().get_run(version.run_id).data.metrics
+        metrics = store.get_run(version.run_id).data.metrics
         assert row["val_auc"] == float(version.tags["val_auc"])
         assert row["image_size"] == int(version.tags["image_size"])
         assert row["epochs"] == metrics["epochs_run"] and row["parameters"] == metrics["parameters"]
+        assert row["test_ece"] == metrics["test_ece"] and row["test_flag_rate"] == metrics["test_flag_rate"]
         table = dict(zip(header, cells[str(version.version)], strict=True))
         assert table["architecture"] == version.tags["architecture"]
         assert table["image size"] == version.tags["image_size"]
         assert table["pretrained"] == version.tags["pretrained"]
+        assert table["schedule"] == store.get_run(version.run_id).data.params["schedule"]
         assert table["val AUC"] == f"{float(version.tags['val_auc']):.3f}"
         for name, column in (("auc", "test AUC"), ("sensitivity", "test sensitivity"), ("f1", "test F1")):
             key = f"test_{name}"
             assert table[column] == ci(metrics[key], metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"])
-        assert table["champion"] == ("★" if str(version.version) == str(champion) else "")
+        assert table["champion"] == ("★" if str(version.version) == champion else "")
         assert row["ms_per_image"] > 0 and table["ms/image"] == f"{row['ms_per_image']:.1f}"
-        logged = Path(MlflowClient().download_artifacts(version.run_id, "config.json", str(tmp_path)))
+        logged = Path(store.client.download_artifacts(version.run_id, "config.json", str(tmp_path)))
         expected = TrainConfig.model_validate_json(logged.read_text()).model_copy(update={"run_name": None})
         assert parse_train_command(row["command"]) == expected
 
@@ -77,15 +90,27 @@ def test_report_matches_the_registry(two_versions: str, tmp_path: Path, fixture_
 
 
 def test_latest_per_arch_and_cli(two_versions: str, tmp_path: Path) -> None:
-    rows = compare(out=tmp_path / "latest", latest_per_arch=True).rows
+    rows = compare(store_for(two_versions), out=tmp_path / "latest", latest_per_arch=True).rows
     assert [row["version"] for row in rows] == ["2"] and rows[0]["ms_per_image"] is None
 
-    result = CliRunner().invoke(app, ["compare", "--no-timing", "--out", str(tmp_path / "cli")])
-    assert result.exit_code == 0, result.output
-    assert "| version" in result.output and "test AUC" in result.output
-    assert (tmp_path / "cli" / "compare.md").is_file()
+    result = cli("compare", "--no-timing", "--out", str(tmp_path / "cli"), store=two_versions)
+    assert "| version" in result.stdout and "test AUC" in result.stdout
+    assert f"report written to {tmp_path / 'cli' / 'compare.md'}" in result.stdout
+    written = (tmp_path / "cli" / "compare.md").read_text()
+    for version in ("1", "2"):  # each version's reproducing command, in the report's own section
+        assert written.count(f"- v{version}: `pneumonia-zoo train --arch small_cnn") == 1
 
 
-def test_empty_registry_is_a_user_error(tracking_store: str, tmp_path: Path) -> None:
+def test_empty_registry_is_a_user_error(
+    tracking_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     with pytest.raises(UserError, match="no versions"):
-        compare(out=tmp_path / "empty")
+        compare(store_for(tracking_store), out=tmp_path / "empty")
+    result = run_cli_here(
+        monkeypatch, capsys, tracking_store, "compare", "--no-timing", "--out", str(tmp_path)
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: no versions of 'pneumonia-classifier' in the registry (mlflow.db): train a model first "
+        "(pneumonia-zoo train) or register the starter (pneumonia-zoo register-starter)"
+    ]

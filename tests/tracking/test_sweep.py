@@ -1,27 +1,40 @@
+"""A sequential sweep: one nested run per configuration under a parent that names the best by val AUC."""
+
 from pathlib import Path
 
-import mlflow
-from mlflow.tracking import MlflowClient
-
+from pneumonia_zoo.tracking.store import Store
 from pneumonia_zoo.tracking.sweep import run_sweep
 from pneumonia_zoo.training.config import TrainConfig
-from tests.conftest import tiny_train_args
+from tests.conftest import store_for, tiny_train_args
+
+
+def ranking_key(store: Store, run) -> tuple[float, float]:
+    """What "best" means: the highest val AUC, then the lowest val_loss of the epoch whose weights were
+    kept (the run's last logged val_loss may be a later, worse epoch)."""
+    best_epoch = int(run.data.metrics["best_epoch"])
+    history = store.client.get_metric_history(run.info.run_id, "val_loss")
+    (loss,) = [m.value for m in history if m.step == best_epoch]
+    return run.data.metrics["val_auc"], -loss
 
 
 def test_sweep_runs_nested_children_and_names_the_best(tracking_store: str, fixture_data: Path) -> None:
+    store = store_for(tracking_store)
     base = TrainConfig.build(**tiny_train_args(fixture_data, epochs=2, bootstrap=0))
-    result = run_sweep(base, ["step", "cosine"], [1e-3], quiet=True)
-    client = MlflowClient()
-    children = mlflow.search_runs(
-        experiment_names=["pneumonia-zoo"],
-        filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'",
-        output_format="list",
-    )
+    result = run_sweep(base, store, ["step", "cosine"], [1e-3], quiet=True)
+    client = store.client
+    experiment = client.get_experiment_by_name("pneumonia-zoo").experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
     assert sorted(r.data.params["schedule"] for r in children) == ["cosine", "step"]
     assert all(r.info.status == "FINISHED" for r in children)
     parent = client.get_run(result.parent_run_id)
-    best = max(children, key=lambda r: (r.data.metrics["val_auc"], -r.data.metrics["val_loss"]))
+    assert parent.data.tags["sweep"] == "true" and parent.data.tags["sweep_backend"] == "sequential"
+    best = max(children, key=lambda run: ranking_key(store, run))
     assert parent.data.tags["best_run_id"] == best.info.run_id == result.best_run_id
+    assert result.table["val_loss"].notna().all()  # the tie-break has its values
+    assert parent.data.metrics["best_val_auc"] == best.data.metrics["val_auc"]
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
     assert {"sweep_comparison.png", "sweep_table.md"} <= artifacts
     assert list(result.table["schedule"]) == ["step", "cosine"]
+    assert set(result.table["run_id"]) == {r.info.run_id for r in children}
+    # Every trial registered its own version, tagged from its package.
+    assert sorted(result.table["version"]) == sorted(str(v.version) for v in store.versions()) == ["1", "2"]

@@ -1,0 +1,185 @@
+"""`pneumonia-zoo ensemble`: two registered versions become a third, with its own operating points and
+guard chosen on the members' common validation split; every runtime and caller gives the same answer."""
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from pneumonia_zoo.data.cache import decode_all
+from pneumonia_zoo.data.images import read_image
+from pneumonia_zoo.data.pipeline import split_samples
+from pneumonia_zoo.data.transforms import Preprocessing
+from pneumonia_zoo.evaluation.predict import predict_images
+from pneumonia_zoo.evaluation.report import evaluate
+from pneumonia_zoo.package.classifier import load_classifier
+from pneumonia_zoo.package.format import WEIGHTS_FILE
+from pneumonia_zoo.stats.operating_points import choose_operating_points
+from pneumonia_zoo.tracking.cards import version_card
+from pneumonia_zoo.tracking.recipe import train
+from pneumonia_zoo.training.config import TrainConfig
+from tests.conftest import store_for, tiny_train_args
+from tests.integration.test_train_register import cli
+from tests.tracking.conftest import SCRATCH_SEED
+from tests.tracking.helpers import run_cli_here
+
+MEMBERS = ("models:/pneumonia-classifier/1", "models:/pneumonia-classifier/2")
+FLAG_RATE = 0.02  # the ensemble command's default
+
+
+@contextmanager
+def mlflow_globals_on(uri: str) -> Iterator[None]:
+    """mlflow.pyfunc.load_model reads MLflow's global registry: point it at `uri`, then put it back."""
+    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(registry)
+
+
+@pytest.fixture(scope="module")
+def ensemble_version(scratch_store: str, fixture_data: Path) -> str:
+    before = store_for(scratch_store).versions()
+    members = [word for uri in MEMBERS for word in ("--member", uri)]
+    result = cli(
+        "ensemble", *members, "--data", str(fixture_data), "--bootstrap", "50", "-q", store=scratch_store
+    )
+    (version,) = re.findall(r"^registered version (\d+)$", result.stdout, re.MULTILINE)
+    assert version == str(len(before) + 1)
+    return version
+
+
+@pytest.fixture(scope="module")
+def ensemble_dir(scratch_store: str, ensemble_version: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return store_for(scratch_store).download_package(ensemble_version, tmp_path_factory.mktemp("ensemble"))
+
+
+def validation_images(fixture_data: Path, size: int):
+    """The members' validation split, rebuilt from their seed (0.15 of the patients, as trained)."""
+    _, val, _ = split_samples(fixture_data, 0.15, SCRATCH_SEED, None)
+    return decode_all(val, Preprocessing(size), quiet=True)
+
+
+def test_the_ensemble_is_registered_with_two_members(
+    scratch_store: str, ensemble_version: str, ensemble_dir: Path, tmp_path: Path
+) -> None:
+    store = store_for(scratch_store)
+    ensemble = load_classifier(ensemble_dir)
+    assert ensemble.config.is_ensemble and [m.path for m in ensemble.config.members] == [
+        "members/0",
+        "members/1",
+    ]
+    for index, uri in enumerate(MEMBERS):  # each member is the registered package, byte for byte
+        _, member = store.load(uri, destination=tmp_path / str(index))
+        assert ensemble.members[index].config.files[WEIGHTS_FILE] == member.config.files[WEIGHTS_FILE]
+        assert ensemble.members[index].config.temperature == member.config.temperature
+    version = store.client.get_model_version("pneumonia-classifier", ensemble_version)
+    assert version.tags["kind"] == "ensemble" and version.tags["architecture"] == "ensemble"
+    assert version.tags["members"] == "small_cnn,small_cnn" and version.tags["guard"] == "True"
+    run = store.get_run(version.run_id)
+    assert run.data.tags["ensemble"] == "true" and run.data.params["members"] == ",".join(MEMBERS)
+    card = version_card(store, ensemble_version)
+    assert f"version {ensemble_version} (ensemble of small_cnn, small_cnn)" in card
+    assert f"pneumonia-zoo ensemble --member {MEMBERS[0]} --member {MEMBERS[1]} --data" in card
+
+
+def test_operating_points_and_guard_are_its_own_chosen_on_validation(
+    ensemble_dir: Path, fixture_data: Path
+) -> None:
+    ensemble = load_classifier(ensemble_dir)
+    config = ensemble.config
+    val = predict_images(ensemble, validation_images(fixture_data, ensemble.input_size))
+    prior = float(np.mean([float(m.config.info["prior"]) for m in ensemble.members]))
+    expected = choose_operating_points(val.labels, val.probs, prior)
+    assert set(config.operating_points) == set(expected)
+    for name, point in expected.items():
+        assert config.operating_points[name].threshold == pytest.approx(point.threshold, abs=1e-6), name
+    # The guard's threshold on the largest member ratio flags FLAG_RATE of validation: in the ensemble's
+    # own score (ratio / threshold) the (1 - rate) quantile of validation is therefore 1.
+    assert config.guard is not None and config.guard.val_flag_rate == FLAG_RATE
+    assert np.quantile(val.ood_scores, 1 - FLAG_RATE) == pytest.approx(1.0, rel=1e-5)
+    # Its metrics are its own: recomputed on validation, and the test split was bootstrapped.
+    assert config.metrics["val_auc"] == pytest.approx(
+        evaluate("val", val, config, bootstrap=0).metrics["auc"]
+    )
+    assert config.metrics["val_images"] == len(val.labels) and config.metrics["test_images"] == 10
+    assert (
+        config.metrics["test_auc_ci_low"] <= config.metrics["test_auc"] <= config.metrics["test_auc_ci_high"]
+    )
+    assert config.metrics["members"] == 2
+
+
+def test_onnx_and_torch_runtimes_agree(ensemble_dir: Path, originals: Path) -> None:
+    by_runtime = {runtime: load_classifier(ensemble_dir, runtime) for runtime in ("onnx", "torch")}
+    assert {runtime: c.runtime for runtime, c in by_runtime.items()} == {"onnx": "onnx", "torch": "torch"}
+    size = by_runtime["onnx"].input_size
+    images = [read_image(path, min_side=size) for path in sorted(originals.iterdir())]
+    onnx, torch = (by_runtime[runtime].predict(images) for runtime in ("onnx", "torch"))
+    np.testing.assert_allclose(onnx.probabilities, torch.probabilities, atol=1e-4)
+    np.testing.assert_allclose(onnx.ood_scores, torch.ood_scores, rtol=1e-3)
+    np.testing.assert_array_equal(onnx.ood_flags, torch.ood_flags)
+
+
+def test_predict_json_and_the_pyfunc_agree(
+    scratch_store: str, ensemble_version: str, originals: Path
+) -> None:
+    uri = f"models:/pneumonia-classifier/{ensemble_version}"
+    paths = sorted(originals.iterdir())
+    records = json.loads(
+        cli("predict", *map(str, paths), "--model", uri, "--json", store=scratch_store).stdout
+    )
+    assert [r["model"]["version"] for r in records] == [ensemble_version] * len(paths)
+    with mlflow_globals_on(scratch_store):
+        model = mlflow.pyfunc.load_model(uri)
+    frame = model.predict(pd.DataFrame({"image": [p.read_bytes() for p in paths]}))
+    np.testing.assert_allclose(
+        frame["PNEUMONIA"].to_numpy(), [r["probabilities"]["PNEUMONIA"] for r in records], atol=1e-4
+    )
+    assert list(frame["label"]) == [r["label"] for r in records]
+
+
+def ensemble_runs(scratch_store: str) -> list:
+    store = store_for(scratch_store)
+    experiment = store.client.get_experiment_by_name("pneumonia-zoo").experiment_id
+    return store.client.search_runs([experiment], "tags.ensemble = 'true'")
+
+
+def test_members_trained_on_different_splits_are_refused(
+    scratch_store: str, fixture_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    store = store_for(scratch_store)
+    other_split = train(
+        TrainConfig.build(**tiny_train_args(fixture_data, seed=7, bootstrap=0)), store, quiet=True
+    ).version
+    versions, runs = len(store.versions()), len(ensemble_runs(scratch_store))
+    members = ["--member", MEMBERS[0], "--member", f"models:/pneumonia-classifier/{other_split}"]
+    result = run_cli_here(
+        monkeypatch, capsys, scratch_store, "ensemble", *members, "--data", str(fixture_data), "-q"
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: the members were trained on different validation splits (seed differ): an ensemble's "
+        "validation numbers would include images some members trained on"
+    ]
+    assert len(store.versions()) == versions and len(ensemble_runs(scratch_store)) == runs
+
+
+def test_a_single_member_is_refused(
+    scratch_store: str, fixture_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    versions = len(store_for(scratch_store).versions())
+    result = run_cli_here(
+        monkeypatch, capsys, scratch_store, "ensemble", "--member", MEMBERS[0], "--data", str(fixture_data)
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["error: an ensemble needs at least two --member versions"]
+    assert len(store_for(scratch_store).versions()) == versions
