@@ -34,7 +34,9 @@ def register_starter(uri: str, package_dir: Path = STARTER_DIR) -> None:
     )
 
 
-def register_copy_subprocess(uri: str, package_dir: Path = STARTER_DIR, alias: str | None = "champion") -> str:
+def register_copy_subprocess(
+    uri: str, package_dir: Path = STARTER_DIR, alias: str | None = "champion"
+) -> str:
     """Run `register-copy` in a fresh interpreter; returns the new version."""
     command = [
         sys.executable,

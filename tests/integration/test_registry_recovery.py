@@ -37,6 +37,9 @@ def test_service_waits_for_an_unreachable_registry_and_recovers(
         assert down.status_code == 503, down.text
         assert down.json()["status"] == "registry_unreachable"
         assert "registry could not be read" in down.json()["detail"]
+        assert (
+            str(port) not in down.text and "127.0.0.1" not in down.text
+        )  # the registry's address stays private
         assert httpx.get(f"{url}/healthz").status_code == 200
         time.sleep(3)  # a few retries against the dead port
 

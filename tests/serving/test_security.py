@@ -154,9 +154,25 @@ def test_cors_allows_only_the_configured_origins(locked):
 # -- error bodies and logs -----------------------------------------------------------------------------------
 
 
-def assert_no_internals(text: str) -> None:
-    for leak in ("Traceback", "/work", ".py", "site-packages", 'File "'):
-        assert leak not in text, text[:500]
+LEAKS = (
+    "Traceback",
+    "/work",
+    ".py",
+    "site-packages",
+    'File "',
+    "sqlite:",
+    "mlflow.db",
+    "/tmp",
+    "file://",
+    "mlflow-artifacts:",
+    "http://127.0.0.1:5",
+)
+
+
+def assert_no_internals(text: str, *secrets: str) -> None:
+    """Nothing about the code, the store (its URI, paths, server address) or a caller's headers."""
+    for leak in (*LEAKS, *secrets):
+        assert leak not in text, (leak, text[:500])
 
 
 def _broken_forward(inputs) -> list:
@@ -188,7 +204,8 @@ def test_a_500_says_nothing_about_the_internals(locked, xray_bytes, broken_model
     assert "boom in" in caplog.text  # the operator's log keeps the cause
 
 
-def test_4xx_bodies_say_nothing_about_the_internals(client, xray_bytes):
+def test_4xx_bodies_say_nothing_about_the_internals(client, xray_bytes, registered_store):
+    store_path = registered_store.removeprefix("sqlite:///")
     responses = [
         client.post("/api/v1/predict", **upload(xray_bytes[:5000])),
         client.post("/api/v1/predict", **upload(b"GIF89a" + b"\0" * 50)),
@@ -197,11 +214,13 @@ def test_4xx_bodies_say_nothing_about_the_internals(client, xray_bytes):
         client.post("/api/v1/predict", params={"version": "x"}, **upload(xray_bytes)),
         client.get("/samples/..%2F..%2Fpneumonia_zoo%2Fconfig.py"),
         client.get("/static/../pneumonia_zoo/config.py"),
-        client.post("/api/v1/admin/reload", headers={"Authorization": "Bearer wrong"}),
+        client.post("/api/v1/admin/reload", headers={"Authorization": "Bearer wrong-secret-token"}),
+        client.post("/api/v1/predict", headers={"X-API-Key": "some-key-value"}, **upload(b"")),
+        client.get("/api/v1/models/7/card"),
         client.get("/readyz"),
     ]
     for response in responses:
-        assert_no_internals(response.text)
+        assert_no_internals(response.text, store_path, "wrong-secret-token", "some-key-value")
 
 
 def test_uploads_are_never_logged(client, xray, caplog):
