@@ -2,12 +2,13 @@
 
     python benchmarks/soak.py [--quick] [--requests 2000] [--concurrency 32] [--out benchmarks/results]
 
-Our service polls the champion alias every second. A copy of the starter package is registered as
-version 2 before the load starts (that takes tens of seconds on 2 cores, in a subprocess as a separate
-trainer would); once a quarter of the requests have answered, the champion alias moves to it.
-Reports failures (target 0), whether every answer names a version that existed and versions never
-move back, where the switch happened, and RSS growth between the first and the last requests
-(target < 10%).
+Our service runs as users start it (`pneumonia-zoo serve`, asyncio + h11, default settings) except
+that it polls the champion alias every second instead of every 30. A copy of the starter package is
+registered as version 2 before the load starts (that takes tens of seconds on 2 cores, in a
+subprocess as a separate trainer would); once a quarter of the requests have answered, the champion
+alias moves to it. Reports failures (target 0), whether every answer names a version that existed and
+versions never move back, where the switch happened, and RSS growth between the first and the last
+500 requests (target < 10%). Writes soak.json and soak.md to --out (soak-quick.* with --quick).
 """
 
 import argparse
@@ -24,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 
 from benchmarks import report, store
 from benchmarks.loadgen import Answer, LoadResult, Upload, load_uploads, run_load
-from benchmarks.procs import ROOT, RssSampler, free_port, serve, uvicorn_command
+from benchmarks.procs import ROOT, RssSampler, event_loop_of, free_port, serve, service_command
+from pneumonia_zoo.resources import SAMPLE_IMAGES_DIR
 
 SHARED_ORIGINALS = ROOT.parent / "shared" / "data" / "originals"
 RSS_GROWTH_TARGET = 0.10
@@ -124,7 +126,7 @@ def run_soak(
     requests: int,
     concurrency: int,
     logs: Path,
-    runtime: str = "onnx",
+    runtime: str = "auto",
     admin_reload: bool = False,
 ) -> dict:
     """Serve the champion of `uri` (version 1) and move the alias to `new_version` mid-run.
@@ -136,19 +138,16 @@ def run_soak(
 
     token = "soak-admin-token" if admin_reload else None
     port = free_port()
-    env = {
-        "MLFLOW_TRACKING_URI": uri,
-        "PNEUMONIA_ZOO_RELOAD_INTERVAL_S": "1",
-        "PNEUMONIA_ZOO_RUNTIME": runtime,
-    }
+    env = {"MLFLOW_TRACKING_URI": uri, "PNEUMONIA_ZOO_RELOAD_INTERVAL_S": "1"}
+    if runtime != "auto":  # auto (ONNX Runtime when the version has it) is the default: leave it unset
+        env["PNEUMONIA_ZOO_RUNTIME"] = runtime
     if token:
         env["PNEUMONIA_ZOO_ADMIN_TOKEN"] = token
     with (
-        serve(
-            uvicorn_command("fastapiapp:app", port), "/readyz", port, logs / "soak-uvicorn.log", env
-        ) as server,
+        serve(service_command(port), "/readyz", port, logs / "soak-serve.log", env) as server,
         RssSampler(server.process.pid) as rss,
     ):
+        loop = event_loop_of(server.process.pid)
         result, timing = asyncio.run(
             _load_with_swap(server.url, uploads, requests, concurrency, uri, new_version, token)
         )
@@ -157,6 +156,7 @@ def run_soak(
         "requests": requests,
         "concurrency": concurrency,
         "runtime": runtime,
+        "event_loop": loop,
         "cold_start_s": round(server.cold_start_s, 2),
         "load": {k: summary[k] for k in ("images_per_s", "p50_ms", "p95_ms", "p99_ms", "seconds")},
         "swap": swap_report(result.answers, "1", timing["new_version"]) | timing,
@@ -200,7 +200,8 @@ def render(data: dict) -> str:
             "",
             *report.machine_lines(data["machine"]),
             "",
-            f"{soak['requests']} requests at concurrency {soak['concurrency']} ({soak['runtime']}); version "
+            f"{soak['requests']} requests at concurrency {soak['concurrency']} (runtime {soak['runtime']}, "
+            f"{soak['event_loop']}); version "
             f"{s['new_version']} promoted after {s['answers_before_alias_moved']} answers "
             f"(alias moved at {s['alias_moved_s']} s, first answer from it at {s['first_new_answer_s']} s; "
             f"switch at request #{s['switch_index']} in sending order). Answers per version: "
@@ -220,13 +221,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="300 requests at concurrency 16")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    parser.add_argument("--runtime", choices=("auto", "onnx", "torch"), default="auto")
     parser.add_argument("--images", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.concurrency = 300, 16
-    folder = args.images or (SHARED_ORIGINALS if SHARED_ORIGINALS.is_dir() else ROOT / "sample_images")
+    folder = args.images or (SHARED_ORIGINALS if SHARED_ORIGINALS.is_dir() else SAMPLE_IMAGES_DIR)
     info = report.machine()
     with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-soak-") as tmp:
         uri = store.sqlite_uri(Path(tmp))
@@ -237,7 +238,7 @@ def main() -> None:
         )
     data = {"machine": info, "images": str(folder), "soak": soak, "rss_growth_target": RSS_GROWTH_TARGET}
     markdown = render(data)
-    report.write(args.out, "soak", data, markdown)
+    report.write(args.out, "soak-quick" if args.quick else "soak", data, markdown)
     print(markdown)
 
 

@@ -5,17 +5,17 @@
 
 Part 1 measures images/s per architecture, training (forward + backward + AdamW step, every layer
 trainable) and inference (no_grad), at each size, with channels_last off and on, on random
-tensors. Part 2 trains epochs on a real stratified subset three ways, through the project's own
-`train_one_epoch`: (a) the in-memory uint8 cache + augmentation that `build_loaders` makes,
-(b) a dataset that decodes every JPEG every epoch, (c) pre-made tensors (compute only), and
-breaks the cached path's per-image cost into its steps. Results go to `<out>/train.json` and
-`<out>/train.md`; the Markdown is printed too. Numbers from a busy machine mean little.
+tensors, with the optimizer and loss that training's factories make. Part 2 trains epochs on a real
+stratified subset three ways, through the project's own `train_one_epoch`: (a) the in-memory uint8
+cache + augmentation that `create_loaders` makes, (b) a dataset that decodes every JPEG every epoch,
+(c) pre-made tensors (compute only), and breaks the cached path's per-image cost into its steps.
+Results go to `<out>/train.json` and `<out>/train.md` (train-quick.* with --quick); the Markdown is
+printed too. Numbers from a busy machine mean little.
 """
 
 import argparse
 import contextlib
 import gc
-import io
 import json
 import os
 import platform
@@ -30,13 +30,11 @@ from pathlib import Path
 
 import torch
 import torchvision
-from pneumonia_zoo.tracking.experiment import build_loaders
-from pneumonia_zoo.zoo.registry import ARCHITECTURES, create_model, get_architecture
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
-from torchvision.transforms import v2
 
-from pneumonia_zoo.data.cache import DecodedImages, decode_all
+from pneumonia_zoo.data.augment import RobustAugmentation
+from pneumonia_zoo.data.cache import DecodedImages, decode_all, load_pixels, normalize_tensor
 from pneumonia_zoo.data.discovery import Sample, discover
 from pneumonia_zoo.data.images import decode_image
 from pneumonia_zoo.data.pipeline import PreparedData
@@ -44,8 +42,11 @@ from pneumonia_zoo.data.split import stratified_subsample
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.training.device import Runtime
+from pneumonia_zoo.training.factories import create_loaders, create_loss, create_optimizer
 from pneumonia_zoo.training.loop import train_one_epoch
 from pneumonia_zoo.training.schedules import Scheduler
+from pneumonia_zoo.zoo.architectures import ARCHITECTURES, get_architecture
+from pneumonia_zoo.zoo.factory import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "chest_xray"
@@ -98,12 +99,20 @@ def time_batches(
     return Timing(batch_size, warmed, seconds)
 
 
-def train_step(model: nn.Module, size: int, batch_size: int, channels_last: bool) -> Callable[[], None]:
-    """One optimisation step as `train_one_epoch` does it, on a fixed random batch."""
+def bench_config(arch: str, size: int, batch_size: int, data: Path = FIXTURE_DATA) -> TrainConfig:
+    """Training's defaults for `arch` (optimizer, loss, augmentation, channels_last) at this size."""
+    return TrainConfig(arch=arch, data=data, batch_size=batch_size, image_size=size)
+
+
+def train_step(
+    model: nn.Module, config: TrainConfig, size: int, batch_size: int, channels_last: bool
+) -> Callable[[], None]:
+    """One optimisation step as `train_one_epoch` does it, on a fixed random batch, with the optimizer
+    and loss training's factories make from the config."""
     images = torch.randn(batch_size, 3, size, size)
     targets = torch.randint(0, 2, (batch_size,))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
-    loss_fn = nn.CrossEntropyLoss()
+    optimizer = create_optimizer(config, model)
+    loss_fn = create_loss(config, targets, torch.device("cpu"))
 
     def step() -> None:
         model.train()
@@ -153,8 +162,9 @@ def measure_throughput(
     model = create_model(arch, pretrained=False)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # as run_training does
+    config = bench_config(arch, size, batch_size)
     train = time_batches(
-        train_step(model, size, batch_size, channels_last), batch_size, budget_s, warmup, min_batches
+        train_step(model, config, size, batch_size, channels_last), batch_size, budget_s, warmup, min_batches
     )
     infer = time_batches(
         eval_step(model, size, batch_size, channels_last), batch_size, budget_s, warmup, min_batches
@@ -180,7 +190,8 @@ def measure_throughput(
 
 
 class DecodeEveryEpoch(Dataset):
-    """What the cache replaces: read, decode and resize each JPEG whenever it is asked for."""
+    """What the cache replaces: read, decode and resize each JPEG whenever it is asked for (the same
+    decode as the cache's, `load_pixels`, then the same augmentation and normalisation)."""
 
     def __init__(
         self,
@@ -197,20 +208,21 @@ class DecodeEveryEpoch(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         sample = self.samples[index]
-        image = self.preprocessing.to_uint8(decode_image(sample.path.read_bytes()))
+        pixels, _, _ = load_pixels(sample.path, self.preprocessing)
+        image = torch.from_numpy(pixels.copy())[None]  # 1 x S x S uint8, as the cache stores it
         if self.augment is not None:
             image = self.augment(image)
-        return self.preprocessing.normalize(image), torch.tensor(sample.label)
+        return normalize_tensor(self.preprocessing, image), torch.tensor(sample.label)
 
 
 @dataclass
 class PipelineRow:
     arch: str
     size: int
-    images: int  # images per epoch (drop_last as build_loaders sets it)
+    images: int  # images per epoch (drop_last as create_loaders sets it)
     rounds: int
     compute_s: float  # (c) pre-made tensors, best of the rounds
-    cached_s: float  # (a) uint8 cache + augmentation through build_loaders
+    cached_s: float  # (a) uint8 cache + augmentation through create_loaders
     decode_s: float  # (b) JPEG decode every epoch
     cached_loader_only_s: float  # iterating (a)'s loader with no model
     decode_loader_only_s: float
@@ -231,15 +243,18 @@ def subset(root: Path, count: int) -> list[Sample]:
     return stratified_subsample(pool, count, SEED)
 
 
-def run_epoch(model: nn.Module, loader: DataLoader | list, config: TrainConfig, runtime: Runtime) -> float:
-    """Seconds for one `train_one_epoch` over `loader`, its progress bar swallowed."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+def run_epoch(
+    model: nn.Module, loader: DataLoader | list, config: TrainConfig, runtime: Runtime, labels: torch.Tensor
+) -> float:
+    """Seconds for one `train_one_epoch` over `loader` (no progress bar), with training's optimizer and
+    loss (`labels`: the training labels, for class weights when the config asks for them)."""
+    optimizer = create_optimizer(config, model)
     scheduler = Scheduler(config.schedule, optimizer, config.schedule_params(), max(len(loader), 1))
+    loss_fn = create_loss(config, labels, runtime.device)
     started = time.perf_counter()
-    with contextlib.redirect_stderr(io.StringIO()):
-        train_one_epoch(
-            model, loader, optimizer, scheduler, nn.CrossEntropyLoss(), runtime, config.channels_last, "bench"
-        )
+    train_one_epoch(
+        model, loader, optimizer, scheduler, loss_fn, runtime, config.channels_last, "bench", quiet=True
+    )
     return time.perf_counter() - started
 
 
@@ -253,28 +268,36 @@ def iterate(loader: DataLoader) -> float:
 def profile_cached_steps(
     images: DecodedImages,
     preprocessing: Preprocessing,
-    augment: v2.Compose,
+    augment: RobustAugmentation | None,
     batch_size: int,
     limit: int = 256,
 ) -> dict[str, float]:
-    """Milliseconds per image in each step of CachedDataset.__getitem__ and of the collate."""
+    """Milliseconds per image in each step of CachedDataset.__getitem__ and of the collate.
+
+    The augmentation is one call (its steps are drawn at random inside it); its affine warp, the
+    usual largest part, is timed again on its own beside it.
+    """
     count = min(limit, len(images.labels))
-    names = [type(step).__name__ for step in augment.transforms]
-    totals = dict.fromkeys(["index", *names, "to_float", "normalize", "collate"], 0.0)
+    totals = dict.fromkeys(
+        ["index", "augment", "augment: affine alone", "to_float", "normalize", "collate"], 0.0
+    )
     items = []
     for index in range(count):
         tick = time.perf_counter()
         image, label = images.pixels[index], images.labels[index]
         totals["index"] += time.perf_counter() - tick
-        for name, step in zip(names, augment.transforms, strict=True):
+        if augment is not None:
             tick = time.perf_counter()
-            image = step(image)
-            totals[name] += time.perf_counter() - tick
+            augment.affine(image)
+            totals["augment: affine alone"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            image = augment(image)
+            totals["augment"] += time.perf_counter() - tick
         tick = time.perf_counter()
         image.float()  # the dtype conversion alone, to separate it from the arithmetic
         totals["to_float"] += time.perf_counter() - tick
         tick = time.perf_counter()
-        items.append((preprocessing.normalize(image), label))
+        items.append((normalize_tensor(preprocessing, image), label))
         totals["normalize"] += time.perf_counter() - tick
     for start in range(0, count, batch_size):
         tick = time.perf_counter()
@@ -293,12 +316,12 @@ def measure_pipeline(
     tick = time.perf_counter()
     decoded = decode_all(samples, preprocessing, quiet=True)
     one_off = time.perf_counter() - tick
-    config = TrainConfig(arch=arch_name, data=root, batch_size=batch_size, image_size=size)
+    config = bench_config(arch_name, size, batch_size, root)
     runtime = Runtime(torch.device("cpu"))
 
-    # (a) exactly what training uses (augmentation on, num_workers=0, shuffle, drop_last).
-    cached_loader, _ = build_loaders(config, PreparedData(decoded, decoded, None), preprocessing, runtime)
-    augment = cached_loader.dataset.augment
+    # (a) exactly what training uses (its augmentation, num_workers=0, shuffle, drop_last).
+    cached_loader, _ = create_loaders(config, PreparedData(decoded, decoded, None), preprocessing, runtime)
+    augment = cached_loader.dataset.augment  # type: ignore[attr-defined]  (a CachedDataset)
     # (b) the same loader settings over a dataset that decodes per item.
     decode_loader = DataLoader(
         DecodeEveryEpoch(decoded.samples, preprocessing, augment),
@@ -309,7 +332,10 @@ def measure_pipeline(
     )
     # (c) the same number of batches, normalized once up front.
     compute_batches = [
-        (preprocessing.normalize(decoded.pixels[i : i + batch_size]), decoded.labels[i : i + batch_size])
+        (
+            normalize_tensor(preprocessing, decoded.pixels[i : i + batch_size]),
+            decoded.labels[i : i + batch_size],
+        )
         for i in range(0, len(cached_loader) * batch_size, batch_size)
     ]
     images = sum(len(labels) for _, labels in compute_batches)
@@ -318,14 +344,15 @@ def measure_pipeline(
     model = create_model(arch_name, pretrained=False)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    run_epoch(model, compute_batches[:3], config, runtime)  # warm-up: oneDNN kernels, allocator
+    labels = decoded.labels
+    run_epoch(model, compute_batches[:3], config, runtime, labels)  # warm-up: oneDNN kernels, allocator
 
     # Interleaved rounds, best of each: background load then hits all three paths alike.
     times: dict[str, list[float]] = {key: [] for key in ("c", "a", "b", "a_loader", "b_loader")}
     for _ in range(rounds):
-        times["c"].append(run_epoch(model, compute_batches, config, runtime))
-        times["a"].append(run_epoch(model, cached_loader, config, runtime))
-        times["b"].append(run_epoch(model, decode_loader, config, runtime))
+        times["c"].append(run_epoch(model, compute_batches, config, runtime, labels))
+        times["a"].append(run_epoch(model, cached_loader, config, runtime, labels))
+        times["b"].append(run_epoch(model, decode_loader, config, runtime, labels))
         times["a_loader"].append(iterate(cached_loader))
         times["b_loader"].append(iterate(decode_loader))
     best = {key: min(values) for key, values in times.items()}
@@ -349,7 +376,8 @@ def measure_pipeline(
 
 
 def decode_costs(root: Path, size: int, count: int = 24) -> dict[str, float]:
-    """ms to decode + squash-resize one image: the dataset's 224 px copies vs full-size originals.
+    """ms to decode + squash-resize one image as the cache does it (`decode_image` with min_side, one
+    grey channel): the dataset's 224 px copies vs full-size originals.
 
     The copies here are small; a user's Kaggle download (~1300x900) makes (b) much worse.
     """
@@ -359,7 +387,7 @@ def decode_costs(root: Path, size: int, count: int = 24) -> dict[str, float]:
         blobs = [path.read_bytes() for path in paths]
         tick = time.perf_counter()
         for blob in blobs:
-            preprocessing.to_uint8(decode_image(blob))
+            preprocessing.resize(decode_image(blob, min_side=size))
         return 1000 * (time.perf_counter() - tick) / max(len(blobs), 1)
 
     costs = {"dataset copies": per_image([s.path for s in subset(root, count)])}
@@ -441,7 +469,7 @@ def markdown(report: dict) -> str:
             "## Data pipeline (one training epoch, seconds, best of the rounds)",
             "",
             f"Data: {report['pipeline_data']}. (a) in-memory uint8 cache + augmentation through "
-            "`build_loaders` (what training runs), (b) decoding every JPEG every epoch, (c) compute only "
+            "`create_loaders` (what training runs), (b) decoding every JPEG every epoch, (c) compute only "
             f"on pre-made tensors. Target: (a)/(c) <= {TARGET_RATIO}.",
             "",
             "| arch | px | images | (c) compute | (a) cached | (b) decode | (a)/(c) | (b)/(c) "
@@ -566,9 +594,10 @@ def main(argv: list[str] | None = None) -> None:
     report["load_after"] = load_average()
     report["seconds"] = round(time.perf_counter() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "train.json").write_text(json.dumps(report, indent=2) + "\n")
+    stem = "train-quick" if args.quick else "train"  # a smoke run never overwrites the real results
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
-    (args.out / "train.md").write_text(text)
+    (args.out / f"{stem}.md").write_text(text)
     print(text)
 
 

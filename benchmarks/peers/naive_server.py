@@ -12,21 +12,23 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from pneumonia_zoo.config import get_settings
+from pneumonia_zoo.package.pyfunc import IMAGE_COLUMN
 
 app = FastAPI()
 
 
 def _predict(data: bytes) -> dict:
     settings = get_settings()
+    mlflow.set_tracking_uri(settings.tracking_uri)
     uri = f"models:/{settings.registered_model_name}@{settings.champion_alias}"
     with tempfile.TemporaryDirectory() as tmp:
         model = mlflow.pyfunc.load_model(uri, dst_path=tmp)
-        frame = model.predict(pd.DataFrame({"image": [data]}))  # the pyfunc signature's one column
+        frame = model.predict(pd.DataFrame({IMAGE_COLUMN: [data]}))  # the pyfunc signature's one column
     row = frame.iloc[0]
     return {
         "label": row["label"],
         "probabilities": {"NORMAL": float(row["NORMAL"]), "PNEUMONIA": float(row["PNEUMONIA"])},
-        "model": {"name": settings.registered_model_name, "version": "?", "runtime": "torch"},
+        "model": {"name": settings.registered_model_name, "version": "naive", "runtime": "pyfunc"},
     }
 
 
@@ -38,5 +40,7 @@ def health() -> dict:
 @app.post("/predict")
 async def predict(request: Request) -> dict:
     form = await request.form()
-    data = await form["file"].read()
+    upload = form["file"]
+    assert not isinstance(upload, str), "the field 'file' must be a file"
+    data = await upload.read()
     return await run_in_threadpool(_predict, data)

@@ -90,9 +90,13 @@ def test_train_command_parses_back_to_the_runs_params(registered_store: str) -> 
     logged = TrainConfig.from_params(run.data.params)
     rebuilt = parse_train_command(logged.train_command())
     assert rebuilt == logged.model_copy(update={"run_name": None, "data": logged.data.resolve()})
-    for key, value in rebuilt.model_dump(mode="json").items():
-        if key in run.data.params and key not in ("run_name", "data"):
-            assert str(value) == run.data.params[key], key
+    # Every field is a param (None ones are not logged: they are the defaults), augmentation included.
+    for key, value in rebuilt.model_copy(update={"data": logged.data}).flat().items():
+        if key == "run_name" or value is None:
+            assert key not in run.data.params or key == "run_name", key
+            continue
+        assert key in run.data.params, f"{key} is not logged as a param"
+        assert run.data.params[key] == str(value), key
 
 
 def test_ensure_champion_registers_the_starter_once_and_never_overrides(
