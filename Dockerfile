@@ -70,6 +70,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib \
     XDG_CACHE_HOME=/tmp/cache \
     GIT_PYTHON_REFRESH=quiet \
+    MALLOC_ARENA_MAX=2 \
     MLFLOW_TRACKING_URI=sqlite:////tmp/mlflow.db \
     FORWARDED_ALLOW_IPS=*
 

@@ -387,7 +387,7 @@ def decode_costs(root: Path, size: int, count: int = 24) -> dict[str, float]:
         blobs = [path.read_bytes() for path in paths]
         tick = time.perf_counter()
         for blob in blobs:
-            preprocessing.resize(decode_image(blob, min_side=size))
+            preprocessing.pixels(decode_image(blob, min_side=size))
         return 1000 * (time.perf_counter() - tick) / max(len(blobs), 1)
 
     costs = {"dataset copies": per_image([s.path for s in subset(root, count)])}

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The image's command: like `make serve`, register the package's starter model when the registry has no
-# champion (never moving an existing one), then replace this shell with one uvicorn process.
+# champion (never moving an existing one), then replace this shell with the server, one process.
 #
 #   REGISTER_STARTER         1 (default): as above; 0: serve only what the registry holds (production)
-#   HOST, PORT               where uvicorn listens (default 0.0.0.0:8000, the port the image EXPOSEs)
-#   GRACEFUL_SHUTDOWN_S      how long SIGTERM waits for open requests (default 8: inside `docker stop`'s 10)
+#   HOST, PORT               where the server listens (default 0.0.0.0:8000, the port the image EXPOSEs)
+#   PNEUMONIA_ZOO_*          every service setting (README, Configuration), e.g. _GRACEFUL_SHUTDOWN_S
 set -euo pipefail
 
 if [ "${REGISTER_STARTER:-1}" = 1 ]; then
@@ -19,5 +19,6 @@ if [ "${REGISTER_STARTER:-1}" = 1 ]; then
 fi
 
 # One process: scale with replicas, not workers (each worker would hold its own copy of the model).
-exec uvicorn pneumonia_zoo.serving.app:create_app --factory --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" \
-    --proxy-headers --timeout-graceful-shutdown "${GRACEFUL_SHUTDOWN_S:-8}"
+# pneumonia-zoo serve: uvicorn with the service's limits (header timeout, concurrency limit, keep-alive,
+# graceful shutdown inside docker stop's 10 s: PNEUMONIA_ZOO_GRACEFUL_SHUTDOWN_S, default 8).
+exec pneumonia-zoo serve --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}"

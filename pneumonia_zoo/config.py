@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(default=5, gt=0)  # idle keep-alive connections are closed after this
     model_cache_mb: float = Field(default=256, ge=0)  # non-champion versions kept loaded, by memory
     workers: int = Field(default=1, ge=1)  # uvicorn worker processes (each holds its own models)
+    graceful_shutdown_s: float = Field(default=8, ge=0)  # in-flight requests finish (docker stop waits 10 s)
     # Logging (serving/logs.py): level and format of the service's own log lines.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

@@ -1,7 +1,9 @@
 """Shared fixtures: the shipped fixture images, the full dataset when present, MLflow stores."""
 
 import os
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,61 @@ def store_for(uri: str, **settings):
     from pneumonia_zoo.tracking.store import Store
 
     return Store(Settings(tracking_uri=uri, **settings))
+
+
+def _mlflow_uri_globals() -> tuple[str | None, str | None]:
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    return tracking_utils._tracking_uri, registry_utils._registry_uri
+
+
+def _set_mlflow_uri_globals(tracking: str | None, registry: str | None) -> None:
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    tracking_utils._tracking_uri, registry_utils._registry_uri = tracking, registry
+
+
+@contextmanager
+def mlflow_globals(uri: str | None = None) -> Iterator[None]:
+    """MLflow's global tracking and registry URIs pointed at `uri` (if given), then put back exactly.
+
+    The module globals themselves, not get_/set_: get_registry_uri() answers the tracking URI when none
+    was set, and setting that back would pin every later client's registry to it. MLflow's setters also
+    export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which later clients and subprocesses would read."""
+    mlflow_was_imported = "mlflow" in sys.modules  # if not, its globals are unset: import it only if needed
+    saved = _mlflow_uri_globals() if mlflow_was_imported or uri is not None else (None, None)
+    environment = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    if uri is not None:
+        _set_mlflow_uri_globals(uri, uri)
+    try:
+        yield
+    finally:
+        if "mlflow" in sys.modules:
+            _set_mlflow_uri_globals(*saved)
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow_globals() -> Iterator[None]:
+    """Whatever a test does to MLflow's global URIs (activate(), the fluent API) ends with it."""
+    with mlflow_globals():
+        yield
+
+
+def copy_store(uri: str, database: Path) -> str:
+    """A consistent copy of the sqlite store `uri` (sqlite's backup, so nothing still in its journal is
+    lost) at `database`; its artifacts stay where they are. Returns the copy's URI."""
+    import sqlite3
+
+    with sqlite3.connect(uri.removeprefix("sqlite:///")) as source, sqlite3.connect(database) as target:
+        source.backup(target)
+    return f"sqlite:///{database}"
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ class DecodedImages:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) as stored
     colourfulness: list[float] = field(default_factory=list)
+    jpeg_quality: int | None = None  # the preprocessing's re-encoding, already applied to `pixels`
 
     def decoded(self, index: int) -> DecodedImage:
         """Image `index` as the decoder would give it (already at the model's input size)."""
@@ -35,6 +36,7 @@ class DecodedImages:
             self.sizes[index],
             self.colourfulness[index],
             "cache",
+            self.jpeg_quality,
         )
 
     @property
@@ -49,7 +51,7 @@ Loaded = tuple[np.ndarray, tuple[int, int], float]  # S x S pixels, stored size,
 def load_pixels(path: Path, preprocessing: Preprocessing) -> Loaded:
     """The one decode used by training and evaluation (the service runs it on bytes): S x S uint8 grey."""
     decoded = read_image(path, min_side=preprocessing.image_size)
-    return preprocessing.resize(decoded), decoded.size, decoded.colourfulness
+    return preprocessing.pixels(decoded), decoded.size, decoded.colourfulness
 
 
 def decode_all(
@@ -77,7 +79,9 @@ def decode_all(
     labels = torch.tensor([s.label for s, _ in good], dtype=torch.long)
     sizes = [loaded[1] for _, loaded in good]
     colour = [loaded[2] for _, loaded in good]
-    return DecodedImages([s for s, _ in good], pixels, labels, unreadable, sizes, colour)
+    return DecodedImages(
+        [s for s, _ in good], pixels, labels, unreadable, sizes, colour, preprocessing.jpeg_quality
+    )
 
 
 def normalize_tensor(preprocessing: Preprocessing, pixels: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,10 @@ class DecodedImage:
     image: Image.Image  # mode "L", EXIF orientation applied, possibly reduced (never below min_side)
     size: tuple[int, int]  # (width, height) as stored, before any reduction
     colourfulness: float  # Hasler-Suesstrunk colourfulness of the stored colours (0 for grey)
-    format: str  # JPEG, PNG or DICOM
+    format: str  # JPEG, PNG or DICOM ("cache": pixels from a training cache)
+    # Set when the pixels were already resized and re-encoded at this JPEG quality (a training cache
+    # made with the package's preprocessing): preprocessing then leaves them as they are.
+    stored_quality: int | None = None
 
     @property
     def aspect_ratio(self) -> float:

@@ -23,14 +23,14 @@ from pneumonia_zoo.package.format import (
 )
 from pneumonia_zoo.package.io import read_config, record_files, save_guard, save_weights
 from pneumonia_zoo.stats.operating_points import OperatingPoint
-from pneumonia_zoo.stats.outliers import GaussianGuard
+from pneumonia_zoo.stats.outliers import PartGuard
 
 
 def write_single(
     network: "nn.Module",  # the trained plain network (its own head), any device
     config: PackageConfig,
     directory: Path,
-    guard: GaussianGuard | None = None,
+    guard: PartGuard | None = None,
     with_onnx: bool = True,
     float16: bool = False,
 ) -> PackageConfig:
@@ -42,7 +42,7 @@ def write_single(
     directory.mkdir(parents=True, exist_ok=True)
     stored = save_weights(network.state_dict(), directory / WEIGHTS_FILE, float16)
     if guard is not None:
-        save_guard(guard, directory / GUARD_FILE)
+        save_guard(guard, directory / GUARD_FILE, float16)
     if with_onnx:
         export_onnx(
             feature_network(config.architecture, stored),
@@ -93,6 +93,20 @@ def write_ensemble(
     )
     record_files(directory, config)
     return config
+
+
+def rebuild_onnx(directory: Path) -> None:
+    """Export a single package's ONNX again from its stored weights (the current outputs), in place."""
+    from pneumonia_zoo.package.io import load_weights
+    from pneumonia_zoo.package.network import feature_network
+    from pneumonia_zoo.package.onnx_export import export_onnx
+
+    config = read_config(directory)
+    assert config.preprocessing is not None and not config.is_ensemble
+    float16 = config.info.get("weights_dtype") == "float16"
+    network = feature_network(config.architecture, load_weights(directory / WEIGHTS_FILE))
+    export_onnx(network, config.preprocessing.image_size, directory / ONNX_FILE, float16_storage=float16)
+    record_files(directory, config)
 
 
 def to_float16(directory: Path) -> None:

@@ -18,7 +18,7 @@ from pneumonia_zoo.package.format import GUARD_FILE, ONNX_FILE, WEIGHTS_FILE, Gu
 from pneumonia_zoo.package.io import load_guard, load_weights, read_config, verify
 from pneumonia_zoo.package.runtime import OnnxRunner, Outputs, Runner, TorchRunner
 from pneumonia_zoo.stats.calibration import apply_temperature
-from pneumonia_zoo.stats.outliers import GaussianGuard
+from pneumonia_zoo.stats.outliers import PartGuard
 
 RUNTIMES = ("auto", "onnx", "torch")
 TTA_VIEWS = ("identity", "zoom_in")
@@ -62,11 +62,11 @@ class Member:
         return path if path.is_file() else None
 
     @cached_property
-    def guard(self) -> GaussianGuard | None:
+    def guard(self) -> PartGuard | None:
         guard = self.config.guard
-        if guard is None or not (self.directory / GUARD_FILE).is_file():
+        if guard is None or not guard.part_dims or not (self.directory / GUARD_FILE).is_file():
             return None
-        return load_guard(self.directory / GUARD_FILE, guard.threshold, guard.quantile)
+        return load_guard(self.directory / GUARD_FILE, guard)
 
     @cached_property
     def network(self):
@@ -85,10 +85,45 @@ class Member:
         return apply_temperature(logits, self.config.temperature)
 
     def guard_ratio(self, features: np.ndarray | None, count: int) -> np.ndarray:
-        """Mahalanobis score over the member's own threshold (nan when it has no guard)."""
-        if self.guard is None or features is None:
+        """The guard's score over the member's own threshold (nan when it has no guard)."""
+        if self.guard is None or features is None or features.shape[1] != sum(self.guard.dims):
             return np.full(count, np.nan)
         return self.guard.score(features) / self.guard.threshold
+
+    @property
+    def linear_cam(self) -> bool:
+        """The class activation map is exact from the CAM layer's activations: no gradients, no torch
+        (unless the runtime is torch anyway). Old ONNX exports without the `cam` output fall back."""
+        from pneumonia_zoo.zoo.architectures import get_architecture
+
+        runner = self.runner
+        has_activations = isinstance(runner, TorchRunner) or (
+            isinstance(runner, OnnxRunner) and "cam" in runner.outputs_available
+        )
+        return get_architecture(self.config.architecture).linear_cam and has_activations
+
+    @cached_property
+    def head_weights(self) -> np.ndarray:
+        """The 2-class head's weight matrix (2 x D), read without torch."""
+        from safetensors import safe_open
+
+        from pneumonia_zoo.zoo.architectures import get_architecture
+
+        with safe_open(str(self.directory / WEIGHTS_FILE), framework="numpy") as weights:
+            return np.asarray(
+                weights.get_tensor(f"{get_architecture(self.config.architecture).head}.weight"), np.float64
+            )
+
+    def class_activation_map(self, image: DecodedImage, class_index: int) -> np.ndarray:
+        """CAM = ReLU(sum_k w_ck A_k) on the CAM layer's activations A (h x w, scaled to 0..1).
+
+        Equal to Grad-CAM for a linear head after global average pooling, where every gradient of the
+        logit with respect to A_k is w_ck / (h w).
+        """
+        activations = self.runner.activations(self.preprocessing.batch([image]))[0].astype(np.float64)
+        cam = np.maximum(np.tensordot(self.head_weights[class_index], activations, axes=(0, 0)), 0.0)
+        low, high = cam.min(), cam.max()
+        return (cam - low) / (high - low) if high > low else np.zeros_like(cam)
 
 
 def _view(image: Image.Image, view: str) -> Image.Image:
@@ -168,6 +203,8 @@ class Classifier:
         and the first real request is not the slow one."""
         for member in self.members:
             _ = member.runner, member.guard
+            if member.linear_cam:
+                _ = member.head_weights
         blank = Image.new("L", (self.input_size, self.input_size), 0)
         self.predict([DecodedImage(blank, blank.size, 0.0, "warm-up")])
 

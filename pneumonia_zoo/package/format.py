@@ -18,7 +18,8 @@ WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
 GUARD_FILE = "guard.safetensors"
 ENSEMBLE = "ensemble"
-PREDICTION_KEYS = ("logits", "features")  # the network's two outputs, in ONNX and in torch
+PREDICTION_KEYS = ("logits", "features")  # what a prediction needs of the network's outputs
+OUTPUT_NAMES = (*PREDICTION_KEYS, "cam")  # every output of the ONNX graph (cam: for explanations)
 
 
 class PackageError(UserError):
@@ -29,8 +30,10 @@ class PackageError(UserError):
 class GuardConfig:
     """How the out-of-population guard decides; its Gaussians are in GUARD_FILE (single models).
 
-    `threshold` is on the Mahalanobis score (single models) or on the largest member score ratio
-    (ensembles), chosen so that `val_flag_rate` of validation images are flagged.
+    Single models: one Gaussian model per feature part (`part_names`, `part_dims`: the penultimate
+    features, the guard layer's channel statistics), each score taken over its part's threshold, and
+    `threshold` on the largest such ratio. Ensembles: `threshold` on the largest member score. Both are
+    chosen so that `val_flag_rate` of validation images are flagged.
     """
 
     threshold: float
@@ -38,6 +41,9 @@ class GuardConfig:
     colourfulness_max: float = 12.0  # X-rays are grey; JPEG chroma noise of grey images stays near 1
     aspect_ratio_max: float = 2.5  # chest films are near square; a panorama is not one
     quantile: float = 0.98
+    part_names: list[str] = field(default_factory=list)
+    part_dims: list[int] = field(default_factory=list)
+    part_thresholds: list[float] = field(default_factory=list)
 
 
 @dataclass

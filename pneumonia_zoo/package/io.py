@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pneumonia_zoo.package.format import CONFIG_FILE, WEIGHTS_FILE, PackageConfig, PackageError
-from pneumonia_zoo.stats.outliers import GaussianGuard
+from pneumonia_zoo.package.format import CONFIG_FILE, WEIGHTS_FILE, GuardConfig, PackageConfig, PackageError
+from pneumonia_zoo.stats.outliers import PartGuard
 
 
 def sha256_file(path: Path) -> str:
@@ -69,13 +69,29 @@ def load_weights(path: Path) -> dict:
     return load_file(str(path))
 
 
-def save_guard(guard: GaussianGuard, path: Path) -> None:
+def save_guard(guard: PartGuard, path: Path, float16: bool = False) -> None:
+    """The guard's means, precision matrices (and projections) as safetensors; float16 halves them."""
     from safetensors.numpy import save_file
 
-    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in guard.to_arrays().items()}, str(path))
+    dtype = np.float16 if float16 else np.float32
+    save_file({k: np.ascontiguousarray(v, dtype=dtype) for k, v in guard.to_arrays().items()}, str(path))
 
 
-def load_guard(path: Path, threshold: float, quantile: float) -> GaussianGuard:
+def guard_config(guard: PartGuard, flag_rate: float) -> GuardConfig:
+    return GuardConfig(
+        threshold=guard.threshold,
+        val_flag_rate=flag_rate,
+        quantile=guard.quantile,
+        part_names=list(guard.names),
+        part_dims=list(guard.dims),
+        part_thresholds=[part.threshold for part in guard.parts],
+    )
+
+
+def load_guard(path: Path, config: GuardConfig) -> PartGuard:
     from safetensors.numpy import load_file
 
-    return GaussianGuard.from_arrays(load_file(str(path)), threshold, quantile)
+    arrays = {k: v.astype(np.float32) for k, v in load_file(str(path)).items()}
+    return PartGuard.from_arrays(
+        arrays, config.part_dims, config.part_thresholds, config.threshold, config.quantile, config.part_names
+    )

@@ -12,8 +12,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from pneumonia_zoo.package.format import PREDICTION_KEYS, PackageError
-from pneumonia_zoo.package.network import FeatureNetwork
+from pneumonia_zoo.package.format import OUTPUT_NAMES, PackageError
+from pneumonia_zoo.zoo.features import FeatureNetwork
 
 TOLERANCE = 1e-4  # on logits, and so on probabilities
 _MIN_CAST_ELEMENTS = 16  # tiny tensors (scalars, shapes) stay float32: no gain, more nodes
@@ -46,7 +46,7 @@ def export_onnx(network: FeatureNetwork, image_size: int, path: Path, float16_st
         network,
         (example,),
         input_names=["x"],
-        output_names=list(PREDICTION_KEYS),
+        output_names=list(OUTPUT_NAMES),
         dynamo=True,
         dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
         external_data=False,
@@ -60,10 +60,13 @@ def export_onnx(network: FeatureNetwork, image_size: int, path: Path, float16_st
     onnx.save(model, str(path))
     check = torch.randn(3, 3, image_size, image_size)
     with torch.no_grad():
-        expected = network(check)[0].numpy()
+        expected = [output.numpy() for output in network(check)]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    actual = session.run(["logits"], {"x": check.numpy()})[0]
-    error = float(np.abs(actual - expected).max())
+    actual = session.run(list(OUTPUT_NAMES), {"x": check.numpy()})
+    # Logits to the README's 1e-4; the guard's features and the CAM relative to their own scale.
+    error = float(np.abs(actual[0] - expected[0]).max())
+    for got, want in zip(actual[1:], expected[1:], strict=True):
+        error = max(error, float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max()))))
     if error > TOLERANCE:
         path.unlink()
         raise PackageError(f"ONNX export differs from PyTorch by {error:.2e} (> {TOLERANCE})")

@@ -1,7 +1,8 @@
 """Running one network on a preprocessed float32 N x 3 x S x S batch: ONNX Runtime or PyTorch.
 
-Both return (logits N x 2, penultimate features N x D or None); the classifier does the rest, so the
-two runtimes cannot differ in anything but float32 rounding. ONNX Runtime never imports torch.
+Both return (logits N x 2, the guard's features N x D or None); the classifier does the rest, so the two
+runtimes cannot differ in anything but float32 rounding. `activations` gives the CAM layer's output for
+an explanation. ONNX Runtime never imports torch.
 """
 
 from pathlib import Path
@@ -13,7 +14,7 @@ from pneumonia_zoo.package.format import PREDICTION_KEYS
 from pneumonia_zoo.resources import available_cpus
 
 if TYPE_CHECKING:  # torch is imported only when a PyTorch runner is made
-    from pneumonia_zoo.package.network import FeatureNetwork
+    from pneumonia_zoo.zoo.features import FeatureNetwork
 
 Outputs = tuple[np.ndarray, np.ndarray | None]
 
@@ -22,6 +23,8 @@ class Runner(Protocol):
     runtime: str
 
     def __call__(self, batch: np.ndarray) -> Outputs: ...
+
+    def activations(self, batch: np.ndarray) -> np.ndarray: ...
 
 
 class OnnxRunner:
@@ -38,12 +41,16 @@ class OnnxRunner:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
-        names = [output.name for output in self.session.get_outputs()]
-        self.outputs = [name for name in PREDICTION_KEYS if name in names] or names[:1]
+        self.outputs_available = [output.name for output in self.session.get_outputs()]
+        wanted = [name for name in PREDICTION_KEYS if name in self.outputs_available]
+        self.outputs = wanted or self.outputs_available[:1]  # a format 1 export has only the logits
 
     def __call__(self, batch: np.ndarray) -> Outputs:
         results = self.session.run(self.outputs, {self.input_name: np.ascontiguousarray(batch, np.float32)})
         return results[0], (results[1] if len(results) > 1 else None)
+
+    def activations(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(["cam"], {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
 
 class TorchRunner:
@@ -59,5 +66,10 @@ class TorchRunner:
         torch = self.torch
         with torch.inference_mode():
             inputs = torch.from_numpy(np.ascontiguousarray(batch, np.float32))
-            logits, features = self.network(inputs.contiguous(memory_format=torch.channels_last))
+            logits, features, _ = self.network(inputs.contiguous(memory_format=torch.channels_last))
             return logits.float().numpy(), features.float().numpy()
+
+    def activations(self, batch: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            inputs = self.torch.from_numpy(np.ascontiguousarray(batch, np.float32))
+            return self.network(inputs)[2].float().numpy()

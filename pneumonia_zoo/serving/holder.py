@@ -59,8 +59,7 @@ class LoadedModel:
 
 
 def _import_runtime_libraries() -> None:
-    import onnxruntime  # noqa: F401
-    import pytorch_grad_cam  # noqa: F401  (brings torch and OpenCV)
+    import onnxruntime  # noqa: F401  (torch is imported only by a version that needs it)
 
 
 class VersionNotFound(LookupError):

@@ -76,7 +76,7 @@ def uvicorn_options(settings: Settings) -> dict:
         "http": HeaderTimeoutProtocol,
         "limit_concurrency": settings.limit_concurrency,
         "timeout_keep_alive": int(settings.keep_alive_s),
-        "timeout_graceful_shutdown": 20,
+        "timeout_graceful_shutdown": int(settings.graceful_shutdown_s),
         "access_log": False,  # the app writes one access line per request, with its request id
         "log_config": None,  # the app configures logging (level and JSON format are settings)
         "proxy_headers": True,

@@ -1,25 +1,31 @@
-"""The maths of an out-of-population guard: Mahalanobis distance of feature vectors to the training classes.
+"""The maths of an out-of-population guard: Mahalanobis distances of feature vectors to the training classes.
 
 A classifier answers NORMAL or PNEUMONIA for any image, including a hand or a blank frame; a feature
 vector far from every training class (Lee et al. 2018, class-conditional Gaussians with one shared
-covariance) is the cheap signal that the answer should not be trusted.
+covariance) is the cheap signal that the answer should not be trusted. One Gaussian model per *part* of
+the feature vector (the penultimate features; the channel statistics of an intermediate layer, which see
+how an image looks rather than what it shows): an image is as unusual as its most unusual part, each
+part's score taken relative to its own validation threshold.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 Shrinkage = Literal["ledoit_wolf", "oas"]
 _ESTIMATORS = ("ledoit_wolf", "oas")  # sklearn.covariance's, imported when fitting
+MAX_DIMS = 1280  # wider parts are projected on their first PROJECTED_DIMS principal components
+PROJECTED_DIMS = 512
 
 
 @dataclass
 class GaussianGuard:
     means: np.ndarray  # C x D float32, row c = mean feature of training class c (sorted label order)
-    precision: np.ndarray  # D x D float32, inverse of the shared, shrunk within-class covariance
+    precision: np.ndarray  # K x K float32, inverse of the shared, shrunk within-class covariance
     threshold: float  # scores above this are flagged
     quantile: float  # the validation-score quantile `threshold` was set at, e.g. 0.98
+    projection: np.ndarray | None = None  # K x D principal axes when D > MAX_DIMS (else K = D, no projection)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Per image, the Mahalanobis distance sqrt((x - mu_c)^T P (x - mu_c)) to the nearest class mean.
@@ -28,30 +34,40 @@ class GaussianGuard:
         """
         features = np.atleast_2d(np.asarray(features, dtype=np.float64))
         precision = self.precision.astype(np.float64)
-        squared = np.stack(
-            [(((features - mean) @ precision) * (features - mean)).sum(axis=1) for mean in self.means]
-        )
-        return np.sqrt(np.clip(squared.min(axis=0), 0.0, None))
+        squared = []
+        for mean in self.means:
+            centred = features - mean
+            if self.projection is not None:
+                centred = centred @ self.projection.astype(np.float64).T
+            squared.append(((centred @ precision) * centred).sum(axis=1))
+        return np.sqrt(np.clip(np.min(squared, axis=0), 0.0, None))
 
     def flag(self, features: np.ndarray) -> np.ndarray:
         """True for images whose score exceeds the threshold (out of the training population)."""
         return self.score(features) > self.threshold
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """The tensors to save (e.g. as safetensors); threshold and quantile go in its metadata."""
-        return {
-            "means": np.ascontiguousarray(self.means, dtype=np.float32),
-            "precision": np.ascontiguousarray(self.precision, dtype=np.float32),
+    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The tensors to save (e.g. as safetensors); threshold and quantile go in model.json."""
+        arrays = {
+            f"{prefix}means": np.ascontiguousarray(self.means, dtype=np.float32),
+            f"{prefix}precision": np.ascontiguousarray(self.precision, dtype=np.float32),
         }
+        if self.projection is not None:
+            arrays[f"{prefix}projection"] = np.ascontiguousarray(self.projection, dtype=np.float32)
+        return arrays
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], threshold: float, quantile: float) -> "GaussianGuard":
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], threshold: float, quantile: float, prefix: str = ""
+    ) -> "GaussianGuard":
         """The inverse of `to_arrays`."""
+        projection = arrays.get(f"{prefix}projection")
         return cls(
-            means=np.asarray(arrays["means"], dtype=np.float32),
-            precision=np.asarray(arrays["precision"], dtype=np.float32),
+            means=np.asarray(arrays[f"{prefix}means"], dtype=np.float32),
+            precision=np.asarray(arrays[f"{prefix}precision"], dtype=np.float32),
             threshold=float(threshold),
             quantile=float(quantile),
+            projection=None if projection is None else np.asarray(projection, dtype=np.float32),
         )
 
 
@@ -66,27 +82,107 @@ def fit_gaussian_guard(
 
     The covariance is estimated on class-centred training features with Ledoit-Wolf (or OAS) shrinkage,
     because with ~1000-dimensional features and a few thousand images the sample covariance is
-    ill-conditioned and its inverse would be dominated by noise. The threshold is the (1 - flag_rate)
-    quantile of the validation scores, images the training fit never saw, so about flag_rate of
-    in-population images are flagged.
+    ill-conditioned and its inverse would be dominated by noise. Features wider than MAX_DIMS are first
+    projected on their leading principal components (a 4096 x 4096 precision matrix would weigh 64 MB).
+    The threshold is the (1 - flag_rate) quantile of the validation scores, images the training fit
+    never saw, so about flag_rate of in-population images are flagged.
     """
     if not 0 < flag_rate < 1:
         raise ValueError(f"flag_rate must lie in (0, 1), got {flag_rate}")
     if shrinkage not in _ESTIMATORS:
         raise ValueError(f"shrinkage must be one of {sorted(_ESTIMATORS)}, got {shrinkage!r}")
+    from sklearn.covariance import OAS, LedoitWolf
+
     features = np.asarray(train_features, dtype=np.float64)
     labels = np.asarray(train_labels)
     classes, codes = np.unique(labels, return_inverse=True)
     means = np.stack([features[codes == c].mean(axis=0) for c in range(len(classes))])
-    from sklearn.covariance import OAS, LedoitWolf
-
+    centred = features - means[codes]
+    projection = None
+    if centred.shape[1] > MAX_DIMS:
+        _, _, axes = np.linalg.svd(centred - centred.mean(axis=0), full_matrices=False)
+        projection = axes[:PROJECTED_DIMS]
+        centred = centred @ projection.T
     estimator_class = LedoitWolf if shrinkage == "ledoit_wolf" else OAS
-    estimator = estimator_class(assume_centered=True).fit(features - means[codes])
+    estimator = estimator_class(assume_centered=True).fit(centred)
     guard = GaussianGuard(
         means=means.astype(np.float32),
         precision=estimator.precision_.astype(np.float32),
         threshold=float("nan"),
         quantile=1.0 - flag_rate,
+        projection=None if projection is None else projection.astype(np.float32),
     )
+    guard.threshold = float(np.quantile(guard.score(val_features), guard.quantile))
+    return guard
+
+
+@dataclass
+class PartGuard:
+    """Gaussian guards over consecutive slices of one feature vector, combined by their largest ratio."""
+
+    parts: list[GaussianGuard]
+    dims: list[int]  # width of each part, in order
+    threshold: float  # on the largest part ratio (score / part threshold), chosen on validation
+    quantile: float
+    names: list[str] = field(default_factory=list)
+
+    def ratios(self, features: np.ndarray) -> np.ndarray:
+        """N x parts: each part's score over its own threshold."""
+        features = np.atleast_2d(features)
+        bounds = np.cumsum([0, *self.dims])
+        if features.shape[1] != bounds[-1]:
+            raise ValueError(f"expected {bounds[-1]} features, got {features.shape[1]}")
+        return np.stack(
+            [
+                part.score(features[:, a:b]) / part.threshold
+                for part, a, b in zip(self.parts, bounds[:-1], bounds[1:], strict=True)
+            ],
+            axis=1,
+        )
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return self.ratios(features).max(axis=1)
+
+    def flag(self, features: np.ndarray) -> np.ndarray:
+        return self.score(features) > self.threshold
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {}
+        for index, part in enumerate(self.parts):
+            arrays |= part.to_arrays(prefix=f"part{index}.")
+        return arrays
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: dict[str, np.ndarray],
+        dims: list[int],
+        part_thresholds: list[float],
+        threshold: float,
+        quantile: float,
+        names: list[str],
+    ) -> "PartGuard":
+        parts = [
+            GaussianGuard.from_arrays(arrays, part_threshold, quantile, prefix=f"part{index}.")
+            for index, part_threshold in enumerate(part_thresholds)
+        ]
+        return cls(parts, list(dims), float(threshold), float(quantile), list(names))
+
+
+def fit_part_guard(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    val_features: np.ndarray,
+    dims: list[int],
+    names: list[str],
+    flag_rate: float = 0.02,
+) -> PartGuard:
+    """One Gaussian guard per slice, then the combined threshold: about `flag_rate` of validation flagged."""
+    bounds = np.cumsum([0, *dims])
+    parts = [
+        fit_gaussian_guard(train_features[:, a:b], train_labels, val_features[:, a:b], flag_rate)
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    guard = PartGuard(parts, list(dims), float("nan"), 1.0 - flag_rate, list(names))
     guard.threshold = float(np.quantile(guard.score(val_features), guard.quantile))
     return guard

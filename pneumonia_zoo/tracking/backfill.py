@@ -18,13 +18,15 @@ from pneumonia_zoo.data.pipeline import split_samples
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.evaluation.predict import predict_images
+from pneumonia_zoo.package.build import rebuild_onnx
 from pneumonia_zoo.package.classifier import Classifier, load_classifier
-from pneumonia_zoo.package.format import GUARD_FILE, GuardConfig
-from pneumonia_zoo.package.io import read_config, record_files, save_guard
-from pneumonia_zoo.stats.outliers import fit_gaussian_guard
+from pneumonia_zoo.package.format import GUARD_FILE, ONNX_FILE
+from pneumonia_zoo.package.io import guard_config, read_config, record_files, save_guard
+from pneumonia_zoo.stats.outliers import fit_part_guard
 from pneumonia_zoo.tracking.cards import log_model_card
 from pneumonia_zoo.tracking.publish import publish
 from pneumonia_zoo.tracking.store import Store
+from pneumonia_zoo.zoo.architectures import get_architecture
 
 
 def _features(classifier: Classifier, images: DecodedImages) -> np.ndarray:
@@ -56,11 +58,18 @@ def add_guard(directory: Path, data: Path, flag_rate: float = 0.02, quiet: bool 
     train_images = decode_all(train, preprocessing, "decode train", quiet)
     val_images = decode_all(val, preprocessing, "decode val", quiet)
     train_features, val_features = _features(classifier, train_images), _features(classifier, val_images)
-    guard = fit_gaussian_guard(train_features, train_images.labels.numpy(), val_features, flag_rate=flag_rate)
-    save_guard(guard, directory / GUARD_FILE)
-    config.guard = GuardConfig(threshold=guard.threshold, val_flag_rate=flag_rate, quantile=guard.quantile)
+    member = classifier.members[0]
+    penultimate = member.network.head.in_features
+    dims = [penultimate, train_features.shape[1] - penultimate]
+    names = ["penultimate", get_architecture(config.architecture).guard_layer]
+    guard = fit_part_guard(train_features, train_images.labels.numpy(), val_features, dims, names, flag_rate)
+    save_guard(guard, directory / GUARD_FILE, float16=config.info.get("weights_dtype") == "float16")
+    config.guard = guard_config(guard, flag_rate)
     config.info = config.info | {"guard": "backfilled"}
     record_files(directory, config)
+    # An older ONNX export gives the logits only: rebuild it, so ONNX Runtime yields the guard's features.
+    if (directory / ONNX_FILE).is_file():
+        rebuild_onnx(directory)
     return float(predict_images(load_classifier(directory), val_images).ood_flags.mean())
 
 

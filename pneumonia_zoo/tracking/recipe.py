@@ -30,8 +30,8 @@ from pneumonia_zoo.evaluation.report import Evaluation, evaluate
 from pneumonia_zoo.evaluation.robustness import robustness_metrics
 from pneumonia_zoo.package.build import write_single
 from pneumonia_zoo.package.classifier import load_classifier
-from pneumonia_zoo.package.format import GuardConfig, PackageConfig
-from pneumonia_zoo.package.io import record_files
+from pneumonia_zoo.package.format import PackageConfig
+from pneumonia_zoo.package.io import guard_config, record_files
 from pneumonia_zoo.resources import PACKAGE_ROOT
 from pneumonia_zoo.tracking.cards import log_model_card
 from pneumonia_zoo.tracking.publish import publish
@@ -126,11 +126,7 @@ def build_package(
         preprocessing=preprocessing,
         temperature=calibration.temperature,
         operating_points=calibration.operating_points,
-        guard=GuardConfig(
-            threshold=calibration.guard.threshold,
-            val_flag_rate=config.guard_flag_rate,
-            quantile=calibration.guard.quantile,
-        ),
+        guard=guard_config(calibration.guard, config.guard_flag_rate),
         info=info,
     )
     return write_single(model, package, directory, calibration.guard, config.onnx, config.float16)
@@ -203,7 +199,7 @@ def _train(
 ) -> TrainOutcome:
     seed_everything(config.seed)
     arch = get_architecture(config.arch)
-    preprocessing = Preprocessing(config.image_size, arch.mean, arch.std)
+    preprocessing = Preprocessing(config.image_size, arch.mean, arch.std, config.input_jpeg_quality or None)
     # Model and data first: a bad path or missing weights fail before any MLflow run exists.
     model = create_model(config.arch, config.pretrained, config.freeze)
     pretrained = resolve_pretrained(config.arch, config.pretrained)
@@ -268,7 +264,7 @@ def _train(
         model = model.to(memory_format=torch.contiguous_format)
         calibration = calibrate(
             model,
-            arch.head,
+            arch,
             data,
             preprocessing,
             runtime,

@@ -43,6 +43,13 @@ class TrainConfig(BaseModel):
     epochs: int = Field(10, ge=1, le=1000, description="Maximum epochs (early stopping may end sooner).")
     batch_size: int = Field(16, ge=1, le=4096, description="Images per optimizer step.")
     image_size: int = Field(224, ge=32, le=1024, description="Square input size; images are squashed to it.")
+    input_jpeg_quality: int = Field(
+        75,
+        ge=0,
+        le=100,
+        description="After resizing, store every image as JPEG at this quality, in training "
+        "and serving alike, as the dataset's copies were stored (0: never).",
+    )
     lr: float = Field(
         1e-3, gt=0, le=10, description="Base learning rate.", json_schema_extra=cli(panel="Optimizer")
     )

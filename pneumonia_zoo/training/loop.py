@@ -17,6 +17,7 @@ from tqdm import tqdm
 from pneumonia_zoo.stats.classification import binary_metrics
 from pneumonia_zoo.training.device import Runtime
 from pneumonia_zoo.training.schedules import Scheduler
+from pneumonia_zoo.zoo.features import FeatureNetwork
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -38,25 +39,18 @@ def _to_device(batch: torch.Tensor, runtime: Runtime, channels_last: bool) -> to
 
 @torch.no_grad()
 def predict_outputs(
-    model: nn.Module, loader: DataLoader, runtime: Runtime, head: str, channels_last: bool = True
+    network: FeatureNetwork, loader: DataLoader, runtime: Runtime, channels_last: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels, logits N x 2, penultimate features N x D) over a loader, in eval mode.
-
-    The features are the input of the `head` layer, captured by a hook: the network is used as trained.
-    """
-    model.eval()
-    captured: list[torch.Tensor] = []
-    handle = model.get_submodule(head).register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
-    labels, logits = [], []
-    try:
-        for images, targets in loader:
-            with torch.autocast(runtime.device.type, enabled=runtime.amp):
-                logits.append(model(_to_device(images, runtime, channels_last)).float().cpu().numpy())
-            labels.append(targets.numpy())
-    finally:
-        handle.remove()
-    features = torch.cat([f.float().flatten(1).cpu() for f in captured]).numpy()
-    return np.concatenate(labels), np.concatenate(logits), features
+    """(labels, logits N x 2, the guard's features N x D) over a loader, in eval mode."""
+    network.eval()
+    labels, logits, features = [], [], []
+    for images, targets in loader:
+        with torch.autocast(runtime.device.type, enabled=runtime.amp):
+            batch_logits, batch_features, _ = network(_to_device(images, runtime, channels_last))
+        logits.append(batch_logits.float().cpu().numpy())
+        features.append(batch_features.float().cpu().numpy())
+        labels.append(targets.numpy())
+    return np.concatenate(labels), np.concatenate(logits), np.concatenate(features)
 
 
 @torch.no_grad()

@@ -64,8 +64,8 @@ def test_runs_as_non_root_on_a_read_only_root(served: Container) -> None:
     status = served.exec("cat", "/proc/1/status").stdout
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     assert uid_line.split()[1:] == [APP_UID] * 4, uid_line
-    # PID 1 is uvicorn itself (serve.sh exec'd it), so it receives docker stop's SIGTERM.
-    assert "uvicorn" in served.exec("cat", "/proc/1/cmdline").stdout.replace("\0", " ")
+    # PID 1 is the server (serve.sh exec'd `pneumonia-zoo serve`), so it receives docker stop's SIGTERM.
+    assert "pneumonia-zoo serve" in served.exec("cat", "/proc/1/cmdline").stdout.replace("\0", " ")
     denied = served.exec("touch", "/opt/venv/written")
     assert denied.returncode != 0 and "Read-only file system" in denied.stderr, denied.stderr
     assert served.exec("touch", "/tmp/written").returncode == 0

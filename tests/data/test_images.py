@@ -53,8 +53,8 @@ def test_a_big_16bit_scan_is_reduced_in_16_bits_first() -> None:
     small = decode_image(data, min_side=224)
     assert min(small.image.size) == 224 and small.size == (2000, 1500)
     full = decode_image(data)
-    reference = Preprocessing(224).resize(full)
-    assert np.abs(Preprocessing(224).resize(small).astype(int) - reference).mean() < 2.0
+    reference = Preprocessing(224).pixels(full)
+    assert np.abs(Preprocessing(224).pixels(small).astype(int) - reference).mean() < 2.0
 
 
 def test_jpegs_are_dct_scaled_to_just_above_the_input_size(originals) -> None:
@@ -64,7 +64,7 @@ def test_jpegs_are_dct_scaled_to_just_above_the_input_size(originals) -> None:
     assert full.image.size == (1754, 1318) and scaled.size == (1754, 1318)
     assert min(scaled.image.size) >= 224 and max(scaled.image.size) < 1754 / 2  # 1/4 or 1/8 of each side
     preprocessing = Preprocessing(224)
-    difference = np.abs(preprocessing.resize(scaled).astype(int) - preprocessing.resize(full).astype(int))
+    difference = np.abs(preprocessing.pixels(scaled).astype(int) - preprocessing.pixels(full).astype(int))
     assert difference.mean() < 1.5  # grey levels; the DCT-scaled decode is nearly the full one
 
 

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def portable_model_options(package_dir: Path, code_dir: Path) -> dict:
 
 
 @pytest.fixture
-def registered(tmp_path: Path) -> str:
+def registered(tmp_path: Path) -> Iterator[str]:
     """The starter package published and made champion in a fresh sqlite store: through publish() once
     it makes portable models (it has model_requirements), else the way proposed for it above."""
     import mlflow
@@ -78,33 +79,32 @@ def registered(tmp_path: Path) -> str:
     from pneumonia_zoo.package.io import read_config
     from pneumonia_zoo.resources import STARTER_DIR
     from pneumonia_zoo.tracking import publish as publishing
-    from tests.conftest import store_for
+    from tests.conftest import mlflow_globals, store_for
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store = store_for(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    store.activate()
-    package = tmp_path / "package"
-    shutil.copytree(STARTER_DIR, package, ignore=shutil.ignore_patterns("MODEL_CARD.md"))
-    (tmp_path / "code").mkdir()
-    with mlflow.start_run() as run:
-        if hasattr(publishing, "model_requirements"):
-            version = publishing.publish(store, package)
-        else:
-            logged = mlflow.pyfunc.log_model(
-                name="model",
-                loader_module="pneumonia_zoo.package.pyfunc",
-                data_path=str(package),
-                signature=publishing.PYFUNC_SIGNATURE,
-                **portable_model_options(package, tmp_path / "code"),
-            )
-            tags = publishing.version_tags(read_config(package))
-            version = store.register(logged.model_id, run.info.run_id, tags)
-    store.set_alias(version)
-    requirements = mlflow.pyfunc.get_model_dependencies(f"models:/{store.model_name}/{version}")
-    assert "pneumonia-zoo" not in Path(requirements).read_text(), "no index has pneumonia-zoo"
-    return uri
+    with mlflow_globals(uri):
+        store.activate()
+        package = tmp_path / "package"
+        shutil.copytree(STARTER_DIR, package, ignore=shutil.ignore_patterns("MODEL_CARD.md"))
+        (tmp_path / "code").mkdir()
+        with mlflow.start_run() as run:
+            if hasattr(publishing, "model_requirements"):
+                version = publishing.publish(store, package)
+            else:
+                logged = mlflow.pyfunc.log_model(
+                    name="model",
+                    loader_module="pneumonia_zoo.package.pyfunc",
+                    data_path=str(package),
+                    signature=publishing.PYFUNC_SIGNATURE,
+                    **portable_model_options(package, tmp_path / "code"),
+                )
+                tags = publishing.version_tags(read_config(package))
+                version = store.register(logged.model_id, run.info.run_id, tags)
+        store.set_alias(version)
+        requirements = mlflow.pyfunc.get_model_dependencies(f"models:/{store.model_name}/{version}")
+        assert "pneumonia-zoo" not in Path(requirements).read_text(), "no index has pneumonia-zoo"
+        yield uri
 
 
 def test_served_by_mlflow_in_its_own_uv_environment(tmp_path: Path, registered: str) -> None:

@@ -1,13 +1,13 @@
 """The registry is down when the service starts: it comes up anyway, says why it is not ready, and
 becomes ready by itself once the registry appears, without a restart and without flooding its log."""
 
-import shutil
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import copy_store
 from tests.servers import free_port, mlflow_server
 from tests.serving.conftest import uvicorn_process
 
@@ -29,7 +29,7 @@ def test_service_waits_for_an_unreachable_registry_and_recovers(
     port = free_port()  # nothing listens here yet
     registry = f"http://127.0.0.1:{port}"
     # The session's store (a champion, its artifacts on local disk) becomes the registry server's backend.
-    shutil.copy(registered_store.removeprefix("sqlite:///"), tmp_path / "registry.db")
+    copy_store(registered_store, tmp_path / "registry.db")
     app_log = tmp_path / "uvicorn.log"
 
     with uvicorn_process(registry, app_log, wait_for="/healthz", reload_interval_s="1") as (url, process):

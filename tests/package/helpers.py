@@ -7,11 +7,11 @@ import torch
 
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.package.build import write_single
-from pneumonia_zoo.package.format import GuardConfig, PackageConfig
-from pneumonia_zoo.package.network import FeatureNetwork
+from pneumonia_zoo.package.format import PackageConfig
+from pneumonia_zoo.package.io import guard_config
+from pneumonia_zoo.package.network import feature_network
 from pneumonia_zoo.stats.operating_points import OperatingPoint
-from pneumonia_zoo.stats.outliers import fit_gaussian_guard
-from pneumonia_zoo.zoo.architectures import get_architecture
+from pneumonia_zoo.stats.outliers import fit_part_guard
 from pneumonia_zoo.zoo.factory import create_model
 
 POINTS = {
@@ -27,30 +27,26 @@ def make_package(
     seed: int = 0,
     onnx: bool = True,
     float16: bool = False,
+    jpeg_quality: int | None = 75,
 ) -> PackageConfig:
     """A small_cnn package whose guard is fitted on the features of random inputs."""
     torch.manual_seed(seed)
     network = create_model("small_cnn").eval()
-    split = FeatureNetwork(create_model("small_cnn").eval(), get_architecture("small_cnn").head)
-    split.load_state_dict(
-        {f"body.{k}": v for k, v in network.state_dict().items() if not k.startswith("classifier.2")}
-        | {
-            f"head.{k.removeprefix('classifier.2.')}": v
-            for k, v in network.state_dict().items()
-            if k.startswith("classifier.2")
-        }
-    )
+    split = feature_network("small_cnn", network.state_dict())
     with torch.no_grad():
-        _, train_features = split(torch.randn(64, 3, size, size))
-        _, val_features = split(torch.randn(32, 3, size, size))
+        _, train_features, _ = split(torch.randn(64, 3, size, size))
+        _, val_features, _ = split(torch.randn(32, 3, size, size))
+    dims = [split.head.in_features, train_features.shape[1] - split.head.in_features]
     labels = np.arange(64) % 2
-    guard = fit_gaussian_guard(train_features.numpy(), labels, val_features.numpy(), flag_rate=0.05)
+    guard = fit_part_guard(
+        train_features.numpy(), labels, val_features.numpy(), dims, ["penultimate", "features.2"], 0.05
+    )
     config = PackageConfig(
         architecture="small_cnn",
-        preprocessing=Preprocessing(size),
+        preprocessing=Preprocessing(size, jpeg_quality=jpeg_quality),
         temperature=temperature,
         operating_points=dict(POINTS),
-        guard=GuardConfig(threshold=guard.threshold, val_flag_rate=0.05, quantile=guard.quantile),
+        guard=guard_config(guard, 0.05),
         info={"seed": "42", "val_fraction": "0.15", "limit": "None"},
     )
     return write_single(network, config, directory, guard, with_onnx=onnx, float16=float16)

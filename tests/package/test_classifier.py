@@ -91,3 +91,59 @@ def test_test_time_views_average_probabilities(tmp_path: Path, originals: Path) 
     zoomed = load_classifier(tmp_path / "p2").predict([zoomed_image]).probabilities
     assert (plain != zoomed).any()
     assert np.abs(averaged - (plain + zoomed) / 2).max() < 1e-6
+
+
+def test_the_linear_cam_is_grad_cam_without_torch(tmp_path: Path, originals: Path) -> None:
+    """small_cnn's CAM layer feeds only average pooling and the head: the map from the ONNX activations
+    and the head weights is grad-cam's, to float precision."""
+    import torch
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from pneumonia_zoo.zoo.features import LogitsOnly
+
+    make_package(tmp_path / "p", size=64)
+    member = load_classifier(tmp_path / "p", runtime="onnx").members[0]
+    assert member.linear_cam
+    image = read_image(originals / "person56_virus_112.jpeg", min_side=64)
+    informative = 0
+    for class_index in (0, 1):
+        ours = member.class_activation_map(image, class_index)
+        network = LogitsOnly(member.network)
+        layer = network.get_submodule("network.body.features.3")
+        inputs = torch.from_numpy(member.preprocessing.batch([image]))
+        with GradCAM(model=network, target_layers=[layer]) as cam:
+            theirs = cam(input_tensor=inputs, targets=[ClassifierOutputTarget(class_index)])[0]
+        # grad-cam scales its map to 0..1, resizes it to the input with OpenCV and scales it again.
+        import cv2
+
+        resized = cv2.resize(ours.astype(np.float32), theirs.shape[::-1])
+        spread = resized.max() - resized.min()
+        resized = (resized - resized.min()) / spread if spread > 0 else resized
+        assert np.allclose(resized, theirs, atol=1e-3)
+        informative += int(spread > 0)
+    assert informative  # at least one class's map is not flat, so the comparison means something
+
+
+def test_preprocessing_stores_images_as_the_training_copies_were(originals: Path) -> None:
+    from pneumonia_zoo.data.transforms import Preprocessing
+
+    image = read_image(originals / "IM-0061-0001.jpeg", min_side=224)
+    clean = Preprocessing(224).pixels(image)
+    stored = Preprocessing(224, jpeg_quality=75).pixels(image)
+    buffer = io.BytesIO()
+    Image.fromarray(clean).save(buffer, format="JPEG", quality=75)
+    assert np.array_equal(stored, np.asarray(Image.open(buffer)))  # exactly a JPEG q75 round trip
+    assert not np.array_equal(stored, clean)
+
+
+def test_pixels_already_stored_that_way_are_not_stored_twice(originals: Path) -> None:
+    """A training cache holds re-encoded pixels: evaluating from it must not re-encode them again."""
+    from pneumonia_zoo.data.transforms import Preprocessing
+
+    preprocessing = Preprocessing(224, jpeg_quality=75)
+    stored = preprocessing.pixels(read_image(originals / "IM-0061-0001.jpeg", min_side=224))
+    cached = DecodedImage(Image.fromarray(stored), (224, 224), 0.0, "cache", stored_quality=75)
+    assert np.array_equal(preprocessing.pixels(cached), stored)
+    uploaded = DecodedImage(Image.fromarray(stored), (224, 224), 0.0, "JPEG")  # the same pixels, uploaded
+    assert not np.array_equal(preprocessing.pixels(uploaded), stored)

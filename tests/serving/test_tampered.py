@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
-from tests.conftest import store_for, tiny_train_args
+from tests.conftest import copy_store, store_for, tiny_train_args
 from tests.serving.conftest import make_client
 
 
@@ -46,8 +46,7 @@ def test_version_with_missing_artifacts_is_refused_and_the_champion_keeps_servin
     registered_store, tmp_path, xray_bytes
 ):
     """A copy of the session's store gains version 2, whose artifact files are then deleted."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    shutil.copy(registered_store.removeprefix("sqlite:///"), tmp_path / "mlflow.db")
+    uri = copy_store(registered_store, tmp_path / "mlflow.db")
     registry = MlflowClient(uri)
     one = registry.get_model_version("pneumonia-classifier", "1")
     artifacts = tmp_path / "version-2"

@@ -77,3 +77,36 @@ def test_arrays_round_trip() -> None:
     again = GaussianGuard.from_arrays(arrays, guard.threshold, guard.quantile)
     np.testing.assert_array_equal(again.score(train[:50]), guard.score(train[:50]))
     assert (again.threshold, again.quantile) == (guard.threshold, guard.quantile)
+
+
+def test_a_part_guard_scores_each_part_against_its_own_threshold() -> None:
+    from pneumonia_zoo.stats.outliers import fit_part_guard
+
+    rng = np.random.default_rng(5)
+    train = np.hstack([rng.normal(size=(400, 3)), rng.normal(size=(400, 2)) * 10])
+    labels = np.arange(400) % 2
+    val = np.hstack([rng.normal(size=(200, 3)), rng.normal(size=(200, 2)) * 10])
+    guard = fit_part_guard(train, labels, val, dims=[3, 2], names=["a", "b"], flag_rate=0.05)
+    ratios = guard.ratios(val)
+    assert ratios.shape == (200, 2)
+    for index, part in enumerate(guard.parts):  # each ratio is the part's own score over its threshold
+        columns = slice(0, 3) if index == 0 else slice(3, 5)
+        assert np.allclose(ratios[:, index], part.score(val[:, columns]) / part.threshold)
+    assert abs(guard.flag(val).mean() - 0.05) <= 0.011  # the combined threshold flags the asked share
+    odd_in_b_only = np.hstack([np.zeros((1, 3)), np.full((1, 2), 500.0)])
+    assert (
+        guard.flag(odd_in_b_only)[0]
+        and guard.ratios(odd_in_b_only)[0, 0] < 1 < guard.ratios(odd_in_b_only)[0, 1]
+    )
+
+
+def test_wide_features_are_projected_and_still_flag_the_far_ones() -> None:
+    from pneumonia_zoo.stats.outliers import MAX_DIMS, PROJECTED_DIMS, fit_gaussian_guard
+
+    rng = np.random.default_rng(6)
+    width = MAX_DIMS + 20
+    train, val = rng.normal(size=(600, width)), rng.normal(size=(300, width))
+    guard = fit_gaussian_guard(train, np.arange(600) % 2, val, flag_rate=0.02)
+    assert guard.projection is not None and guard.projection.shape == (PROJECTED_DIMS, width)
+    assert guard.precision.shape == (PROJECTED_DIMS, PROJECTED_DIMS)
+    assert guard.flag(rng.normal(size=(20, width)) + 5).all()

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import use_store
+from tests.conftest import mlflow_globals, use_store
 
 
 def run_cli_here(
@@ -13,25 +13,18 @@ def run_cli_here(
 ) -> subprocess.CompletedProcess:
     """`pneumonia-zoo ARGS` through the real entry point (option parsing, UserError -> one line and an
     exit code), in this process: for refusals, where a subprocess would only add seconds of imports."""
-    import mlflow
-
     from pneumonia_zoo.cli import main
 
     use_store(monkeypatch, store)
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")  # main() sets it; restored after the test
     monkeypatch.setattr(sys, "argv", ["pneumonia-zoo", *args])
-    # A new process's MLflow globals follow MLFLOW_TRACKING_URI; here an earlier test may have moved them.
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(store)
-    mlflow.set_registry_uri(store)
     capsys.readouterr()  # only this command's output
-    try:
-        main()
-        code = 0
-    except SystemExit as exit:
-        code = 0 if exit.code is None else exit.code if isinstance(exit.code, int) else 1
-    finally:
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(registry)
+    # A new process's MLflow globals follow MLFLOW_TRACKING_URI; here an earlier test may have moved them.
+    with mlflow_globals(store):
+        try:
+            main()
+            code = 0
+        except SystemExit as exit:
+            code = 0 if exit.code is None else exit.code if isinstance(exit.code, int) else 1
     captured = capsys.readouterr()
     return subprocess.CompletedProcess(["pneumonia-zoo", *args], code, captured.out, captured.err)

@@ -48,7 +48,7 @@ def validation_scores(classifier: Classifier, data: Path) -> np.ndarray:
     member = classifier.members[0]
     batch = member.preprocessing.batch([images.decoded(i) for i in range(len(images.labels))])
     with torch.inference_mode():
-        _, features = member.network(torch.from_numpy(batch))
+        _, features, _ = member.network(torch.from_numpy(batch))
     assert member.guard is not None
     return member.guard.score(features.numpy())
 

@@ -3,8 +3,6 @@ guard chosen on the members' common validation split; every runtime and caller g
 
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -24,26 +22,13 @@ from pneumonia_zoo.stats.operating_points import choose_operating_points
 from pneumonia_zoo.tracking.cards import version_card
 from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
-from tests.conftest import store_for, tiny_train_args
+from tests.conftest import mlflow_globals, store_for, tiny_train_args
 from tests.integration.test_train_register import cli
 from tests.tracking.conftest import SCRATCH_SEED
 from tests.tracking.helpers import run_cli_here
 
 MEMBERS = ("models:/pneumonia-classifier/1", "models:/pneumonia-classifier/2")
 FLAG_RATE = 0.02  # the ensemble command's default
-
-
-@contextmanager
-def mlflow_globals_on(uri: str) -> Iterator[None]:
-    """mlflow.pyfunc.load_model reads MLflow's global registry: point it at `uri`, then put it back."""
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(registry)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +123,7 @@ def test_predict_json_and_the_pyfunc_agree(
         cli("predict", *map(str, paths), "--model", uri, "--json", store=scratch_store).stdout
     )
     assert [r["model"]["version"] for r in records] == [ensemble_version] * len(paths)
-    with mlflow_globals_on(scratch_store):
+    with mlflow_globals(scratch_store):
         model = mlflow.pyfunc.load_model(uri)
     frame = model.predict(pd.DataFrame({"image": [p.read_bytes() for p in paths]}))
     np.testing.assert_allclose(

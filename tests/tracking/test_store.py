@@ -2,7 +2,6 @@
 registry questions it owns, on real sqlite stores holding real (untrained) packages."""
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -15,19 +14,8 @@ from pneumonia_zoo.package.format import PackageConfig
 from pneumonia_zoo.tracking.publish import publish
 from pneumonia_zoo.tracking.store import Store
 from pneumonia_zoo.zoo.factory import create_model
-from tests.conftest import store_for
+from tests.conftest import mlflow_globals, store_for
 from tests.package.helpers import make_package
-
-
-@contextmanager
-def kept_global_uris() -> Iterator[None]:
-    """Put MLflow's global tracking and registry URIs back as they were (activate() moves them)."""
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(registry)
 
 
 def register(store: Store, package_dir: Path) -> str:
@@ -50,7 +38,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     Store B: v1 small_cnn (@champion). Two stores whose champions differ in architecture."""
     root = tmp_path_factory.mktemp("two-stores")
     uri_a, uri_b = f"sqlite:///{root / 'a' / 'mlflow.db'}", f"sqlite:///{root / 'b' / 'mlflow.db'}"
-    with kept_global_uris():
+    with mlflow_globals():
         store_a, store_b = store_for(uri_a), store_for(uri_b)
         make_package(root / "small", onnx=False)
         for package in (root / "small", efficientnet_package(root / "efficientnet"), root / "small"):
@@ -68,7 +56,7 @@ def test_settings_are_injected_not_read_from_the_environment(
 ) -> None:
     uri_a, uri_b = stores
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri_b)  # what MLflow itself would use
-    with kept_global_uris():
+    with mlflow_globals():
         mlflow.set_tracking_uri(uri_b)
         mlflow.set_registry_uri(uri_b)
         store = Store(Settings(tracking_uri=uri_a))
@@ -83,7 +71,7 @@ def test_settings_are_injected_not_read_from_the_environment(
 
 def test_only_activate_moves_mlflows_global_uri(stores: tuple[str, str], tmp_path: Path) -> None:
     uri_a, uri_b = stores
-    with kept_global_uris():
+    with mlflow_globals():
         mlflow.set_tracking_uri(uri_b)
         mlflow.set_registry_uri(uri_b)
         store = store_for(uri_a)
