@@ -15,6 +15,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+UI_PORT ?= 5000
 # Empty: torch from the lock (PyPI's build, hashes checked). A URL: torch and torchvision from there.
 TORCH_INDEX_URL ?=
 APT_PACKAGES := chromium postgresql
@@ -26,7 +27,7 @@ CONTAINER_TEST_TIMEOUT ?= 2400
 UV_COMPILE = $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
 
-.PHONY: setup test-setup test lint typecheck serve ui clean lock test-container
+.PHONY: setup test-setup test lint typecheck serve ui results-ui clean lock test-container
 
 setup: $(VENV)/.installed
 
@@ -89,7 +90,11 @@ serve: setup
 	$(BIN)/pneumonia-zoo serve --host $(HOST) --port $(PORT)
 
 ui: setup
-	$(BIN)/pneumonia-zoo ui
+	$(BIN)/pneumonia-zoo ui --port $(UI_PORT)
+
+# The MLflow UI on the store of the README's results (results/store, committed).
+results-ui: setup
+	MLFLOW_TRACKING_URI=sqlite:///results/store/mlflow.db $(BIN)/pneumonia-zoo ui --port $(UI_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -1,11 +1,11 @@
 """Copy a local MLflow store into the repo without the model weights, so a clone can browse it.
 
-    python results/ship_store.py /work/runs/mlflow.db results/store
+    python results/ship_store.py /work/runs/store/mlflow.db results/store
 
-Keeps every run, metric, param, tag, registered version, alias and the sweep's nested runs, plus
-each run's plots and reports. Leaves out the model packages (hundreds of MB for the torchvision
-architectures; the starter's is in models/starter/), the grid of misclassified test images (it
-is dataset content) and the train split listing. Artifact locations are rewritten relative to the
+Keeps every run, metric, param, tag, registered version, alias and nested run, plus each run's plots
+and reports. Leaves out the model packages (hundreds of MB for the torchvision architectures; the
+champion's is pneumonia_zoo/assets/starter/), the grid of misclassified test images (it is dataset
+content) and the train split listing. Artifact locations are rewritten relative to the
 repository root, so `MLFLOW_TRACKING_URI=sqlite:///results/store/mlflow.db pneumonia-zoo ui` works
 from there.
 """

@@ -1,8 +1,10 @@
 """ONNX export of a FeatureNetwork, checked against PyTorch, optionally with float16 storage.
 
-With float16 storage every float initializer is kept as float16 in the file and cast back to float32
-by a Cast node: the arithmetic is the float32 network's, on the same (float16-rounded) weights the
-safetensors hold, so ONNX Runtime and PyTorch agree to float32 rounding while the file is half size.
+With float16 storage every float initializer that float16 holds exactly (the float16-rounded weights;
+not the constants the exporter derives from them) is kept as float16 in the file and cast back to
+float32 by a Cast node: the arithmetic is the float32 network's, on the same (float16-rounded) weights the
+safetensors hold, so ONNX Runtime and PyTorch agree to float32 rounding. Networks with batch norm keep
+most of their size: the exporter folds it into the convolutions, and those constants stay float32.
 """
 
 from pathlib import Path
@@ -28,8 +30,13 @@ def _float16_storage(model: onnx.ModelProto) -> None:
         array = numpy_helper.to_array(initializer)
         if array.size < _MIN_CAST_ELEMENTS:
             continue
+        half = array.astype(np.float16)
+        # Only tensors that float16 holds exactly (the stored weights): constants the exporter derived
+        # from them (folded normalisations, reciprocals) would be rounded a second time.
+        if not np.array_equal(half.astype(np.float32), array):
+            continue
         name = initializer.name
-        initializer.CopyFrom(numpy_helper.from_array(array.astype(np.float16), f"{name}__fp16"))
+        initializer.CopyFrom(numpy_helper.from_array(half, f"{name}__fp16"))
         casts.append(helper.make_node("Cast", [f"{name}__fp16"], [name], to=TensorProto.FLOAT))
     nodes = list(graph.node)
     del graph.node[:]

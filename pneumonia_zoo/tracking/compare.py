@@ -198,6 +198,28 @@ def markdown_table(rows: list[dict]) -> str:
     return display_table(rows).to_markdown(index=False, disable_numparse=True)
 
 
+# The README's Results table: what a reader compares first (the full table is in compare.md).
+SUMMARY_COLUMNS = [
+    "version",
+    "architecture",
+    "image size",
+    "epochs",
+    "val AUC",
+    "test accuracy",
+    "test sensitivity",
+    "test specificity",
+    "test AUC",
+    "test ECE",
+    "test flagged",
+    "full-res agreement",
+    "champion",
+]
+
+
+def summary_table(rows: list[dict]) -> str:
+    return display_table(rows)[SUMMARY_COLUMNS].to_markdown(index=False, disable_numparse=True)
+
+
 def _label(row: dict) -> str:
     return f"v{row['version']} {row['architecture']}" + (" ★" if row["champion"] else "")
 
@@ -290,10 +312,11 @@ def write_report(rows: list[dict], out: Path, name: str) -> list[Path]:
         .get_template("compare.md.j2")
         .render(name=name, generated=generated, table=markdown_table(rows), rows=rows, charts=files)
     )
+    (out / "summary.md").write_text(summary_table(rows) + "\n")
     (out / "compare.json").write_text(
         json.dumps({"registered_model": name, "generated": generated, "versions": rows}, indent=2)
     )
-    return [out / "compare.md", out / "compare.json", *files]
+    return [out / "compare.md", out / "summary.md", out / "compare.json", *files]
 
 
 def compare(

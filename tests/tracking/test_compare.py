@@ -82,6 +82,12 @@ def test_report_matches_the_registry(
 
     report = tmp_path / "report"
     assert result.markdown in (report / "compare.md").read_text()
+    summary = (report / "summary.md").read_text().splitlines()
+    assert summary[0].split("|")[1].strip() == "version" and len(summary) == 2 + len(result.rows)
+    champion_row = next(line for line in summary[2:] if "★" in line)
+    assert champion_row.split("|")[1].strip() == next(
+        row["version"] for row in result.rows if row["champion"]
+    )
     saved = json.loads((report / "compare.json").read_text())
     assert saved["versions"] == result.rows
     for chart in ("test_auc.png", "sensitivity_specificity.png", "latency_vs_auc.png"):
