@@ -46,6 +46,9 @@ def configure_logging(settings: Settings) -> None:
         )
     root.addHandler(handler)
     logging.getLogger("pneumonia_zoo").setLevel(settings.log_level)
+    # uvicorn's lifecycle lines (started, shutting down, finished) at the same level: the root logger's
+    # WARNING would drop them, and an orchestrator's log is where a clean stop is seen.
+    logging.getLogger("uvicorn").setLevel(settings.log_level)
     # Our own access line replaces uvicorn's, which knows no request id.
     logging.getLogger("uvicorn.access").disabled = True
 
