@@ -3,7 +3,7 @@
 The copy holds what `git clone` would give (tracked and untracked-but-not-ignored files, mtimes kept so
 make sees the installed `.venv`, which is linked in). The environment is a new user's: no activated
 venv (`.venv/bin` off PATH), no MLflow or service variables, `DATA` pointing at the small fixture set
-(the README's stand-in for the Kaggle download). Ports 8000 and 5000 become free ones. Blocks marked
+(the README's stand-in for the Kaggle download). Ports 8000, 5000 and 5001 become free ones. Blocks marked
 `<!-- readme-test: server URL -->` start in the background and must answer URL with 200; `skip` blocks
 must say why. Exported variables carry from one block to the next, as in one terminal.
 """
@@ -106,6 +106,7 @@ class Terminal:
     def localise(self, text: str) -> str:
         for default, free in self.ports.items():
             text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{free}")
+            text = text.replace(f"PORT={default}", f"PORT={free}")  # make ui UI_PORT=5001
         return text
 
     def script(self, block: Block, save_state: bool) -> str:
@@ -163,7 +164,7 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     logs = tmp_path / "logs"
     logs.mkdir()
     env = user_environment(clone, home)
-    ports = {"8000": str(free_port()), "5000": str(free_port())}
+    ports = {port: str(free_port()) for port in ("8000", "5000", "5001")}
     env |= {"PORT": ports["8000"], "UI_PORT": ports["5000"]}
     installed = subprocess.run(["make", "--question", ".venv/.installed"], cwd=clone, env=env)
     if installed.returncode != 0:
