@@ -26,7 +26,8 @@ class Overloaded(Exception):
     """The budget's waiting queue is full."""
 
 
-def _malloc_trim() -> None:
+def malloc_trim() -> None:
+    """Give glibc's free lists back to the system (a no-op elsewhere)."""
     name = ctypes.util.find_library("c")
     if name is None:
         return
@@ -76,7 +77,7 @@ class Budget:
         self._wake()
         if self.in_use == 0 and not self._waiters:
             # A burst can leave hundreds of MB in glibc's free lists; trimming takes a few ms, off the loop.
-            threading.Thread(target=_malloc_trim, name="malloc-trim", daemon=True).start()
+            threading.Thread(target=malloc_trim, name="malloc-trim", daemon=True).start()
 
     def _wake(self) -> None:
         while self._waiters and self.in_use + self._waiters[0][0] <= self.capacity:
@@ -88,23 +89,26 @@ class Budget:
 
 @contextlib.asynccontextmanager
 async def admitted(
-    budget: Budget, amount: int, timeout_status: int, wait_timeout_s: float | None = None
+    budget: Budget, amount: int, timeout_status: int | None, wait_timeout_s: float | None = None
 ) -> AsyncIterator[None]:
     """Hold `amount` of the budget for the block, with the service's answers: 503 and Retry-After when
-    too many requests wait already, `timeout_status` when the wait outlasts `wait_timeout_s`."""
+    too many requests wait already; when the wait outlasts `wait_timeout_s`, `timeout_status` (the
+    request's deadline) or, with None, the same 503 (the service was full all that time)."""
     try:
         async with asyncio.timeout(wait_timeout_s):
             await budget.acquire(amount)
     except Overloaded:
-        raise ServingError(
-            503, "the service is at capacity: try again shortly", headers=RETRY_AFTER
-        ) from None
+        raise at_capacity() from None
     except TimeoutError:
-        raise deadline_error(timeout_status) from None
+        raise (at_capacity() if timeout_status is None else deadline_error(timeout_status)) from None
     try:
         yield
     finally:
         budget.release(amount)
+
+
+def at_capacity() -> ServingError:
+    return ServingError(503, "the service is at capacity: try again shortly", headers=RETRY_AFTER)
 
 
 def deadline_error(status: int) -> ServingError:

@@ -135,7 +135,9 @@ class InferenceService:
         """Read the multipart body holding its share of the upload budget until the request is done."""
         settings = self.settings
         reserved = declared_length(request) or max_body_bytes(settings.max_upload_bytes, max_files)
-        async with admitted(self.uploads, reserved, 408, wait_timeout_s=settings.body_timeout_s):
+        # Waiting for the budget is the service's doing, not the client's: past the body timeout that
+        # is a 503 with Retry-After (the service is full), never the 408 of a client that stalls.
+        async with admitted(self.uploads, reserved, None, wait_timeout_s=settings.body_timeout_s):
             yield await read_upload_form(
                 request, settings.max_upload_bytes, max_files, settings.body_timeout_s
             )

@@ -81,6 +81,19 @@ def test_past_the_deadline_a_waiting_request_gets_the_configured_status(register
         assert service.pixels.waiting == 0  # the request gave its place up
 
 
+def test_waiting_for_the_upload_budget_past_the_body_timeout_is_a_503_not_a_408(
+    registered_store, xray_bytes
+) -> None:
+    """The client sent nothing late: the service kept it waiting, so it says it is full."""
+    for client in make_client(registered_store, body_timeout_s=0.5, upload_budget_mb=1):
+        service = client.app.state.service
+        client.portal.call(service.uploads.acquire, service.uploads.capacity)
+        response = client.post("/api/v1/predict", files={"file": ("x.jpeg", xray_bytes)})
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert "at capacity" in response.json()["detail"]
+        assert service.uploads.waiting == 0
+
+
 def test_an_oversized_declared_body_is_refused_before_it_is_read(registered_store) -> None:
     for client in make_client(registered_store, max_upload_bytes=1000, max_batch_files=2):
         response = client.post(
