@@ -548,6 +548,8 @@ def ui(port: Annotated[int, typer.Option(help="Port for the MLflow UI.")] = 5000
     ]
     if root := local_artifact_root(uri):
         command += ["--default-artifact-root", root.as_uri()]
+    # MLflow 3's UI also starts job consumers (seven processes) for GenAI jobs this project never runs.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     typer.echo(
         f"MLflow UI on http://127.0.0.1:{port} (store {uri}); training runs are under Experiments -> "
         "pneumonia-zoo (MLflow 3 may open on its GenAI view: choose 'Machine learning' at the top)"
