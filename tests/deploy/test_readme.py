@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from benchmarks.procs import stop
@@ -157,6 +158,18 @@ class Terminal:
             stop(process)
 
 
+def job_consumers(pid: int) -> list[str]:
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if "huey_consumer" in command:
+            found.append(command)
+    return found
+
+
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
     clone = clone_copy(tmp_path / "clone")
@@ -184,6 +197,9 @@ def test_readme_blocks_run_as_written(terminal: Terminal) -> None:
             terminal.start(block)
         elif block.kind == "run":
             terminal.run(block)
+    # `make ui` serves the UI alone: MLflow 3 would add seven job-consumer processes for GenAI jobs.
+    for process, block in terminal.servers:
+        assert not job_consumers(process.pid), f"MLflow job consumers under {block}"
     # What the blocks leave behind is what they promise: a store beside the clone with the runs in it.
     assert (terminal.clone / "mlflow.db").is_file()
     assert (terminal.clone / "reports" / "compare").is_dir()
