@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,20 +225,38 @@ class Container:
         return docker("exec", self.name, *command, check=False, timeout=60)
 
     def wait_http(self, path: str, timeout: float, status: int = 200) -> httpx.Response:
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.inspect("{{.State.Running}}") != "true":
-                raise AssertionError(f"{self.name} exited:\n{self.logs()}")
-            try:
-                response = httpx.get(self.url + path, timeout=5)
-                if response.status_code == status:
-                    return response
-                last = f"{response.status_code} {response.text[:500]}"
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            time.sleep(0.5)
-        raise AssertionError(f"{path} not {status} within {timeout}s (last: {last}):\n{self.logs()}")
+        return wait_for(
+            self.url + path,
+            timeout,
+            lambda response: response.status_code == status,
+            self.logs,
+            running=lambda: self.inspect("{{.State.Running}}") == "true",
+        )
+
+
+def wait_for(
+    url: str,
+    timeout: float,
+    check: Callable[[httpx.Response], bool] = lambda response: response.status_code == 200,
+    describe: Callable[[], str] = lambda: "",
+    running: Callable[[], bool] | None = None,
+) -> httpx.Response:
+    """Poll `url` until `check` accepts the answer; fail with `describe()` (the logs) on a timeout, or at
+    once when `running` says the container exited."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if running is not None and not running():
+            raise AssertionError(f"{url}: the container exited:\n{describe()}")
+        try:
+            response = httpx.get(url, timeout=5)
+            if check(response):
+                return response
+            last = f"{response.status_code} {response.text[:500]}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    raise AssertionError(f"{url}: not as expected within {timeout}s (last: {last})\n{describe()}")
 
 
 @contextmanager

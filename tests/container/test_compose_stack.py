@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.container.conftest import PROJECT_PREFIX, build, docker
+from tests.container.conftest import PROJECT_PREFIX, build, docker, wait_for
 from tests.servers import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -66,23 +66,6 @@ def stack_images(app_image: str, base_image: str, report: dict) -> dict[str, str
         )
     report["compose_images"] = images
     return images
-
-
-def wait_for(
-    url: str, timeout: float, check=lambda r: r.status_code == 200, describe=lambda: ""
-) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, timeout=5)
-            if check(response):
-                return response
-            last = f"{response.status_code} {response.text[:300]}"
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(1)
-    raise AssertionError(f"{url}: not as expected within {timeout}s (last: {last})\n{describe()}")
 
 
 def test_stack_trains_promotes_serves_and_survives_a_restart(

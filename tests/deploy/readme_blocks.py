@@ -13,7 +13,6 @@ FENCE_OPEN = re.compile(r"^```(\w*)\s*$")
 @dataclass(frozen=True)
 class Block:
     line: int  # 1-based line of the opening fence
-    language: str
     code: str
     kind: str  # "run", "skip" or "server"
     note: str  # the skip reason or the server's readiness URL
@@ -41,7 +40,6 @@ def shell_blocks(readme: Path) -> list[Block]:
             blocks.append(
                 Block(
                     line=index + 1,
-                    language=opening.group(1),
                     code="\n".join(lines[index + 1 : end]),
                     kind=annotation.group(1) if annotation else "run",
                     note=annotation.group(2) if annotation else "",

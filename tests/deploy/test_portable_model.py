@@ -4,8 +4,8 @@ README's request body.
 
 How: the model carries the package's Python code (`code_paths`: pneumonia_zoo/ without its assets,
 ~1 MB) and pins the few distributions the pyfunc imports, at the versions installed when it was
-logged (`portable_model_options`, the change proposed for pneumonia_zoo/tracking/publish.py). ONNX
-versions need no torch; a version without ONNX adds torch and torchvision.
+logged (`pneumonia_zoo.tracking.publish.model_requirements`). ONNX versions need no torch; a version
+without ONNX adds torch and torchvision.
 
 The environment comes from PyPI through uv (a few hundred MB, cached in uv's cache and in the MLflow
 env root below: a second run reuses both). MLflow's `virtualenv` manager needs pyenv to provide the
@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import httpx
@@ -33,52 +32,14 @@ pytestmark = pytest.mark.slow
 SAMPLE = ROOT / "pneumonia_zoo" / "assets" / "sample_images" / "person38_virus_84.jpeg"
 ENV_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pneumonia-zoo" / "mlflow-envs"
 
-# What pneumonia_zoo.package.pyfunc imports to load and run a package (image decoding includes DICOM).
-PYFUNC_DISTRIBUTIONS = (
-    "numpy",
-    "pandas",
-    "pillow",
-    "onnxruntime",
-    "safetensors",
-    "pydicom",
-    "pylibjpeg",
-    "pylibjpeg-libjpeg",
-    "pylibjpeg-openjpeg",
-    "pylibjpeg-rle",
-)
-TORCH_DISTRIBUTIONS = ("torch", "torchvision", "timm")
-
-
-def portable_model_options(package_dir: Path, code_dir: Path) -> dict:
-    """`mlflow.pyfunc.log_model` options that make the model load without this project installed.
-
-    The proposal for publish.py: `code_paths` replaces `pip_requirements=["pneumonia-zoo==X"]` (a name
-    no index has). `code_dir` is a scratch folder that receives the package's .py files.
-    """
-    import pneumonia_zoo
-    from pneumonia_zoo.package.format import ONNX_FILE
-    from pneumonia_zoo.package.io import read_config
-
-    source = Path(pneumonia_zoo.__file__).parent
-    target = code_dir / "pneumonia_zoo"
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("assets", "__pycache__", "*.pyc"))
-    has_onnx = any(name.endswith(ONNX_FILE) for name in read_config(package_dir).files)
-    names = PYFUNC_DISTRIBUTIONS + (() if has_onnx else TORCH_DISTRIBUTIONS)
-    return {
-        "code_paths": [str(target)],
-        "pip_requirements": [f"{name}=={installed_version(name)}" for name in names],
-    }
-
 
 @pytest.fixture
 def registered(tmp_path: Path) -> Iterator[str]:
-    """The starter package published and made champion in a fresh sqlite store: through publish() once
-    it makes portable models (it has model_requirements), else the way proposed for it above."""
+    """The starter package published (as training publishes) and made champion in a fresh sqlite store."""
     import mlflow
 
-    from pneumonia_zoo.package.io import read_config
     from pneumonia_zoo.resources import STARTER_DIR
-    from pneumonia_zoo.tracking import publish as publishing
+    from pneumonia_zoo.tracking.publish import publish
     from tests.conftest import mlflow_globals, store_for
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -87,20 +48,8 @@ def registered(tmp_path: Path) -> Iterator[str]:
         store.activate()
         package = tmp_path / "package"
         shutil.copytree(STARTER_DIR, package, ignore=shutil.ignore_patterns("MODEL_CARD.md"))
-        (tmp_path / "code").mkdir()
-        with mlflow.start_run() as run:
-            if hasattr(publishing, "model_requirements"):
-                version = publishing.publish(store, package)
-            else:
-                logged = mlflow.pyfunc.log_model(
-                    name="model",
-                    loader_module="pneumonia_zoo.package.pyfunc",
-                    data_path=str(package),
-                    signature=publishing.PYFUNC_SIGNATURE,
-                    **portable_model_options(package, tmp_path / "code"),
-                )
-                tags = publishing.version_tags(read_config(package))
-                version = store.register(logged.model_id, run.info.run_id, tags)
+        with mlflow.start_run():
+            version = publish(store, package)
         store.set_alias(version)
         requirements = mlflow.pyfunc.get_model_dependencies(f"models:/{store.model_name}/{version}")
         assert "pneumonia-zoo" not in Path(requirements).read_text(), "no index has pneumonia-zoo"

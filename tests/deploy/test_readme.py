@@ -116,37 +116,33 @@ class Terminal:
         tail = f'\nexport -p > {self.state}.new && echo "cd $PWD" >> {self.state}.new' if save_state else ""
         return f"set -euo pipefail\nsource {self.state}\n{code}{tail}\n"
 
-    def run(self, block: Block) -> None:
-        log = self.logs / f"block-{block.line}.log"
-        script = self.script(block, save_state=True)
+    def spawn(self, block: Block, log: Path, save_state: bool) -> subprocess.Popen:
+        """The block in bash, in a process group of its own, its output in `log`."""
         with open(log, "wb") as output:
-            process = subprocess.Popen(
-                ["bash", "-c", script],
+            return subprocess.Popen(
+                ["bash", "-c", self.script(block, save_state)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
             )
-            try:
-                returncode = process.wait(timeout=BLOCK_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                returncode = None
-            finally:
-                stop(process)
+
+    def run(self, block: Block) -> None:
+        log = self.logs / f"block-{block.line}.log"
+        process = self.spawn(block, log, save_state=True)
+        try:
+            returncode = process.wait(timeout=BLOCK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        finally:
+            stop(process)
         output_tail = log.read_text(errors="replace")[-3000:]
         assert returncode == 0, f"{block}\nexited {returncode}:\n{output_tail}"
         Path(f"{self.state}.new").replace(self.state)
 
     def start(self, block: Block) -> None:
         log = self.logs / f"server-{block.line}.log"
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                ["bash", "-c", self.script(block, save_state=False)],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-            )
+        process = self.spawn(block, log, save_state=False)
         self.servers.append((process, block))
         try:
             wait_http(self.localise(block.note), SERVER_TIMEOUT_S, process, log)

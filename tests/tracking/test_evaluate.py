@@ -200,13 +200,19 @@ def test_a_manifest_with_several_images_per_patient_widens_the_interval(
     assert patient_width > 1.2 * image_width > 0
 
 
+def pneumonias_only(fixture_data: Path, tmp_path: Path, names: tuple[str, ...]) -> Path:
+    """A folder holding only PNEUMONIA/: these fixture test images."""
+    folder = tmp_path / "pneumonias_only"
+    (folder / "PNEUMONIA").mkdir(parents=True)
+    for name in names:
+        shutil.copy(fixture_data / "test" / "PNEUMONIA" / name, folder / "PNEUMONIA" / name)
+    return folder
+
+
 def test_a_folder_of_one_class_reports_what_it_can(
     registered_store: str, fixture_data: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    folder = tmp_path / "pneumonias_only"
-    (folder / "PNEUMONIA").mkdir(parents=True)
-    for name in PNEUMONIAS:
-        shutil.copy(fixture_data / "test" / "PNEUMONIA" / name, folder / "PNEUMONIA" / name)
+    folder = pneumonias_only(fixture_data, tmp_path, PNEUMONIAS)
     result = run_cli_here(
         monkeypatch,
         capsys,
@@ -233,9 +239,7 @@ def test_json_of_a_one_class_folder_is_valid_json(
     registered_store: str, fixture_data: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     """`--json` is for machines: an undefined metric must be null, not the NaN no JSON parser accepts."""
-    folder = tmp_path / "pneumonias_only"
-    (folder / "PNEUMONIA").mkdir(parents=True)
-    shutil.copy(fixture_data / "test" / "PNEUMONIA" / PNEUMONIAS[0], folder / "PNEUMONIA" / PNEUMONIAS[0])
+    folder = pneumonias_only(fixture_data, tmp_path, PNEUMONIAS[:1])
     result = run_cli_here(
         monkeypatch,
         capsys,
