@@ -74,7 +74,7 @@ def train(**values: Any) -> None:
     quiet = values.pop("quiet")
     config = TrainConfig.from_flat(values)
     _check_data(config)
-    from pneumonia_zoo.tracking.recipe import train as run_training
+    from pneumonia_zoo.workflows.train import train as run_training
 
     outcome = run_training(config, _store(), quiet=quiet)
     if outcome.status == "SKIPPED":
@@ -152,7 +152,7 @@ def sweep(**values: Any) -> None:
     schedule_names = [s.strip() for s in schedules.split(",") if s.strip()]
     base = TrainConfig.from_flat(values)
     _check_data(base)
-    from pneumonia_zoo.tracking.sweep import run_sweep
+    from pneumonia_zoo.workflows.sweep import run_sweep
 
     result = run_sweep(
         base,
@@ -193,7 +193,7 @@ def ensemble(
     """Register an ensemble of registered versions: the average of their calibrated probabilities."""
     if not data.is_dir():
         raise UserError(f"data folder {data} does not exist")
-    from pneumonia_zoo.tracking.ensemble import build_ensemble
+    from pneumonia_zoo.workflows.ensemble import build_ensemble
 
     outcome = build_ensemble(_store(), members, data, tta, bootstrap, register, run_name, quiet)
     summary = ", ".join(
@@ -249,7 +249,7 @@ def evaluate(
     for path in (data, manifest):
         if path is not None and not path.exists():
             raise UserError(f"{path} does not exist")
-    from pneumonia_zoo.tracking.evaluate import log_evaluation, run_evaluation
+    from pneumonia_zoo.workflows.evaluate import log_evaluation, run_evaluation
 
     store = _store()
     result = run_evaluation(
@@ -408,8 +408,8 @@ def compare(
     folder = images or get_settings().sample_images_dir
     if timing and not folder.is_dir():
         raise UserError(f"{folder} is not a folder of images to time on (or pass --no-timing)")
-    from pneumonia_zoo.tracking.compare import compare as run_compare
-    from pneumonia_zoo.tracking.compare import timing_images
+    from pneumonia_zoo.workflows.compare import compare as run_compare
+    from pneumonia_zoo.workflows.compare import timing_images
 
     result = run_compare(_store(), out, latest_per_arch, timing_images(folder) if timing else None)
     typer.echo(result.markdown)
@@ -440,7 +440,7 @@ def register_starter(
 ) -> None:
     """Register the shipped starter model and make it champion, if the registry has no champion."""
     from pneumonia_zoo.resources import STARTER_DIR
-    from pneumonia_zoo.tracking.starter import ensure_champion
+    from pneumonia_zoo.workflows.starter import ensure_champion
 
     store = _store()
     version = ensure_champion(store, directory or STARTER_DIR)
@@ -464,8 +464,8 @@ def export_starter(
 ) -> None:
     """Write a registered version as the starter model: its package plus its model card."""
     from pneumonia_zoo.config import get_settings
-    from pneumonia_zoo.tracking.compare import timing_images
-    from pneumonia_zoo.tracking.starter import export_starter as run_export
+    from pneumonia_zoo.workflows.compare import timing_images
+    from pneumonia_zoo.workflows.starter import export_starter as run_export
 
     samples = get_settings().sample_images_dir
     check = timing_images(samples, count=8) if samples.is_dir() else None
@@ -506,7 +506,7 @@ def backfill_guard(
         raise UserError(f"data folder {data} does not exist")
     if not 0 < flag_rate < 0.5:
         raise UserError("--flag-rate must be between 0 and 0.5")
-    from pneumonia_zoo.tracking import backfill
+    from pneumonia_zoo.workflows import backfill
 
     if directory is not None:
         rate = backfill.add_guard(directory, data, flag_rate, quiet)

@@ -143,8 +143,8 @@ def registered_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     Its URI is returned, not activated: a test points at it with `use_store(monkeypatch, uri)`.
     """
-    from pneumonia_zoo.tracking.recipe import train
     from pneumonia_zoo.training.config import TrainConfig
+    from pneumonia_zoo.workflows.train import train
 
     directory = tmp_path_factory.mktemp("registered-store")
     uri = f"sqlite:///{directory / 'mlflow.db'}"
@@ -152,3 +152,25 @@ def registered_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     train(TrainConfig.build(**tiny_train_args(FIXTURE_DATA, onnx=True)), store, quiet=True)
     store.promote()
     yield uri
+
+
+# Both scratch versions share the split seed (an ensemble of them is valid) and differ in their lr; neither
+# is trained like registered_store's version 1, so reading one store for the other cannot go unnoticed.
+SCRATCH_SEED = 42
+SCRATCH_LRS = (2e-3, 3e-3)
+
+
+@pytest.fixture(scope="session")
+def scratch_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A session-wide store for tests that log or register (registered_store is only read).
+
+    Versions 1 and 2: small_cnn with ONNX, trained on the fixture images on one split."""
+    from pneumonia_zoo.training.config import TrainConfig
+    from pneumonia_zoo.workflows.train import train
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('scratch-store') / 'mlflow.db'}"
+    store = store_for(uri)
+    for lr in SCRATCH_LRS:
+        config = TrainConfig.build(**tiny_train_args(FIXTURE_DATA, onnx=True, seed=SCRATCH_SEED, lr=lr))
+        train(config, store, quiet=True)
+    return uri

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pneumonia_zoo.tracking.compare import collect, summary_table
+from pneumonia_zoo.workflows.compare import collect, summary_table
 from tests.conftest import copy_store, store_for
 
 ROOT = Path(__file__).resolve().parents[1]

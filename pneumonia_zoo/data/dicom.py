@@ -40,7 +40,7 @@ from pydicom.uid import (
     JPEGTransferSyntaxes,
 )
 
-from pneumonia_zoo.data.images import ImageDecodeError, ImageTooLargeError
+from pneumonia_zoo.data.errors import ImageDecodeError, ImageTooLargeError
 
 # Projection radiography: computed (CR) and digital (DX; "DR" is a common vendor label for it)
 # radiography, radiographic imaging (RG), fluoroscopy (RF), angiography (XA), mammography (MG), and

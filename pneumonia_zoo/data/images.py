@@ -15,20 +15,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pneumonia_zoo.data.errors import ImageDecodeError, ImageTooLargeError
+
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "MPO"})  # MPO: multi-picture JPEGs from some cameras
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".dcm", ".dicom"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 DEFAULT_MAX_PIXELS = 50_000_000
 _HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _COLOUR_PROBE = 64  # colourfulness is measured on a copy this small
-
-
-class ImageDecodeError(ValueError):
-    """The bytes are not a usable X-ray image; the message says why."""
-
-
-class ImageTooLargeError(ImageDecodeError):
-    """The image has more pixels than allowed (a decompression-bomb guard)."""
 
 
 @dataclass(frozen=True)

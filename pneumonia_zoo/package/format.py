@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from pneumonia_zoo import CLASS_NAMES
 from pneumonia_zoo.data.transforms import Preprocessing
-from pneumonia_zoo.errors import UserError
+from pneumonia_zoo.errors import PackageRejected, UserError
 from pneumonia_zoo.stats.operating_points import DEFAULT_OPERATING_POINT, OperatingPoint
 
 FORMAT_VERSION = 2
@@ -22,7 +22,7 @@ PREDICTION_KEYS = ("logits", "features")  # what a prediction needs of the netwo
 OUTPUT_NAMES = (*PREDICTION_KEYS, "cam")  # every output of the ONNX graph (cam: for explanations)
 
 
-class PackageError(UserError):
+class PackageError(PackageRejected):
     """The model package is missing, incomplete, or does not match its recorded hashes."""
 
 

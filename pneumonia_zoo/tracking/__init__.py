@@ -1,2 +1,2 @@
-"""MLflow: the store and its registry, the training recipe, publishing, sweeps, ensembles,
-evaluation runs, model cards, the compare report and the starter model."""
+"""MLflow I/O only: the store and its registry, typed version records, publishing a package as a
+version, and model cards rendered from records. No torch, no training loop, no model factory."""

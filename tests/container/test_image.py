@@ -116,7 +116,7 @@ def test_an_existing_champion_is_left_alone(app_image: str, tmp_path: Path, repo
     store_dir.mkdir()
     uri = f"sqlite:///{store_dir / 'mlflow.db'}"
     store = store_for(uri)
-    from pneumonia_zoo.tracking.starter import ensure_champion
+    from pneumonia_zoo.workflows.starter import ensure_champion
 
     assert ensure_champion(store) == "1"
     first = store.client.get_model_version(store.model_name, "1")

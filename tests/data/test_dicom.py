@@ -43,7 +43,7 @@ from pydicom.uid import (
 
 from pneumonia_zoo.data import dicom
 from pneumonia_zoo.data.dicom import decode_dicom, is_dicom
-from pneumonia_zoo.data.images import ImageDecodeError, ImageTooLargeError
+from pneumonia_zoo.data.errors import ImageDecodeError, ImageTooLargeError
 from tests import dicom_factory as factory
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"

@@ -7,8 +7,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pneumonia_zoo.data.images import read_image
-from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows.train import train
 from tests.conftest import store_for, tiny_train_args
 from tests.servers import mlflow_server
 

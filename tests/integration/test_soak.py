@@ -11,7 +11,7 @@ from benchmarks.loadgen import load_uploads
 from benchmarks.soak import run_soak
 from pneumonia_zoo.resources import STARTER_DIR
 from pneumonia_zoo.tracking.publish import register_package
-from pneumonia_zoo.tracking.starter import ensure_champion
+from pneumonia_zoo.workflows.starter import ensure_champion
 from tests.conftest import store_for
 
 pytestmark = pytest.mark.slow

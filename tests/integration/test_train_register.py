@@ -14,9 +14,9 @@ import pytest
 
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.package.classifier import load_classifier
-from pneumonia_zoo.tracking import recipe
-from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows import train as recipe
+from pneumonia_zoo.workflows.train import train
 from tests.conftest import mlflow_globals, store_for, tiny_train_args
 from tests.servers import stop
 

@@ -16,11 +16,11 @@ from pneumonia_zoo.data.pipeline import split_samples
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.evaluation.predict import predict_images
 from pneumonia_zoo.stats.operating_points import choose_operating_points
-from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.training.device import Runtime
 from pneumonia_zoo.training.loop import fit
 from pneumonia_zoo.training.schedules import ScheduleParams, Scheduler
+from pneumonia_zoo.workflows.train import train
 from tests.conftest import store_for, tiny_train_args
 
 

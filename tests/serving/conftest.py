@@ -99,7 +99,7 @@ def starter_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A store whose champion is the shipped starter model: a real trained network, for tests whose
     point is that predictions agree (a random tiny model answers about 0.5 to everything)."""
     from pneumonia_zoo.resources import STARTER_DIR
-    from pneumonia_zoo.tracking.starter import ensure_champion
+    from pneumonia_zoo.workflows.starter import ensure_champion
     from tests.conftest import store_for
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('starter-store') / 'mlflow.db'}"

@@ -7,8 +7,8 @@ from pneumonia_zoo.config import Settings
 from pneumonia_zoo.resources import STARTER_DIR
 from pneumonia_zoo.serving.holder import ModelHolder
 from pneumonia_zoo.tracking.publish import register_package
-from pneumonia_zoo.tracking.starter import ensure_champion
 from pneumonia_zoo.tracking.store import Store
+from pneumonia_zoo.workflows.starter import ensure_champion
 
 
 def _store(tmp_path: Path) -> Store:

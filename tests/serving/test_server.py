@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows.train import train
 from tests.conftest import store_for, tiny_train_args
 from tests.serving.conftest import noise_png, uvicorn_app
 

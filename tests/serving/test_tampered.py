@@ -5,8 +5,8 @@ import shutil
 
 from mlflow.tracking import MlflowClient
 
-from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows.train import train
 from tests.conftest import copy_store, store_for, tiny_train_args
 from tests.serving.conftest import make_client
 

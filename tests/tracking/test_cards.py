@@ -8,9 +8,9 @@ import pytest
 
 from pneumonia_zoo.package.io import read_config
 from pneumonia_zoo.tracking.cards import METRIC_ROWS, ROBUSTNESS_ROWS, stored_card, version_card
-from pneumonia_zoo.tracking.evaluate import log_evaluation, run_evaluation
-from pneumonia_zoo.tracking.starter import MODEL_CARD, export_starter
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows.evaluate import log_evaluation, run_evaluation
+from pneumonia_zoo.workflows.starter import MODEL_CARD, export_starter
 from tests.conftest import store_for
 
 VERSION_1 = "models:/pneumonia-classifier/1"

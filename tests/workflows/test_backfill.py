@@ -18,7 +18,7 @@ from pneumonia_zoo.package.classifier import Classifier, load_classifier
 from pneumonia_zoo.package.format import GUARD_FILE
 from pneumonia_zoo.package.io import read_config, record_files
 from pneumonia_zoo.tracking.publish import publish
-from pneumonia_zoo.tracking.starter import export_starter
+from pneumonia_zoo.workflows.starter import export_starter
 from tests.conftest import store_for
 from tests.integration.test_train_register import cli
 

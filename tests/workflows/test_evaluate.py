@@ -12,11 +12,11 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from PIL import Image
 
 from pneumonia_zoo.stats.intervals import cluster_bootstrap
-from pneumonia_zoo.tracking.evaluate import EVALUATION_EXPERIMENT, run_evaluation
+from pneumonia_zoo.workflows.evaluate import EVALUATION_EXPERIMENT, run_evaluation
+from tests.cli.helpers import run_cli_here
 from tests.conftest import store_for
 from tests.dicom_factory import monochrome2, source_grey, to_bytes
 from tests.integration.test_train_register import cli
-from tests.tracking.helpers import run_cli_here
 
 VERSION_1 = "models:/pneumonia-classifier/1"
 NORMALS = ("IM-0050-0001.jpeg", "IM-0061-0001.jpeg", "IM-0077-0001.jpeg")

@@ -28,8 +28,8 @@ from pneumonia_zoo.package.io import record_files
 from pneumonia_zoo.stats.operating_points import choose_operating_points
 from pneumonia_zoo.tracking.cards import log_model_card
 from pneumonia_zoo.tracking.publish import publish
-from pneumonia_zoo.tracking.recipe import log_evaluations
 from pneumonia_zoo.tracking.store import ResolvedVersion, Store
+from pneumonia_zoo.workflows.train import log_evaluations
 
 SPLIT_KEYS = ("seed", "val_fraction", "limit")
 

@@ -13,9 +13,9 @@ from pneumonia_zoo.data.images import read_image
 from pneumonia_zoo.package.classifier import Classifier, load_classifier
 from pneumonia_zoo.package.format import CONFIG_FILE, GUARD_FILE, ONNX_FILE, WEIGHTS_FILE
 from pneumonia_zoo.package.io import sha256_file
-from pneumonia_zoo.tracking.starter import MODEL_CARD, PACKAGE_SHA_TAG, ensure_champion, export_starter
 from pneumonia_zoo.tracking.store import Store
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows.starter import MODEL_CARD, PACKAGE_SHA_TAG, ensure_champion, export_starter
 from tests.conftest import store_for
 from tests.integration.test_train_register import cli
 from tests.training.test_config import parse_train_command
@@ -172,7 +172,7 @@ def test_no_starter_shipped_registers_nothing(registered_store: str, tmp_path: P
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("pneumonia_zoo.tracking.starter")
+    logger = logging.getLogger("pneumonia_zoo.workflows.starter")
     logger.addHandler(handler)
     store = store_for(registered_store)
     before = [str(v.version) for v in store.versions()]

@@ -20,12 +20,11 @@ from pneumonia_zoo.package.classifier import load_classifier
 from pneumonia_zoo.package.format import WEIGHTS_FILE
 from pneumonia_zoo.stats.operating_points import choose_operating_points
 from pneumonia_zoo.tracking.cards import version_card
-from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
-from tests.conftest import mlflow_globals, store_for, tiny_train_args
+from pneumonia_zoo.workflows.train import train
+from tests.cli.helpers import run_cli_here
+from tests.conftest import SCRATCH_SEED, mlflow_globals, store_for, tiny_train_args
 from tests.integration.test_train_register import cli
-from tests.tracking.conftest import SCRATCH_SEED
-from tests.tracking.helpers import run_cli_here
 
 MEMBERS = ("models:/pneumonia-classifier/1", "models:/pneumonia-classifier/2")
 FLAG_RATE = 0.02  # the ensemble command's default

@@ -16,9 +16,9 @@ import pandas as pd
 
 from pneumonia_zoo.config import Settings
 from pneumonia_zoo.errors import UserError
-from pneumonia_zoo.tracking.recipe import TrainOutcome, train
 from pneumonia_zoo.tracking.store import Store, sqlite_path
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows.train import TrainOutcome, train
 
 BACKENDS = ("sequential", "ray")
 RAY_MISSING = "Ray is not installed: install the ray extra: pip install .[ray]"

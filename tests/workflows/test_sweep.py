@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from pneumonia_zoo.tracking.store import Store
-from pneumonia_zoo.tracking.sweep import run_sweep
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows.sweep import run_sweep
 from tests.conftest import store_for, tiny_train_args
 
 

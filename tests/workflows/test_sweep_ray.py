@@ -8,8 +8,8 @@ import pytest
 
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.tracking.store import Store
-from pneumonia_zoo.tracking.sweep import RAY_MISSING, run_sweep
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows.sweep import RAY_MISSING, run_sweep
 from tests.conftest import store_for, tiny_train_args
 from tests.tracking.test_sweep import ranking_key
 

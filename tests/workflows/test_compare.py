@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 
 from pneumonia_zoo.errors import UserError
-from pneumonia_zoo.tracking.compare import compare, sens_spec_figure
-from pneumonia_zoo.tracking.recipe import train
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows.compare import compare, sens_spec_figure
+from pneumonia_zoo.workflows.train import train
+from tests.cli.helpers import run_cli_here
 from tests.conftest import store_for, tiny_train_args
 from tests.integration.test_train_register import cli
-from tests.tracking.helpers import run_cli_here
 from tests.training.test_config import parse_train_command
 
 
