@@ -318,7 +318,7 @@ def promote(
     best = store.promote(metric, alias)
     typer.echo(
         f"{store.model_name} version {best.version} is now @{alias or store.settings.champion_alias} "
-        f"({metric} {best.tags.get(metric)})"
+        f"({metric} {best.metric(metric):.6f})"
     )
 
 

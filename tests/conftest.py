@@ -54,6 +54,22 @@ def use_store(monkeypatch: pytest.MonkeyPatch, uri: str) -> str:
     return uri
 
 
+def registry_client(store):
+    """A plain MlflowClient on a Store's URI: what tests inspect the store with (the Store keeps its own)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=store.uri, registry_uri=store.uri)
+
+
+def all_runs(store, experiment: str | None = None) -> list:
+    """Every run of the store (or of one experiment, by name)."""
+    client = registry_client(store)
+    if experiment is not None:
+        found = client.get_experiment_by_name(experiment)
+        return client.search_runs([found.experiment_id]) if found else []
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
 def store_for(uri: str, **settings):
     """A Store on `uri`, from settings built here (not from the environment)."""
     from pneumonia_zoo.tracking.store import Store

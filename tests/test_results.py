@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pneumonia_zoo.workflows.compare import collect, summary_table
+from pneumonia_zoo.workflows.compare import collect
+from pneumonia_zoo.workflows.compare_report import summary_table
 from tests.conftest import copy_store, store_for
 
 ROOT = Path(__file__).resolve().parents[1]

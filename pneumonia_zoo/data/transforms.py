@@ -70,17 +70,3 @@ class Preprocessing:
         for row, image in enumerate(images):
             grey[row, 0] = self.pixels(image)
         return self.normalize(grey)
-
-    def to_dict(self) -> dict:
-        return {
-            "image_size": self.image_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "jpeg_quality": self.jpeg_quality,
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "Preprocessing":
-        quality = values.get("jpeg_quality")  # absent in packages made before it existed
-        mean, std = tuple(values["mean"]), tuple(values["std"])
-        return cls(int(values["image_size"]), mean, std, None if quality is None else int(quality))

@@ -20,6 +20,7 @@ from pneumonia_zoo.package.format import (
     MemberRef,
     PackageConfig,
     PackageError,
+    PackageInfo,
 )
 from pneumonia_zoo.package.io import read_config, record_files, save_guard, save_weights
 from pneumonia_zoo.stats.operating_points import OperatingPoint
@@ -50,7 +51,7 @@ def write_single(
             directory / ONNX_FILE,
             float16_storage=float16,
         )
-    config.info = config.info | {"weights_dtype": "float16" if float16 else "float32"}
+    config.info = config.info.model_copy(update={"weights_dtype": "float16" if float16 else "float32"})
     record_files(directory, config)
     return config
 
@@ -63,7 +64,7 @@ def write_ensemble(
     explain_member: int,
     tta: list[str],
     metrics: dict[str, float],
-    info: dict[str, str],
+    info: PackageInfo,
     weights: list[float] | None = None,
 ) -> PackageConfig:
     """Copy each member package into members/<i>/ and describe the whole in model.json."""
@@ -78,7 +79,11 @@ def write_ensemble(
         target = directory / "members" / str(index)
         shutil.copytree(source, target, dirs_exist_ok=True)
         refs.append(
-            MemberRef(f"members/{index}", member.architecture, 1.0 if weights is None else weights[index])
+            MemberRef(
+                path=f"members/{index}",
+                architecture=member.architecture,
+                weight=1.0 if weights is None else weights[index],
+            )
         )
     config = PackageConfig(
         architecture=ENSEMBLE,
@@ -103,7 +108,7 @@ def rebuild_onnx(directory: Path) -> None:
 
     config = read_config(directory)
     assert config.preprocessing is not None and not config.is_ensemble
-    float16 = config.info.get("weights_dtype") == "float16"
+    float16 = config.info.weights_dtype == "float16"
     network = feature_network(config.architecture, load_weights(directory / WEIGHTS_FILE))
     export_onnx(network, config.preprocessing.image_size, directory / ONNX_FILE, float16_storage=float16)
     record_files(directory, config)
@@ -127,8 +132,8 @@ def to_float16(directory: Path) -> None:
                 member / ONNX_FILE,
                 float16_storage=True,
             )
-        member_config.info = member_config.info | {"weights_dtype": "float16"}
+        member_config.info = member_config.info.model_copy(update={"weights_dtype": "float16"})
         record_files(member, member_config)
     if config.is_ensemble:
-        config.info = config.info | {"weights_dtype": "float16"}
+        config.info = config.info.model_copy(update={"weights_dtype": "float16"})
         record_files(directory, config)

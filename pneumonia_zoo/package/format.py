@@ -1,15 +1,27 @@
 """`model.json`: what a package is, its calibration, operating points and guard, and its files.
 
-Format 2 adds temperature scaling, named operating points, the out-of-population guard and
-ensembles; format 1 packages (one threshold, nothing else) are read as format 2 with temperature 1.
+Pydantic models, read and written by pydantic. Format 2 adds temperature scaling, named operating
+points, the out-of-population guard and ensembles; format 1 packages (one threshold, nothing else) are
+read as format 2 with temperature 1. Packages written before `info` was typed stored its values as
+strings ("True", "None", "0.15"): they are read into the typed fields.
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from pneumonia_zoo import CLASS_NAMES
 from pneumonia_zoo.data.transforms import Preprocessing
-from pneumonia_zoo.errors import PackageRejected, UserError
+from pneumonia_zoo.errors import InvalidInput, PackageRejected
 from pneumonia_zoo.stats.operating_points import DEFAULT_OPERATING_POINT, OperatingPoint
 
 FORMAT_VERSION = 2
@@ -20,14 +32,14 @@ GUARD_FILE = "guard.safetensors"
 ENSEMBLE = "ensemble"
 PREDICTION_KEYS = ("logits", "features")  # what a prediction needs of the network's outputs
 OUTPUT_NAMES = (*PREDICTION_KEYS, "cam")  # every output of the ONNX graph (cam: for explanations)
+_MISSING = ("None", "", "n/a", "unknown")  # how untyped packages wrote "no value"
 
 
 class PackageError(PackageRejected):
     """The model package is missing, incomplete, or does not match its recorded hashes."""
 
 
-@dataclass
-class GuardConfig:
+class GuardConfig(BaseModel):
     """How the out-of-population guard decides; its Gaussians are in GUARD_FILE (single models).
 
     Single models: one Gaussian model per feature part (`part_names`, `part_dims`: the penultimate
@@ -41,33 +53,92 @@ class GuardConfig:
     colourfulness_max: float = 12.0  # X-rays are grey; JPEG chroma noise of grey images stays near 1
     aspect_ratio_max: float = 2.5  # chest films are near square; a panorama is not one
     quantile: float = 0.98
-    part_names: list[str] = field(default_factory=list)
-    part_dims: list[int] = field(default_factory=list)
-    part_thresholds: list[float] = field(default_factory=list)
+    part_names: list[str] = Field(default_factory=list)
+    part_dims: list[int] = Field(default_factory=list)
+    part_thresholds: list[float] = Field(default_factory=list)
 
 
-@dataclass
-class MemberRef:
+class MemberRef(BaseModel):
     path: str  # folder of the member's own (single) package, relative to the ensemble's
     architecture: str
     weight: float = 1.0
 
 
-@dataclass
-class PackageConfig:
+class PackageInfo(BaseModel):
+    """Where a package came from: what the card, evaluation and ensembles need to know about its run."""
+
+    model_config = ConfigDict(extra="allow")  # newer writers may record more; nothing is lost on a rewrite
+
+    run_id: str | None = None
+    pretrained: bool | None = None  # None: unknown, or an ensemble (see members_pretrained)
+    members_pretrained: list[bool] = Field(default_factory=list)
+    epochs: int | None = None
+    freeze: str | None = None
+    schedule: str | None = None
+    seed: int = 42  # the validation split is rebuilt from seed, val_fraction and limit
+    val_fraction: float = 0.15
+    limit: int | None = None
+    prior: float | None = None  # training prevalence of PNEUMONIA (the balanced point's reference)
+    weights_dtype: str = "float32"
+    guard: str | None = None  # how the guard was made, when not at training ("backfilled")
+    format_1: bool = False
+    source_model: str | None = None  # the registry version a starter was exported from
+    members: list[str] = Field(default_factory=list)  # ensembles: the members' registry URIs
+    command: str | None = None  # ensembles: the command that built it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_untyped(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        values = {k: None if isinstance(v, str) and v in _MISSING else v for k, v in values.items()}
+        pretrained = values.get("pretrained")
+        if isinstance(pretrained, str) and "," in pretrained:  # an ensemble's members, comma-joined
+            values["members_pretrained"] = pretrained.split(",")
+            values["pretrained"] = None
+        if isinstance(values.get("members"), str):
+            values["members"] = [uri for uri in values["members"].split(",") if uri]
+        return {k: v for k, v in values.items() if v is not None}
+
+
+class PackageConfig(BaseModel):
+    model_config = ConfigDict(validate_assignment=True)
+
     architecture: str  # an architecture from the zoo, or "ensemble"
     preprocessing: Preprocessing | None  # None for ensembles: every member has its own
     temperature: float = 1.0
-    operating_points: dict[str, OperatingPoint] = field(default_factory=dict)
+    operating_points: dict[str, OperatingPoint] = Field(default_factory=dict)
     default_operating_point: str = DEFAULT_OPERATING_POINT
     guard: GuardConfig | None = None
-    members: list[MemberRef] = field(default_factory=list)
+    members: list[MemberRef] = Field(default_factory=list)
     explain_member: int = 0  # ensembles: the member whose Grad-CAM is shown (the strongest on validation)
-    tta: list[str] = field(default_factory=list)  # test-time views averaged (empty: the image as it is)
+    tta: list[str] = Field(default_factory=list)  # test-time views averaged (empty: the image as it is)
     class_names: tuple[str, ...] = CLASS_NAMES
-    metrics: dict[str, float] = field(default_factory=dict)
-    info: dict[str, str] = field(default_factory=dict)  # pretrained, epochs, run id, split seed, ...
-    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    metrics: dict[str, float] = Field(default_factory=dict)
+    info: PackageInfo = Field(default_factory=PackageInfo)
+    files: dict[str, str] = Field(default_factory=dict)  # relative path -> sha256
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _finite_metrics(cls, values: Any) -> Any:
+        # JSON has no NaN: an undefined metric is simply not recorded.
+        if isinstance(values, dict):
+            return {k: float(v) for k, v in values.items() if v is not None and float(v) == float(v)}
+        return values
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def format_version(self) -> int:
+        return FORMAT_VERSION
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cam_layer(self) -> str | None:
+        """Written for readers of model.json; the zoo's registry is what loading uses."""
+        from pneumonia_zoo.zoo.architectures import ARCHITECTURES
+
+        arch = ARCHITECTURES.get(self.architecture)
+        return arch.cam_layer if arch is not None else None
 
     @property
     def is_ensemble(self) -> bool:
@@ -85,65 +156,29 @@ class PackageConfig:
         try:
             return self.operating_points[name]
         except KeyError:
-            raise UserError(
+            raise InvalidInput(
                 f"unknown operating point '{name[:40]}': choose one of {', '.join(self.operating_points)}"
             ) from None
 
     def to_json(self) -> str:
-        from pneumonia_zoo.zoo.architectures import get_architecture
-
-        return json.dumps(
-            {
-                "format_version": FORMAT_VERSION,
-                "architecture": self.architecture,
-                "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None,
-                "temperature": self.temperature,
-                "operating_points": {name: asdict(point) for name, point in self.operating_points.items()},
-                "default_operating_point": self.default_operating_point,
-                "guard": asdict(self.guard) if self.guard else None,
-                "members": [asdict(member) for member in self.members],
-                "explain_member": self.explain_member,
-                "tta": self.tta,
-                "class_names": list(self.class_names),
-                "cam_layer": None if self.is_ensemble else get_architecture(self.architecture).cam_layer,
-                "metrics": self.metrics,
-                "info": self.info,
-                "files": self.files,
-            },
-            indent=2,
-        )
+        return self.model_dump_json(indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> "PackageConfig":
         try:
             values = json.loads(text)
-            version = values.get("format_version")
+            if not isinstance(values, dict):
+                raise ValueError("model.json is not a JSON object")
+            version = values.pop("format_version", None)
+            values.pop("cam_layer", None)
             if version == 1:
                 return cls._from_format_1(values)
             if version != FORMAT_VERSION:
                 raise PackageError(f"unsupported model package format {version!r}")
-            return cls(
-                architecture=values["architecture"],
-                preprocessing=Preprocessing.from_dict(values["preprocessing"])
-                if values["preprocessing"]
-                else None,
-                temperature=float(values["temperature"]),
-                operating_points={
-                    name: OperatingPoint(**point) for name, point in values["operating_points"].items()
-                },
-                default_operating_point=values["default_operating_point"],
-                guard=GuardConfig(**values["guard"]) if values.get("guard") else None,
-                members=[MemberRef(**member) for member in values.get("members", [])],
-                explain_member=int(values.get("explain_member", 0)),
-                tta=list(values.get("tta", [])),
-                class_names=tuple(values["class_names"]),
-                metrics=values.get("metrics", {}),
-                info=values.get("info", {}),
-                files=values.get("files", {}),
-            )
+            return cls.model_validate(values)
         except PackageError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise PackageError(f"{CONFIG_FILE} is malformed ({type(exc).__name__})") from None
 
     @classmethod
@@ -161,10 +196,10 @@ class PackageConfig:
             )
         return cls(
             architecture=values["architecture"],
-            preprocessing=Preprocessing.from_dict(values["preprocessing"]),
+            preprocessing=values["preprocessing"],
             operating_points=points,
             class_names=tuple(values["class_names"]),
             metrics=values.get("metrics", {}),
-            info=values.get("info", {}) | {"format_1": "true"},
+            info=values.get("info", {}) | {"format_1": True},
             files=values.get("files", {}),
         )

@@ -211,7 +211,7 @@ class ModelHolder:
                 self._cache.move_to_end(version)
                 return self._cache[version]
             try:
-                resolved = self.store.resolve(f"models:/{self.name}/{version}")
+                resolved = self.store.resolve(self.store.version_uri(version))
             except UserError:
                 raise VersionNotFound(f"version {version} of '{self.name}' is not in the registry") from None
             model = self._load(resolved.version)

@@ -85,6 +85,10 @@ class ModelVersionInfo(BaseModel):
     evaluations: dict[str, float] = Field(
         default_factory=dict, description="Logged evaluations: eval_<context>_<metric>"
     )
+    site: str | None = Field(default=None, description="The site an adapted version was adapted to")
+    parent: str | None = Field(
+        default=None, description="The version this one was adapted from (or is a guarded copy of)"
+    )
 
 
 class ModelsResponse(BaseModel):

@@ -9,19 +9,17 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-import mlflow
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from mlflow.entities import Run
 
 from pneumonia_zoo.package.format import PackageConfig
 from pneumonia_zoo.package.io import read_config
 from pneumonia_zoo.resources import REPORT_TEMPLATES_DIR
+from pneumonia_zoo.tracking.params import train_command
+from pneumonia_zoo.tracking.records import EvaluationRecord, RunRecord, VersionRecord
 from pneumonia_zoo.tracking.store import Store
-from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.zoo.architectures import ARCHITECTURES
 
 CARD_ARTIFACT = "model_card.md"
-EVALUATED_VERSION_TAG = "evaluated_model_version"
 METRIC_ROWS = (
     ("accuracy", "accuracy"),
     ("sensitivity", "sensitivity (recall of PNEUMONIA)"),
@@ -82,53 +80,35 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def logged_evaluations(store: Store, version: str) -> list[dict]:
-    """Every `evaluate --log` run recorded against the version, oldest first."""
-    experiments = [e.experiment_id for e in store.client.search_experiments()]
-    if not experiments:
-        return []
-    runs = store.client.search_runs(
-        experiments,
-        f"tags.{EVALUATED_VERSION_TAG} = '{version}' and tags.evaluated_model = '{store.model_name}'",
-    )
-    found = []
-    for run in sorted(runs, key=lambda r: r.info.start_time):
-        context = run.data.tags.get("evaluation_context", "external")
-        m = run.data.metrics
-        found.append(
-            {
-                "context": context,
-                "dataset": run.data.tags.get("evaluation_dataset", "n/a"),
-                "date": datetime.fromtimestamp(run.info.start_time / 1000, UTC).strftime("%Y-%m-%d"),
-                "run_id": run.info.run_id,
-                **{
-                    key: m.get(f"{context}_{key}")
-                    for key in ("images", "patients", "auc", "sensitivity", "specificity", "ece", "flag_rate")
-                },
-            }
-        )
-    return found
+def evaluation_rows(evaluations: list[EvaluationRecord]) -> list[dict]:
+    """The card's table of logged evaluations."""
+    return [
+        {"context": e.context, "dataset": e.dataset, "date": e.date, "run_id": e.run_id, **e.metrics}
+        for e in evaluations
+    ]
 
 
 def card_context(
     config: PackageConfig,
     name: str,
     version: str,
-    run: Run | None,
+    run: RunRecord | None,
     members: list[dict],
-    evaluations: list[dict],
+    evaluations: list[EvaluationRecord],
     source_model: str | None = None,
+    record: VersionRecord | None = None,
 ) -> dict:
-    params = dict(run.data.params) if run else {}
-    tags = dict(run.data.tags) if run else {}
-    metrics = (dict(run.data.metrics) if run else {}) | config.metrics  # the package's final values win
-    train_config = TrainConfig.from_params(params)
-    if train_config is not None:
-        command = train_config.train_command()
-    elif config.is_ensemble:
-        command = config.info.get("command", "# see the members' own cards")
-    else:
-        command = "# not recorded: the run logged no training params"
+    params = run.params if run else {}
+    tags = run.tags if run else {}
+    metrics = (run.metrics if run else {}) | config.metrics  # the package's final values win
+    info = config.info
+    command = train_command(params)
+    if command is None:
+        command = (
+            info.command or "# see the members' own cards"
+            if config.is_ensemble
+            else "# not recorded: the run logged no training params"
+        )
     pre = config.preprocessing
     arch = ARCHITECTURES.get(config.architecture)
     robustness = [
@@ -155,7 +135,7 @@ def card_context(
         "version": version,
         "title": title,
         "generated": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        "run_id": run.info.run_id if run else None,
+        "run_id": run.run_id if run else None,
         "git_commit": tags.get("git_commit"),
         "source_model": source_model,
         "members": members,
@@ -164,24 +144,24 @@ def card_context(
         "architecture": config.architecture,
         "parameters": metrics.get("parameters"),
         "weights_source": arch.weights if arch else "n/a",
-        "pretrained": config.info.get("pretrained", "n/a"),
-        "freeze": config.info.get("freeze", "n/a"),
+        "pretrained": _text(info.pretrained),
+        "freeze": _text(info.freeze),
         "image_size": pre.image_size if pre else None,
         "mean": list(pre.mean) if pre else None,
         "std": list(pre.std) if pre else None,
         "epochs_run": int(metrics["epochs_run"]) if "epochs_run" in metrics else "n/a",
         "best_epoch": int(best_epoch) + 1 if best_epoch is not None else "n/a",
-        "schedule": params.get("schedule", config.info.get("schedule", "n/a")),
+        "schedule": params.get("schedule", _text(info.schedule)),
         "lr": params.get("lr", "n/a"),
         "train_time": _duration(metrics.get("train_seconds")),
-        "weights_dtype": config.info.get("weights_dtype", "float32"),
-        "n_train": params.get("n_train", config.info.get("n_train", "n/a")),
-        "n_val": params.get("n_val", config.info.get("n_val", "n/a")),
-        "n_test": params.get("n_test", config.info.get("n_test", "n/a")),
-        "val_fraction": config.info.get("val_fraction", "n/a"),
-        "seed": config.info.get("seed", "n/a"),
-        "limit": config.info.get("limit"),
-        "bootstrap": params.get("bootstrap", config.info.get("bootstrap", "n/a")),
+        "weights_dtype": info.weights_dtype,
+        "n_train": params.get("n_train", "n/a"),
+        "n_val": params.get("n_val", "n/a"),
+        "n_test": params.get("n_test", "n/a"),
+        "val_fraction": info.val_fraction,
+        "seed": info.seed,
+        "limit": info.limit,
+        "bootstrap": params.get("bootstrap", "n/a"),
         "default_point": config.default_operating_point,
         "threshold": config.threshold,
         "test_images": metrics.get("test_images", 0),
@@ -191,10 +171,11 @@ def card_context(
         "wilson_rows": wilson_rows,
         "temperature": config.temperature,
         "points": list(config.operating_points.values()),
-        "prior": config.info.get("prior", "n/a"),
+        "prior": f"{info.prior:.6f}" if info.prior is not None else "n/a",
         "robustness": robustness,
         "guard": config.guard,
-        "evaluations": evaluations,
+        "evaluations": evaluation_rows(evaluations),
+        "lineage": record.lineage if record else None,
         "command": command,
     }
 
@@ -207,7 +188,7 @@ def member_rows(config: PackageConfig, directory: Path) -> list[dict]:
             {
                 "architecture": member.architecture,
                 "image_size": member.preprocessing.image_size if member.preprocessing else None,
-                "pretrained": member.info.get("pretrained", "n/a"),
+                "pretrained": _text(member.info.pretrained),
                 "temperature": member.temperature,
                 "val_auc": member.metrics.get("val_auc"),
             }
@@ -220,46 +201,49 @@ def render_card(
     directory: Path,
     name: str,
     version: str,
-    run: Run | None,
-    evaluations: list[dict],
+    run: RunRecord | None,
+    evaluations: list[EvaluationRecord],
     source_model: str | None = None,
+    record: VersionRecord | None = None,
 ) -> str:
     context = card_context(
-        config, name, version, run, member_rows(config, directory), evaluations, source_model
+        config, name, version, run, member_rows(config, directory), evaluations, source_model, record
     )
     return environment().get_template("model_card.md.j2").render(**context)
 
 
 def version_card(store: Store, version: str) -> str:
     """Render the card of a registered version from the store (downloads only its package's files)."""
-    resolved = store.resolve(f"models:/{store.model_name}/{version}")
+    record = store.resolve(store.version_uri(version))
     with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-card-") as tmp:  # every render, no copy left
-        directory = store.download_package(resolved.version, Path(tmp))
+        directory = store.download_package(record.version, Path(tmp))
         config = read_config(directory)
-        run = store.get_run(resolved.run_id) if resolved.run_id else None
         return render_card(
-            config, directory, store.model_name, version, run, logged_evaluations(store, version)
+            config,
+            directory,
+            store.model_name,
+            record.version,
+            store.find_run(record.run_id),
+            store.evaluations(record.version),
+            record=record,
         )
 
 
 def log_model_card(store: Store, version: str) -> str:
     """Render the version's card and log it to the version's run as `model_card.md`."""
     card = version_card(store, version)
-    resolved = store.resolve(f"models:/{store.model_name}/{version}")
-    if resolved.run_id:
-        store.client.log_text(resolved.run_id, card, CARD_ARTIFACT)
+    record = store.resolve(store.version_uri(version))
+    if record.run_id:
+        store.log_text(record.run_id, card, CARD_ARTIFACT)
     return card
 
 
 def stored_card(store: Store, version: str) -> str | None:
     """The card logged with the version's run, if any (what /models links to)."""
-    resolved = store.resolve(f"models:/{store.model_name}/{version}")
-    if not resolved.run_id:
-        return None
-    try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=resolved.run_id, artifact_path=CARD_ARTIFACT, tracking_uri=store.uri
-        )
-    except Exception:  # not logged (an older version) or the store refused: render instead
-        return None
-    return Path(path).read_text()
+    record = store.resolve(store.version_uri(version))
+    return store.read_text_artifact(record.run_id, CARD_ARTIFACT) if record.run_id else None
+
+
+def _text(value: object) -> str:
+    """A card cell: n/a for what the package did not record."""
+    return "n/a" if value is None else str(value)

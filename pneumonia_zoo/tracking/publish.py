@@ -21,7 +21,8 @@ from pneumonia_zoo import CLASS_NAMES
 from pneumonia_zoo.package.format import ONNX_FILE, PackageConfig
 from pneumonia_zoo.package.io import read_config
 from pneumonia_zoo.package.pyfunc import IMAGE_COLUMN
-from pneumonia_zoo.tracking.store import VERSION_METRIC_TAGS, Store
+from pneumonia_zoo.tracking.records import version_tags
+from pneumonia_zoo.tracking.store import Store
 
 _OUTPUTS: list[ColSpec | TensorSpec] = [ColSpec("double", name) for name in CLASS_NAMES]
 _OUTPUTS += [
@@ -71,32 +72,6 @@ def package_code(target: Path) -> Path:
     source = Path(pneumonia_zoo.__file__).parent
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("assets", "__pycache__", "*.pyc"))
     return copy
-
-
-def version_tags(package: PackageConfig) -> dict[str, str]:
-    """The tags every registered version carries, all read from its package's model.json."""
-    tags = {
-        key: f"{package.metrics[key]:.6f}"
-        for key in VERSION_METRIC_TAGS
-        if key in package.metrics and math.isfinite(package.metrics[key])
-    }
-    members = package.members
-    return (
-        tags
-        | {
-            "architecture": package.architecture,
-            "image_size": str(package.preprocessing.image_size if package.preprocessing else "")
-            or ",".join(sorted({m.architecture for m in members})),
-            "threshold": f"{package.threshold:.6f}",
-            "operating_point": package.default_operating_point,
-            "temperature": f"{package.temperature:.4f}",
-            "guard": str(package.guard is not None),
-            "pretrained": package.info.get("pretrained", "unknown"),
-            "onnx": str(any(name.endswith(ONNX_FILE) for name in package.files)),
-            "kind": "ensemble" if package.is_ensemble else "single",
-        }
-        | ({"members": ",".join(m.architecture for m in members)} if members else {})
-    )
 
 
 def publish(

@@ -10,42 +10,30 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlflow
-from mlflow.entities import Run
-from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from pneumonia_zoo.config import Settings
-from pneumonia_zoo.errors import UserError
+from pneumonia_zoo.errors import NotFound, PackageRejected, UserError
 from pneumonia_zoo.package.format import CONFIG_FILE
+from pneumonia_zoo.tracking import uris
+from pneumonia_zoo.tracking.records import (
+    EVALUATED_MODEL_TAG,
+    EVALUATED_VERSION_TAG,
+    EvaluationRecord,
+    RunRecord,
+    VersionRecord,
+)
 
 if TYPE_CHECKING:
     from pneumonia_zoo.package.classifier import Classifier
 
-# Tags every version carries, so the registry alone can rank and describe versions.
-VERSION_METRIC_TAGS = (
-    "val_auc",
-    "val_loss",
-    "val_sensitivity",
-    "val_specificity",
-    "val_ece",
-    "test_auc",
-    "test_accuracy",
-    "test_sensitivity",
-    "test_specificity",
-    "test_ece",
-    "test_flag_rate",
-    "test_images",
-    "robust_originals_agreement",
-)
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 DESCRIPTION = "Chest X-ray classifier: NORMAL vs PNEUMONIA (research tool, not a diagnostic device)."
 
 
@@ -62,20 +50,6 @@ def local_artifact_root(uri: str) -> Path | None:
     return db_path.parent / "mlruns" if db_path else None
 
 
-@dataclass(frozen=True)
-class ResolvedVersion:
-    name: str
-    version: str
-    architecture: str
-    tags: dict[str, str]
-    aliases: tuple[str, ...]
-    run_id: str | None
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
-
-
 class Store:
     def __init__(self, settings: Settings) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -83,7 +57,7 @@ class Store:
         self.uri = settings.tracking_uri
 
     @cached_property
-    def client(self) -> MlflowClient:
+    def _client(self) -> MlflowClient:
         """Made on first use: a torchrun rank that never logs never opens (or migrates) the store."""
         if db_path := sqlite_path(self.uri):
             db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +68,15 @@ class Store:
         return self.settings.registered_model_name
 
     @property
+    def champion_alias(self) -> str:
+        return self.settings.champion_alias
+
+    @property
     def champion_uri(self) -> str:
-        return f"models:/{self.model_name}@{self.settings.champion_alias}"
+        return uris.alias_uri(self.model_name, self.champion_alias)
+
+    def version_uri(self, version: str) -> str:
+        return uris.version_uri(self.model_name, version)
 
     def describe(self) -> str:
         """The store for messages: a sqlite file's name, or a server's address without credentials."""
@@ -110,34 +91,74 @@ class Store:
         """Point MLflow's fluent API at this store and experiment (created if missing); returns its id.
 
         Only the tracking URI: a global registry URI would also redirect every MlflowClient made later
-        without one (versions are registered through self.client, never the fluent API).
+        without one (versions are registered through this store's client, never the fluent API).
         """
         mlflow.set_tracking_uri(self.uri)
         name = experiment or self.settings.experiment_name
-        found = self.client.get_experiment_by_name(name)
+        found = self._client.get_experiment_by_name(name)
         if found is not None:
             experiment_id = found.experiment_id
         else:
             root = local_artifact_root(self.uri)
             location = f"{root.as_uri()}/{name}" if root else None
-            experiment_id = self.client.create_experiment(name, artifact_location=location)
+            experiment_id = self._client.create_experiment(name, artifact_location=location)
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
 
-    def get_run(self, run_id: str) -> Run:
-        return self.client.get_run(run_id)
+    def run(self, run_id: str) -> RunRecord:
+        return RunRecord.from_mlflow(self._client.get_run(run_id))
+
+    def find_run(self, run_id: str | None) -> RunRecord | None:
+        """The run, or None when there is none or it was deleted (the version's tags still describe it)."""
+        if not run_id:
+            return None
+        try:
+            return self.run(run_id)
+        except MlflowException:
+            return None
+
+    def set_run_tag(self, run_id: str, key: str, value: str) -> None:
+        self._client.set_tag(run_id, key, value)
+
+    def log_text(self, run_id: str, text: str, artifact: str) -> None:
+        self._client.log_text(run_id, text, artifact)
+
+    def read_text_artifact(self, run_id: str, artifact: str) -> str | None:
+        """A text artifact of a run, or None when it was never logged (or the store refuses it)."""
+        with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-artifact-") as tmp:
+            try:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=artifact, tracking_uri=self.uri, dst_path=tmp
+                )
+            except Exception:
+                return None
+            return Path(path).read_text()
+
+    def evaluations(self, version: str) -> list[EvaluationRecord]:
+        """Every `evaluate --log` run recorded against the version, oldest first."""
+        experiments = [e.experiment_id for e in self._client.search_experiments()]
+        if not experiments:
+            return []
+        query = (
+            f"tags.{EVALUATED_VERSION_TAG} = '{version}' and tags.{EVALUATED_MODEL_TAG} = '{self.model_name}'"
+        )
+        runs = self._client.search_runs(experiments, query)
+        records = [RunRecord.from_mlflow(run) for run in runs]
+        return [EvaluationRecord.from_run(run) for run in sorted(records, key=lambda r: r.start_time)]
 
     # -- versions -----------------------------------------------------------------------------------
 
-    def versions(self) -> list[ModelVersion]:
+    def versions(self) -> list[VersionRecord]:
         """Every version of the registered model, oldest first (empty when none is registered)."""
-        found = self.client.search_model_versions(f"name='{self.model_name}'")
-        return sorted(found, key=lambda v: int(v.version))
+        found = self._client.search_model_versions(f"name='{self.model_name}'")
+        aliases = self._aliases_by_version()
+        records = [VersionRecord.from_mlflow(v, aliases.get(str(v.version), [])) for v in found]
+        return sorted(records, key=lambda r: int(r.version))
 
-    def aliases_by_version(self) -> dict[str, list[str]]:
+    def _aliases_by_version(self) -> dict[str, list[str]]:
         """search_model_versions leaves `aliases` empty on some stores: the registered model has them all."""
         try:
-            aliases = self.client.get_registered_model(self.model_name).aliases
+            aliases = self._client.get_registered_model(self.model_name).aliases
         except MlflowException:
             return {}
         by_version: dict[str, list[str]] = {}
@@ -147,49 +168,41 @@ class Store:
 
     def champion_version(self) -> str | None:
         try:
-            version = self.client.get_model_version_by_alias(self.model_name, self.settings.champion_alias)
+            version = self._client.get_model_version_by_alias(self.model_name, self.champion_alias)
         except MlflowException:  # no registered model, or no such alias
             return None
         return str(version.version)
 
-    def latest_per_architecture(self, versions: list[ModelVersion] | None = None) -> list[ModelVersion]:
-        latest: dict[str, ModelVersion] = {}
-        for version in versions if versions is not None else self.versions():
-            architecture = version.tags.get("architecture", "unknown")
-            if architecture not in latest or int(version.version) > int(latest[architecture].version):
-                latest[architecture] = version
-        return sorted(latest.values(), key=lambda v: v.tags.get("architecture", ""))
+    @staticmethod
+    def latest_per_architecture(versions: list[VersionRecord]) -> list[VersionRecord]:
+        latest: dict[str, VersionRecord] = {}
+        for version in versions:
+            known = latest.get(version.architecture)
+            if known is None or int(version.version) > int(known.version):
+                latest[version.architecture] = version
+        return sorted(latest.values(), key=lambda v: v.architecture)
 
-    def resolve(self, model_uri: str) -> ResolvedVersion:
-        """`models:/name@alias` or `models:/name/version` -> the registry version it names now."""
-        match = _MODELS_URI.match(model_uri)
-        if not match:
-            raise UserError(f"'{model_uri[:80]}' is not a models:/NAME@ALIAS or models:/NAME/VERSION URI")
-        name = match["name"]
+    def resolve(self, model_uri: str) -> VersionRecord:
+        """A registry URI (by alias or by version number, see uris.py) -> the version it names now."""
+        parsed = uris.parse(model_uri)
         try:
-            if match["alias"]:
-                version = self.client.get_model_version_by_alias(name, match["alias"])
+            if parsed.alias:
+                version = self._client.get_model_version_by_alias(parsed.name, parsed.alias)
             else:
-                version = self.client.get_model_version(name, match["version"])
+                version = self._client.get_model_version(parsed.name, parsed.version or "")
         except MlflowException:
             hint = (
                 ": train a model (pneumonia-zoo train) and promote it (pneumonia-zoo promote)"
-                if match["alias"]
+                if parsed.alias
                 else ""
             )
-            raise UserError(f"{model_uri} does not exist in the registry ({self.describe()}){hint}") from None
-        return ResolvedVersion(
-            name=name,
-            version=str(version.version),
-            architecture=version.tags.get("architecture", "unknown"),
-            tags=dict(version.tags),
-            aliases=tuple(version.aliases),
-            run_id=version.run_id,
-        )
+            raise NotFound(f"{model_uri} does not exist in the registry ({self.describe()}){hint}") from None
+        aliases = self._aliases_by_version().get(str(version.version), [])
+        return VersionRecord.from_mlflow(version, aliases)
 
     def reachable(self) -> bool:
         try:
-            self.client.search_registered_models(max_results=1)
+            self._client.search_registered_models(max_results=1)
         except Exception:
             return False
         return True
@@ -197,51 +210,42 @@ class Store:
     # -- changes ------------------------------------------------------------------------------------
 
     def register(self, model_id: str, run_id: str, tags: dict[str, str]) -> str:
-        """A new version from a logged model (`models:/m-<id>`); returns its number."""
+        """A new version from a logged model (its MLflow 3 model id); returns its number."""
         try:
-            self.client.get_registered_model(self.model_name)
+            self._client.get_registered_model(self.model_name)
         except MlflowException:
-            self.client.create_registered_model(self.model_name, description=DESCRIPTION)
-        created = self.client.create_model_version(
-            self.model_name, f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id
+            self._client.create_registered_model(self.model_name, description=DESCRIPTION)
+        created = self._client.create_model_version(
+            self.model_name, uris.logged_model_uri(model_id), run_id=run_id, tags=tags, model_id=model_id
         )
         # What mlflow.register_model records too: the logged model's page links to its versions.
-        self.client.set_logged_model_tags(
+        self._client.set_logged_model_tags(
             model_id,
             {MLFLOW_MODEL_VERSIONS: json.dumps([{"name": self.model_name, "version": created.version}])},
         )
         return str(created.version)
 
     def set_alias(self, version: str, alias: str | None = None) -> None:
-        self.client.set_registered_model_alias(
-            self.model_name, alias or self.settings.champion_alias, version
-        )
+        self._client.set_registered_model_alias(self.model_name, alias or self.champion_alias, version)
 
     def set_version_tags(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
-            self.client.set_model_version_tag(self.model_name, version, key, value)
+            self._client.set_model_version_tag(self.model_name, version, key, value)
 
-    def promote(self, metric: str = "val_auc", alias: str | None = None) -> ModelVersion:
+    def promote(self, metric: str = "val_auc", alias: str | None = None) -> VersionRecord:
         """Point `alias` at the version with the best validation metric (ties: lower val_loss, newer).
 
         Test metrics are never used: choosing on test would make them optimistic.
         """
         if not metric.startswith("val_"):
             raise UserError(f"promotion must use a validation metric (val_*), not '{metric}'")
-        candidates = [v for v in self.versions() if metric in v.tags]
+        candidates = [v for v in self.versions() if v.metric(metric) is not None]
         if not candidates:
             raise UserError(
                 f"no version of '{self.model_name}' has a '{metric}' tag to rank by: train a model first"
             )
-        best = max(
-            candidates,
-            key=lambda v: (
-                _tag_float(v, metric, float("-inf")),
-                -_tag_float(v, "val_loss", float("inf")),
-                int(v.version),
-            ),
-        )
-        self.set_alias(str(best.version), alias)
+        best = max(candidates, key=lambda v: _rank(v, metric))
+        self.set_alias(best.version, alias)
         return best
 
     # -- artifacts ----------------------------------------------------------------------------------
@@ -251,16 +255,16 @@ class Store:
     ) -> Path:
         """Download a version's artifacts; returns the model package folder inside them.
 
-        The version's artifact location is asked of this store's client: MLflow's `models:/` download
+        The version's artifact location is asked of this store's client: MLflow's own registry-URI download
         would resolve the name through the global registry URI, whatever store this is.
         """
         destination = destination or Path(tempfile.mkdtemp(prefix="pneumonia-zoo-model-"))
         name = name or self.model_name
-        missing = UserError(
-            f"models:/{name}/{version} has no {CONFIG_FILE}: its artifacts are missing "
+        missing = PackageRejected(
+            f"{uris.version_uri(name, version)} has no {CONFIG_FILE}: its artifacts are missing "
             "or it is not a pneumonia-zoo model package"
         )
-        location = self.client.get_model_version_download_uri(name, version)
+        location = self._client.get_model_version_download_uri(name, version)
         try:
             local = Path(
                 mlflow.artifacts.download_artifacts(
@@ -277,18 +281,27 @@ class Store:
         return found[0].parent
 
     def load(
-        self, model_uri: str, runtime: str = "auto", destination: Path | None = None
-    ) -> tuple[ResolvedVersion, "Classifier"]:
-        """Resolve a models:/ URI and load its verified package: (ResolvedVersion, Classifier)."""
+        self,
+        model_uri: str,
+        runtime: str = "auto",
+        destination: Path | None = None,
+        onnx_threads: int | None = None,
+    ) -> tuple[VersionRecord, "Classifier"]:
+        """Resolve a registry URI and load its verified package: (VersionRecord, Classifier)."""
         from pneumonia_zoo.package.classifier import load_classifier
 
-        resolved = self.resolve(model_uri)
-        directory = self.download_package(resolved.version, destination, resolved.name)
-        return resolved, load_classifier(directory, runtime, self.settings.onnx_threads)
+        record = self.resolve(model_uri)
+        directory = self.download_package(record.version, destination, record.name)
+        threads = onnx_threads or self.settings.onnx_threads
+        return record, load_classifier(directory, runtime, threads)
 
 
-def _tag_float(version: ModelVersion, key: str, default: float) -> float:
-    try:
-        return float(version.tags[key])
-    except (KeyError, ValueError):
-        return default
+def _rank(version: VersionRecord, metric: str) -> tuple[float, float, int]:
+    """Higher is better: the metric, then a lower val_loss, then the newer version."""
+    value = version.metric(metric)
+    loss = version.metric("val_loss")
+    return (
+        value if value is not None else float("-inf"),
+        -(loss if loss is not None else float("inf")),
+        int(version.version),
+    )

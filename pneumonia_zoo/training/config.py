@@ -266,14 +266,6 @@ class TrainConfig(BaseModel):
         return shlex.join(parts)
 
     @classmethod
-    def from_params(cls, params: dict[str, str]) -> "TrainConfig | None":
-        """Rebuild a run's config from its logged MLflow params (None: not a training run)."""
-        try:
-            return cls.from_flat({key: (None if value == "None" else value) for key, value in params.items()})
-        except UserError:
-            return None
-
-    @classmethod
     def build(cls, **values: Any) -> "TrainConfig":
         """Validate, turning pydantic's report into one line a user can act on."""
         try:

@@ -49,10 +49,7 @@ def add_guard(directory: Path, data: Path, flag_rate: float = 0.02, quiet: bool 
     if config.is_ensemble:
         raise UserError("backfill the members of an ensemble, then build the ensemble again")
     info = config.info
-    limit = None if info.get("limit") in (None, "None", "") else int(info["limit"])
-    train, val, _ = split_samples(
-        data, float(info.get("val_fraction", 0.15)), int(info.get("seed", 42)), limit
-    )
+    train, val, _ = split_samples(data, info.val_fraction, info.seed, info.limit)
     assert config.preprocessing is not None
     preprocessing = Preprocessing(config.preprocessing.image_size)
     train_images = decode_all(train, preprocessing, "decode train", quiet)
@@ -63,9 +60,9 @@ def add_guard(directory: Path, data: Path, flag_rate: float = 0.02, quiet: bool 
     dims = [penultimate, train_features.shape[1] - penultimate]
     names = ["penultimate", get_architecture(config.architecture).guard_layer]
     guard = fit_part_guard(train_features, train_images.labels.numpy(), val_features, dims, names, flag_rate)
-    save_guard(guard, directory / GUARD_FILE, float16=config.info.get("weights_dtype") == "float16")
+    save_guard(guard, directory / GUARD_FILE, float16=config.info.weights_dtype == "float16")
     config.guard = guard_config(guard, flag_rate)
-    config.info = config.info | {"guard": "backfilled"}
+    config.info = config.info.model_copy(update={"guard": "backfilled"})
     record_files(directory, config)
     # An older ONNX export gives the logits only: rebuild it, so ONNX Runtime yields the guard's features.
     if (directory / ONNX_FILE).is_file():

@@ -10,6 +10,7 @@ another's training images, and every validation number would be optimistic.
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -23,12 +24,13 @@ from pneumonia_zoo.evaluation.report import evaluate
 from pneumonia_zoo.evaluation.robustness import robustness_metrics
 from pneumonia_zoo.package.build import write_ensemble
 from pneumonia_zoo.package.classifier import TTA_VIEWS, Classifier, load_classifier
-from pneumonia_zoo.package.format import GuardConfig
+from pneumonia_zoo.package.format import GuardConfig, PackageInfo
 from pneumonia_zoo.package.io import record_files
 from pneumonia_zoo.stats.operating_points import choose_operating_points
 from pneumonia_zoo.tracking.cards import log_model_card
 from pneumonia_zoo.tracking.publish import publish
-from pneumonia_zoo.tracking.store import ResolvedVersion, Store
+from pneumonia_zoo.tracking.records import VersionRecord
+from pneumonia_zoo.tracking.store import Store
 from pneumonia_zoo.workflows.train import log_evaluations
 
 SPLIT_KEYS = ("seed", "val_fraction", "limit")
@@ -41,8 +43,8 @@ class EnsembleOutcome:
     metrics: dict[str, float]
 
 
-def _common_split(members: list[tuple[ResolvedVersion, Classifier]]) -> dict[str, str]:
-    splits = {key: {c.config.info.get(key, "n/a") for _, c in members} for key in SPLIT_KEYS}
+def _common_split(members: list[tuple[VersionRecord, Classifier]]) -> dict[str, Any]:
+    splits = {key: {getattr(c.config.info, key) for _, c in members} for key in SPLIT_KEYS}
     differing = [key for key, values in splits.items() if len(values) > 1]
     if differing:
         raise UserError(
@@ -77,8 +79,7 @@ def build_ensemble(
             if classifier.config.is_ensemble:
                 raise UserError(f"{resolved.uri} is itself an ensemble: give its members instead")
         split = _common_split(members)
-        limit = None if split["limit"] in ("None", "n/a", "") else int(split["limit"])
-        train, val, test = split_samples(data, float(split["val_fraction"]), int(split["seed"]), limit)
+        train, val, test = split_samples(data, split["val_fraction"], split["seed"], split["limit"])
         size = max(c.input_size for _, c in members)
         prepared = PreparedData(
             train=decode_all(train[:0], Preprocessing(size), quiet=True),
@@ -86,19 +87,19 @@ def build_ensemble(
             test=decode_all(test, Preprocessing(size), "decode test", quiet) if test else None,
         )
         strongest = int(np.argmax([c.config.metrics.get("val_auc", 0.0) for _, c in members]))
-        priors = [float(c.config.info.get("prior", "nan")) for _, c in members]
-        prior = float(np.nanmean(priors)) if np.isfinite(priors).any() else None
+        priors = [c.config.info.prior for _, c in members if c.config.info.prior is not None]
+        prior = round(float(np.mean(priors)), 6) if priors else None
         command = (
             "pneumonia-zoo ensemble " + " ".join(f"--member {r.uri}" for r, _ in members) + f" --data {data}"
         )
         command += "".join(f" --tta {view}" for view in tta)
-        info = {
+        info = PackageInfo(
             **split,
-            "members": ",".join(r.uri for r, _ in members),
-            "command": command,
-            "prior": f"{prior:.6f}" if prior is not None else "n/a",
-            "pretrained": ",".join(c.config.info.get("pretrained", "n/a") for _, c in members),
-        }
+            members=[r.uri for r, _ in members],
+            command=command,
+            prior=prior,
+            members_pretrained=[bool(c.config.info.pretrained) for _, c in members],
+        )
         package_dir = Path(tmp) / "package"
         # First with a placeholder guard threshold of 1: the classifier's score is then the largest member
         # ratio, which is what the ensemble's own threshold is chosen on.
@@ -136,11 +137,12 @@ def build_ensemble(
         record_files(package_dir, config)
         store.activate()
         names = "+".join(c.config.architecture.removeprefix("efficientnet_") for _, c in members)
+        members_text = ",".join(info.members)
         with mlflow.start_run(run_name=run_name or f"ensemble-{names}") as run:
-            mlflow.set_tags({"architecture": "ensemble", "ensemble": "true", "members": info["members"]})
+            mlflow.set_tags({"architecture": "ensemble", "ensemble": "true", "members": members_text})
             mlflow.log_params(
                 {
-                    "members": info["members"],
+                    "members": members_text,
                     "tta": ",".join(tta) or "none",
                     "data": str(data),
                     "bootstrap": bootstrap,

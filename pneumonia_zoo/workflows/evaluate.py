@@ -2,7 +2,6 @@
 with patient-level intervals, calibration, the out-of-population flag rate and (on a Kaggle folder)
 robustness; `--log` records it against the version in MLflow."""
 
-import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -11,7 +10,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.data.pandas_dataset import from_pandas
-from mlflow.entities.model_registry import ModelVersion
 
 from pneumonia_zoo.data.cache import DecodedImages, decode_all
 from pneumonia_zoo.data.discovery import Sample, dataset_root, discover, list_labelled, read_manifest
@@ -24,8 +22,16 @@ from pneumonia_zoo.evaluation.predict import predict_images
 from pneumonia_zoo.evaluation.report import Evaluation, evaluate
 from pneumonia_zoo.evaluation.robustness import robustness_metrics
 from pneumonia_zoo.package.classifier import Classifier
-from pneumonia_zoo.tracking.cards import EVALUATED_VERSION_TAG, log_model_card
-from pneumonia_zoo.tracking.store import ResolvedVersion, Store
+from pneumonia_zoo.tracking.cards import log_model_card
+from pneumonia_zoo.tracking.records import (
+    EVALUATED_MODEL_TAG,
+    EVALUATED_VERSION_TAG,
+    EVALUATION_CONTEXT_TAG,
+    EVALUATION_DATASET_TAG,
+    VersionRecord,
+    evaluation_summary_tags,
+)
+from pneumonia_zoo.tracking.store import Store
 
 SPLITS = ("train", "val", "test")
 EVALUATION_EXPERIMENT = "pneumonia-zoo-evaluations"
@@ -41,12 +47,11 @@ class EvaluationData:
 
 def _kaggle_split(classifier: Classifier, root: Path, split: str, limit: int | None) -> list[Sample]:
     info = classifier.config.info
-    seed, val_fraction = int(info.get("seed", 42)), float(info.get("val_fraction", 0.15))
+    seed, val_fraction = info.seed, info.val_fraction
     if split == "test":  # with the training seed, `--limit N` picks the subsample training used
         _, test = discover(root)
         return stratified_subsample(test, limit, seed)
-    trained_limit = int(info["limit"]) if info.get("limit") not in (None, "", "None") else None
-    train, val, _ = split_samples(root, val_fraction, seed, trained_limit)
+    train, val, _ = split_samples(root, val_fraction, seed, info.limit)
     return stratified_subsample(train if split == "train" else val, limit, seed)
 
 
@@ -77,7 +82,7 @@ def select_data(
 
 @dataclass
 class EvaluationResult:
-    resolved: ResolvedVersion
+    resolved: VersionRecord
     data: EvaluationData
     evaluation: Evaluation
     images: DecodedImages
@@ -135,22 +140,12 @@ def run_evaluation(
     return EvaluationResult(resolved, selected, evaluation, images, extra)
 
 
-def _logged_model_id(version: ModelVersion) -> str | None:
-    """The logged model a version was registered from. A sqlite registry returns `model_id` empty
-    (it has no column for it), but the version's source is that model's `models:/m-<id>` URI."""
-    if getattr(version, "model_id", None):
-        return version.model_id
-    match = re.fullmatch(r"models:/(m-[0-9a-f]+)", version.source or "")
-    return match.group(1) if match else None
-
-
 def log_evaluation(store: Store, result: EvaluationResult) -> str:
     """Record the evaluation against its version: a run in the evaluations experiment, its metrics
     linked to the version's logged model and the dataset (MLflow 3 shows them with the model), the
     report as artifacts, a summary on the version's tags, and the version's model card re-rendered."""
     resolved, evaluation, context = result.resolved, result.evaluation, result.data.context
     store.activate(EVALUATION_EXPERIMENT)
-    version = store.client.get_model_version(resolved.name, resolved.version)
     table = pd.DataFrame(
         {
             "path": evaluation.predictions.files,
@@ -166,23 +161,18 @@ def log_evaluation(store: Store, result: EvaluationResult) -> str:
         mlflow.set_tags(
             {
                 EVALUATED_VERSION_TAG: resolved.version,
-                "evaluated_model": resolved.name,
-                "evaluation_context": context,
-                "evaluation_dataset": result.data.description,
+                EVALUATED_MODEL_TAG: resolved.name,
+                EVALUATION_CONTEXT_TAG: context,
+                EVALUATION_DATASET_TAG: result.data.description,
             }
         )
         mlflow.log_input(dataset, context=context)
-        mlflow.log_metrics(metrics, model_id=_logged_model_id(version), dataset=dataset)
+        mlflow.log_metrics(metrics, model_id=resolved.logged_model_id, dataset=dataset)
         mlflow.log_dict(result.to_dict(), f"evaluation/{context}.json")
         mlflow.log_text(evaluation.report(), f"evaluation/{context}_classification_report.txt")
         mlflow.log_figure(plots.reliability_figure(evaluation), f"evaluation/{context}_reliability.png")
         mlflow.log_figure(plots.roc_pr_figure(evaluation), f"evaluation/{context}_roc_pr.png")
         plots.plt.close("all")
-    summary = {
-        f"eval_{context}_{k}": metrics[f"{context}_{k}"]
-        for k in ("auc", "sensitivity", "specificity", "flag_rate", "images")
-        if f"{context}_{k}" in metrics
-    }
-    store.set_version_tags(resolved.version, {k: f"{v:.6f}" for k, v in summary.items()})
+    store.set_version_tags(resolved.version, evaluation_summary_tags(context, metrics))
     log_model_card(store, resolved.version)
     return run.info.run_id

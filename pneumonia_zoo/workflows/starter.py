@@ -19,15 +19,14 @@ from pneumonia_zoo.package.classifier import load_classifier
 from pneumonia_zoo.package.format import CONFIG_FILE
 from pneumonia_zoo.package.io import read_config, record_files, sha256_file
 from pneumonia_zoo.resources import STARTER_DIR
-from pneumonia_zoo.tracking.cards import CARD_ARTIFACT, logged_evaluations, render_card
+from pneumonia_zoo.tracking.cards import CARD_ARTIFACT, render_card
 from pneumonia_zoo.tracking.publish import register_package
+from pneumonia_zoo.tracking.records import Lineage, lineage_tags
 from pneumonia_zoo.tracking.store import Store
 
 log = logging.getLogger(__name__)
 
 MODEL_CARD = "MODEL_CARD.md"
-STARTER_TAG = "starter"
-PACKAGE_SHA_TAG = "package_sha256"
 
 
 def _package_digest(directory: Path) -> str:
@@ -54,11 +53,7 @@ def ensure_champion(store: Store, starter_dir: Path = STARTER_DIR) -> str | None
         return champion
     load_classifier(starter_dir)  # checks every sha256 before anything is logged
     digest = _package_digest(starter_dir)
-    existing = [
-        v
-        for v in store.versions()
-        if v.tags.get(STARTER_TAG) == "true" and v.tags.get(PACKAGE_SHA_TAG) == digest
-    ]
+    existing = [v for v in store.versions() if v.lineage.starter and v.lineage.package_sha256 == digest]
     version = str(existing[-1].version) if existing else _register_starter(store, starter_dir, digest)
     store.set_alias(version)
     log.info("starter model registered as %s version %s and made champion", store.model_name, version)
@@ -74,11 +69,9 @@ def _register_starter(store: Store, starter_dir: Path, digest: str) -> str:
         if card.is_file():
             shutil.copy2(card, Path(tmp) / CARD_ARTIFACT)  # what /models links to, under the usual name
         size = config.preprocessing.image_size if config.preprocessing else "mixed"
-        tags = {
-            STARTER_TAG: "true",
-            PACKAGE_SHA_TAG: digest,
-            "source_run_id": config.info.get("run_id", "unknown"),
-        }
+        tags = lineage_tags(
+            Lineage(starter=True, package_sha256=digest, source_run_id=config.info.run_id or "unknown")
+        )
         return register_package(
             store,
             package_dir,
@@ -112,7 +105,7 @@ def export_starter(
         staging = Path(tmp) / "starter"
         _copy_package(source.directory, staging)
         config = read_config(staging)
-        config.info = config.info | {"source_model": resolved.uri}
+        config.info = config.info.model_copy(update={"source_model": resolved.uri})
         record_files(staging, config)
         if float16:
             to_float16(staging)
@@ -123,15 +116,15 @@ def export_starter(
             change = float(
                 np.abs(exported.predict(images).probabilities - source.predict(images).probabilities).max()
             )
-        run = store.get_run(resolved.run_id) if resolved.run_id else None
         card = render_card(
             read_config(staging),
             staging,
             resolved.name,
             resolved.version,
-            run,
-            logged_evaluations(store, resolved.version),
+            store.find_run(resolved.run_id),
+            store.evaluations(resolved.version),
             source_model=resolved.uri,
+            record=resolved,
         )
         if out.exists():
             shutil.rmtree(out)

@@ -167,7 +167,7 @@ def ray_trial(config_json: str, parent_run_id: str, settings_json: str, quiet: b
         TrainConfig.model_validate_json(config_json), store, quiet=True, parent_run_id=parent_run_id
     )
     if outcome.run_id:
-        store.client.set_tag(outcome.run_id, "sweep_backend", "ray")
+        store.set_run_tag(outcome.run_id, "sweep_backend", "ray")
     return outcome
 
 

@@ -30,7 +30,7 @@ from pneumonia_zoo.evaluation.report import Evaluation, evaluate
 from pneumonia_zoo.evaluation.robustness import robustness_metrics
 from pneumonia_zoo.package.build import write_single
 from pneumonia_zoo.package.classifier import load_classifier
-from pneumonia_zoo.package.format import PackageConfig
+from pneumonia_zoo.package.format import PackageConfig, PackageInfo
 from pneumonia_zoo.package.io import guard_config, record_files
 from pneumonia_zoo.resources import PACKAGE_ROOT
 from pneumonia_zoo.tracking.cards import log_model_card
@@ -110,17 +110,17 @@ def build_package(
     run_id: str,
     directory: Path,
 ) -> PackageConfig:
-    info = {
-        "pretrained": str(pretrained),
-        "epochs": str(config.epochs),
-        "run_id": run_id,
-        "freeze": config.freeze,
-        "schedule": config.schedule,
-        "seed": str(config.seed),
-        "val_fraction": str(config.val_fraction),
-        "limit": str(config.limit),
-        "prior": f"{calibration.prior:.6f}",
-    }
+    info = PackageInfo(
+        pretrained=pretrained,
+        epochs=config.epochs,
+        run_id=run_id,
+        freeze=config.freeze,
+        schedule=config.schedule,
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        limit=config.limit,
+        prior=round(calibration.prior, 6),
+    )
     package = PackageConfig(
         architecture=config.arch,
         preprocessing=preprocessing,

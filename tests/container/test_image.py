@@ -110,7 +110,7 @@ def test_sigterm_stops_cleanly_within_10_seconds(served: Container, report: dict
 
 def test_an_existing_champion_is_left_alone(app_image: str, tmp_path: Path, report: dict) -> None:
     """A store whose champion is version 2 (not the starter's first registration) stays as it is."""
-    from tests.conftest import store_for
+    from tests.conftest import registry_client, store_for
 
     store_dir = tmp_path / "store"
     store_dir.mkdir()
@@ -119,7 +119,7 @@ def test_an_existing_champion_is_left_alone(app_image: str, tmp_path: Path, repo
     from pneumonia_zoo.workflows.starter import ensure_champion
 
     assert ensure_champion(store) == "1"
-    first = store.client.get_model_version(store.model_name, "1")
+    first = registry_client(store).get_model_version(store.model_name, "1")
     model_id = first.model_id or first.source.removeprefix("models:/")
     second = store.register(model_id, first.run_id, {"architecture": first.tags.get("architecture", "")})
     store.set_alias(second)

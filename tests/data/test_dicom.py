@@ -263,7 +263,7 @@ def test_a_missing_modality_is_accepted(small: np.ndarray) -> None:
 
 @pytest.mark.parametrize("modality", sorted(dicom.PROJECTION_MODALITIES))
 def test_projection_modalities_are_accepted(modality: str, small: np.ndarray) -> None:
-    decode_dicom(factory.to_bytes(factory.monochrome2(small, modality=modality)))
+    assert_same(decode_dicom(factory.to_bytes(factory.monochrome2(small, modality=modality))), small)
 
 
 # --- files without the preamble -------------------------------------------------------------------

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from pneumonia_zoo.data.images import read_image
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.workflows.train import train
-from tests.conftest import store_for, tiny_train_args
+from tests.conftest import registry_client, store_for, tiny_train_args
 from tests.servers import mlflow_server
 
 
@@ -26,7 +26,7 @@ def test_train_and_serve_from_a_tracking_server(
         assert resolved.version == "1" and classifier.runtime == "onnx"
         scores = classifier.predict([read_image(p, min_side=32) for p in sorted(originals.iterdir())])
         assert np.allclose(scores.probabilities.sum(1), 1, atol=1e-5)
-        assert "model_card.md" in {a.path for a in store.client.list_artifacts(outcome.run_id)}
+        assert "model_card.md" in {a.path for a in registry_client(store).list_artifacts(outcome.run_id)}
         run = MlflowClient(url).get_run(outcome.run_id)
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied through the server
     # Artifacts were written by the server, into its own artifact store, not beside the client.

@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from tests.conftest import store_for
+from tests.conftest import registry_client, store_for
 from tests.servers import run_group
 
 
@@ -40,7 +40,9 @@ def test_torchrun_two_processes_gloo(tracking_store: str, fixture_data: Path) ->
     result = run_group(command, timeout=600, env=env)  # the ranks die with the launcher, whatever happens
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     store = store_for(tracking_store)
-    runs = store.client.search_runs([store.client.get_experiment_by_name("pneumonia-zoo").experiment_id])
+    runs = registry_client(store).search_runs(
+        [registry_client(store).get_experiment_by_name("pneumonia-zoo").experiment_id]
+    )
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # rank 1 logged nothing
     assert runs[0].data.metrics["epochs_run"] == 2
     assert [str(v.version) for v in store.versions()] == ["1"]

@@ -17,7 +17,7 @@ from pneumonia_zoo.package.classifier import load_classifier
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.workflows import train as recipe
 from pneumonia_zoo.workflows.train import train
-from tests.conftest import mlflow_globals, store_for, tiny_train_args
+from tests.conftest import mlflow_globals, registry_client, store_for, tiny_train_args
 from tests.servers import stop
 
 CLI = [sys.executable, "-m", "pneumonia_zoo"]
@@ -53,7 +53,7 @@ def test_cli_train_promote_predict(tracking_store: str, fixture_data: Path, orig
     assert "registered version 1" in out.stdout
     assert "already exists" not in out.stdout + out.stderr  # a brand-new store has no registered model yet
     store = store_for(tracking_store)
-    client = store.client
+    client = registry_client(store)
     (run,) = client.search_runs([client.get_experiment_by_name("pneumonia-zoo").experiment_id])
     assert run.info.status == "FINISHED"
     for key in (
@@ -148,7 +148,12 @@ def test_cli_bad_data_path_is_one_line_and_nothing_is_logged(tracking_store: str
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["error: data folder /nonexistent does not exist"]
     store = store_for(tracking_store)
-    assert store.client.search_runs([e.experiment_id for e in store.client.search_experiments()]) == []
+    assert (
+        registry_client(store).search_runs(
+            [e.experiment_id for e in registry_client(store).search_experiments()]
+        )
+        == []
+    )
     assert store.versions() == []
 
 
@@ -199,7 +204,9 @@ def test_failed_run_is_marked_failed_and_registers_nothing(
     store = store_for(tracking_store)
     with pytest.raises(RuntimeError, match="disk full"):
         train(TrainConfig.build(**tiny_train_args(fixture_data)), store, quiet=True)
-    (run,) = store.client.search_runs([store.client.get_experiment_by_name("pneumonia-zoo").experiment_id])
+    (run,) = registry_client(store).search_runs(
+        [registry_client(store).get_experiment_by_name("pneumonia-zoo").experiment_id]
+    )
     assert run.info.status == "FAILED"
     assert store.versions() == []
 
@@ -241,9 +248,11 @@ def test_ctrl_c_stops_cleanly_and_registers_nothing(tracking_store: str, fixture
     assert process.returncode == 130, "".join(lines) + rest
     assert "marked KILLED, no version registered" in rest
     store = store_for(tracking_store)
-    (run,) = store.client.search_runs([store.client.get_experiment_by_name("pneumonia-zoo").experiment_id])
+    (run,) = registry_client(store).search_runs(
+        [registry_client(store).get_experiment_by_name("pneumonia-zoo").experiment_id]
+    )
     assert run.info.status == "KILLED" and run.data.tags["interrupted"] == "true"
-    assert len(store.client.get_metric_history(run.info.run_id, "val_auc")) >= 2
+    assert len(registry_client(store).get_metric_history(run.info.run_id, "val_auc")) >= 2
     assert store.versions() == []
 
 
@@ -266,7 +275,7 @@ def test_pyfunc_loads_by_alias_without_pickles(registered_store: str, monkeypatc
     assert set(frame["operating_point"]) == {"sensitivity_95"}
     store = store_for(registered_store)
     resolved, classifier = store.load("models:/pneumonia-classifier@champion")
-    assert resolved.aliases == ("champion",) and classifier.members[0].onnx_path is not None
+    assert resolved.aliases == ["champion"] and classifier.members[0].onnx_path is not None
     assert not list(classifier.directory.parent.parent.rglob("*.pkl"))
 
 
@@ -274,7 +283,7 @@ def test_promote_picks_best_validation_auc_never_test(tracking_store: str, fixtu
     store = store_for(tracking_store)
     for seed in (1, 2, 3):
         train(TrainConfig.build(**tiny_train_args(fixture_data, seed=seed, bootstrap=0)), store, quiet=True)
-    client = store.client
+    client = registry_client(store)
     client.set_model_version_tag("pneumonia-classifier", "1", "val_auc", "0.9")
     client.set_model_version_tag("pneumonia-classifier", "2", "val_auc", "0.9")
     client.set_model_version_tag("pneumonia-classifier", "3", "val_auc", "0.8")
@@ -291,6 +300,6 @@ def test_the_package_logged_is_the_package_that_loads(registered_store: str) -> 
     """The run's metrics were measured on the package as registered (its own files, its runtime)."""
     store = store_for(registered_store)
     resolved, classifier = store.load("models:/pneumonia-classifier@champion")
-    run = store.get_run(resolved.run_id)
+    run = registry_client(store).get_run(resolved.run_id)
     assert classifier.config.metrics["test_auc"] == pytest.approx(run.data.metrics["test_auc"])
     assert load_classifier(classifier.directory).config.operating_points == classifier.config.operating_points

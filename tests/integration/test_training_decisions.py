@@ -21,7 +21,7 @@ from pneumonia_zoo.training.device import Runtime
 from pneumonia_zoo.training.loop import fit
 from pneumonia_zoo.training.schedules import ScheduleParams, Scheduler
 from pneumonia_zoo.workflows.train import train
-from tests.conftest import store_for, tiny_train_args
+from tests.conftest import registry_client, store_for, tiny_train_args
 
 
 def _run(data: Path, store_dir: Path):
@@ -55,11 +55,11 @@ def test_operating_points_are_those_of_the_validation_predictions(registered_sto
     store = store_for(registered_store)
     _, classifier = store.load("models:/pneumonia-classifier@champion")
     info = classifier.config.info
-    _, val, _ = split_samples(fixture_data, float(info["val_fraction"]), int(info["seed"]), None)
+    _, val, _ = split_samples(fixture_data, info.val_fraction, info.seed, None)
     predictions = predict_images(
         classifier, decode_all(val, Preprocessing(classifier.input_size), quiet=True)
     )
-    expected = choose_operating_points(predictions.labels, predictions.probs, prior=float(info["prior"]))
+    expected = choose_operating_points(predictions.labels, predictions.probs, prior=info.prior)
     assert {k: v.threshold for k, v in expected.items()} == pytest.approx(
         {k: v.threshold for k, v in classifier.config.operating_points.items()}, abs=1e-6
     )
@@ -121,7 +121,7 @@ def test_pretrained_fine_tunes_from_the_weights_torchvision_delivers(
     )
     outcome = train(config, store, quiet=True)
     assert len(calls) == 1 and calls[0].endswith(".pth")
-    run = store.get_run(outcome.run_id)
+    run = registry_client(store).get_run(outcome.run_id)
     assert run.data.tags["pretrained"] == "True" and run.data.params["pretrained"] == "True"
     _, classifier = store.load(f"models:/pneumonia-classifier/{outcome.version}", runtime="torch")
     trained = classifier.members[0].network.body.features[0].weight.detach()

@@ -163,16 +163,15 @@ def test_ensemble_round_trip_averages_calibrated_members(tmp_path: Path, images)
 
 
 def test_ensemble_guard_flags_on_the_largest_member_ratio(tmp_path: Path, images) -> None:
-    from pneumonia_zoo.package.format import GuardConfig
+    from pneumonia_zoo.package.format import GuardConfig, PackageInfo
 
     make_package(tmp_path / "a", seed=1)
     make_package(tmp_path / "b", seed=2)
     singles = [load_classifier(tmp_path / name).predict(images).ood_scores for name in ("a", "b")]
     largest = np.maximum(*singles)
     threshold = float(np.median(largest))
-    write_ensemble(
-        [tmp_path / "a", tmp_path / "b"], tmp_path / "e", {}, GuardConfig(threshold, 0.02), 0, [], {}, {}
-    )
+    guard = GuardConfig(threshold=threshold, val_flag_rate=0.02)
+    write_ensemble([tmp_path / "a", tmp_path / "b"], tmp_path / "e", {}, guard, 0, [], {}, PackageInfo())
     scores = load_classifier(tmp_path / "e").predict(images)
     assert np.allclose(scores.ood_scores, largest / threshold, rtol=1e-5)
     # Grey X-rays of ordinary shape: only the feature guard can flag them, exactly above the threshold.

@@ -14,7 +14,7 @@ from pneumonia_zoo.package.format import PackageConfig
 from pneumonia_zoo.tracking.publish import publish
 from pneumonia_zoo.tracking.store import Store
 from pneumonia_zoo.zoo.factory import create_model
-from tests.conftest import mlflow_globals, store_for
+from tests.conftest import mlflow_globals, registry_client, store_for
 from tests.package.helpers import make_package
 
 
@@ -83,12 +83,13 @@ def test_only_activate_moves_mlflows_global_uri(stores: tuple[str, str], tmp_pat
         calls = {
             "describe": store.describe,
             "versions": store.versions,
-            "aliases_by_version": store.aliases_by_version,
             "champion_version": store.champion_version,
-            "latest_per_architecture": store.latest_per_architecture,
+            "latest_per_architecture": lambda: store.latest_per_architecture(store.versions()),
+            "evaluations": lambda: store.evaluations("1"),
+            "find_run": lambda: store.find_run(store.versions()[0].run_id),
             "resolve": lambda: store.resolve("models:/pneumonia-classifier@challenger"),
             "reachable": store.reachable,
-            "get_run": lambda: store.get_run(store.versions()[0].run_id),
+            "get_run": lambda: registry_client(store).get_run(store.versions()[0].run_id),
             "set_version_tags": lambda: store.set_version_tags("1", {"checked": "yes"}),
             "set_alias": lambda: store.set_alias("1", "scratch"),
             "download_package": lambda: store.download_package("1", tmp_path / "download"),
@@ -99,8 +100,8 @@ def test_only_activate_moves_mlflows_global_uri(stores: tuple[str, str], tmp_pat
                 call()
                 assert global_uris() == unchanged, f"Store.{name} moved MLflow's global URI"
         finally:  # the module's stores are shared by the tests below
-            store.client.delete_registered_model_alias("pneumonia-classifier", "scratch")
-            store.client.delete_model_version_tag("pneumonia-classifier", "1", "checked")
+            registry_client(store).delete_registered_model_alias("pneumonia-classifier", "scratch")
+            registry_client(store).delete_model_version_tag("pneumonia-classifier", "1", "checked")
 
         store.activate()  # the fluent API logs runs to A; the registry is only ever asked through clients
         assert global_uris() == {"tracking": uri_a, "registry": uri_b}
@@ -129,17 +130,23 @@ def test_describe_names_a_sqlite_file_without_its_folders(stores: tuple[str, str
 
 def test_latest_per_architecture(stores: tuple[str, str]) -> None:
     store = store_for(stores[0])
-    latest = store.latest_per_architecture()
-    newest = [(v.tags["architecture"], str(v.version)) for v in latest]
+    latest = store.latest_per_architecture(store.versions())
+    newest = [(v.architecture, v.version) for v in latest]
     assert newest == [("efficientnet_lite0", "2"), ("small_cnn", "3")]
     only_first_two = store.latest_per_architecture(store.versions()[:2])
     assert [str(v.version) for v in only_first_two] == ["2", "1"]
 
 
-def test_aliases_by_version(stores: tuple[str, str]) -> None:
+def test_records_carry_every_alias(stores: tuple[str, str]) -> None:
     uri_a, uri_b = stores
-    assert store_for(uri_a).aliases_by_version() == {"2": ["champion"], "3": ["challenger", "staging"]}
-    assert store_for(uri_b).aliases_by_version() == {"1": ["champion"]}
+    store = store_for(uri_a)
+    assert {v.version: v.aliases for v in store.versions()} == {
+        "1": [],
+        "2": ["champion"],
+        "3": ["challenger", "staging"],
+    }
+    assert store.resolve("models:/pneumonia-classifier/3").aliases == ["challenger", "staging"]
+    assert {v.version: v.aliases for v in store_for(uri_b).versions()} == {"1": ["champion"]}
 
 
 def test_champion_version(stores: tuple[str, str]) -> None:
@@ -149,16 +156,19 @@ def test_champion_version(stores: tuple[str, str]) -> None:
     assert store_for(uri_a, champion_alias="production").champion_version() is None  # no such alias
     unregistered = store_for(uri_a, registered_model_name="other")  # no such registered model
     assert unregistered.champion_version() is None
-    assert unregistered.aliases_by_version() == {} and unregistered.versions() == []
+    assert unregistered.versions() == []
 
 
 def test_version_tags_come_from_the_package(stores: tuple[str, str]) -> None:
     versions = {str(v.version): v for v in store_for(stores[0]).versions()}
-    assert versions["2"].tags["architecture"] == "efficientnet_lite0"
-    assert versions["1"].tags["guard"] == "True" and versions["2"].tags["guard"] == "False"
-    assert versions["3"].tags["threshold"] == "0.370000"  # make_package's balanced point
+    assert versions["2"].architecture == "efficientnet_lite0"
+    assert versions["1"].guard is True and versions["2"].guard is False
+    assert versions["3"].threshold == 0.37  # make_package's balanced point
+    assert versions["3"].operating_points["balanced"] == 0.37
+    raw = registry_client(store_for(stores[0])).get_model_version("pneumonia-classifier", "3").tags
+    assert raw["threshold"] == "0.370000" and raw["guard"] == "True"
     assert (
-        store_for(stores[0])
-        .client.get_registered_model("pneumonia-classifier")
+        registry_client(store_for(stores[0]))
+        .get_registered_model("pneumonia-classifier")
         .description.endswith("not a diagnostic device).")
     )

@@ -8,6 +8,7 @@ import typer
 
 from pneumonia_zoo.cli import app
 from pneumonia_zoo.data.augment import AugmentParams
+from pneumonia_zoo.tracking.params import train_config_from_params
 from pneumonia_zoo.training.config import TrainConfig, option_fields
 from pneumonia_zoo.training.schedules import SCHEDULE_NAMES
 from pneumonia_zoo.zoo.architectures import ARCHITECTURES
@@ -98,7 +99,7 @@ def test_each_option_is_declared_once_with_help_and_registry_choices() -> None:
 def test_a_logged_run_rebuilds_its_config(fixture_data: Path) -> None:
     config = TrainConfig.build(arch="small_cnn", data=fixture_data, limit=64, augmentation={"noise_p": 0.1})
     params = {k: str(v) for k, v in config.flat().items()}  # MLflow stores params as strings
-    assert TrainConfig.from_params(params) == config
+    assert train_config_from_params(params) == config
     assert (
-        TrainConfig.from_params({"schedules": "cosine"}) is None
+        train_config_from_params({"schedules": "cosine"}) is None
     )  # a sweep's parent run, not a training run

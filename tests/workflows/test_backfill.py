@@ -19,7 +19,7 @@ from pneumonia_zoo.package.format import GUARD_FILE
 from pneumonia_zoo.package.io import read_config, record_files
 from pneumonia_zoo.tracking.publish import publish
 from pneumonia_zoo.workflows.starter import export_starter
-from tests.conftest import store_for
+from tests.conftest import registry_client, store_for
 from tests.integration.test_train_register import cli
 
 FLAG_RATE = 0.05
@@ -43,7 +43,7 @@ def unguarded(registered_store: str, tmp_path_factory: pytest.TempPathFactory) -
 def validation_scores(classifier: Classifier, data: Path) -> np.ndarray:
     """The guard's Mahalanobis scores of the package's own validation split, recomputed here."""
     info = classifier.config.info
-    _, val, _ = split_samples(data, float(info["val_fraction"]), int(info["seed"]), None)
+    _, val, _ = split_samples(data, info.val_fraction, info.seed, None)
     images = decode_all(val, Preprocessing(classifier.input_size), quiet=True)
     member = classifier.members[0]
     batch = member.preprocessing.batch([images.decoded(i) for i in range(len(images.labels))])
@@ -63,7 +63,7 @@ def test_a_package_folder_gets_its_guard(
     config = classifier.config
     assert (directory / GUARD_FILE).is_file() and GUARD_FILE in config.files
     assert config.guard is not None and config.guard.val_flag_rate == FLAG_RATE
-    assert config.info["guard"] == "backfilled"
+    assert config.info.guard == "backfilled"
     scores = validation_scores(classifier, fixture_data)
     assert len(scores) >= 4  # a handful of validation images: check the rule, not the rate
     assert config.guard.threshold == pytest.approx(float(np.quantile(scores, 1 - FLAG_RATE)), rel=1e-5)
@@ -84,22 +84,22 @@ def test_a_registered_version_gets_a_new_guarded_version(
     store.activate()
     with mlflow.start_run(run_name="made-before-the-guard"):
         assert publish(store, unguarded) == "1"
-    before = store.client.get_model_version("pneumonia-classifier", "1")
+    before = registry_client(store).get_model_version("pneumonia-classifier", "1")
     assert before.tags["guard"] == "False"
 
     result = cli("backfill-guard", "--model", "models:/pneumonia-classifier/1", "--data", str(fixture_data),
                  "-q", store=uri)  # fmt: skip
     assert result.stdout.strip().splitlines()[-1] == "registered version 2 (with its guard)"
-    new = store.client.get_model_version("pneumonia-classifier", "2")
+    new = registry_client(store).get_model_version("pneumonia-classifier", "2")
     assert new.tags["backfilled_from"] == "1" and new.tags["guard"] == "True"
-    assert store.get_run(new.run_id).data.tags["backfilled_from"] == "1"
+    assert registry_client(store).get_run(new.run_id).data.tags["backfilled_from"] == "1"
     _, guarded = store.load("models:/pneumonia-classifier/2", destination=tmp_path / "v2")
     assert guarded.members[0].guard is not None and guarded.config.guard is not None
     assert guarded.config.metrics["val_flag_rate"] == pytest.approx(
         float((validation_scores(guarded, fixture_data) > guarded.config.guard.threshold).mean())
     )
     # Version 1 is left as it was: same tags, same files, still no guard.
-    after = store.client.get_model_version("pneumonia-classifier", "1")
+    after = registry_client(store).get_model_version("pneumonia-classifier", "1")
     assert after.tags == before.tags
     _, original = store.load("models:/pneumonia-classifier/1", destination=tmp_path / "v1")
     assert original.config.guard is None and original.config.files == read_config(unguarded).files

@@ -9,10 +9,11 @@ from PIL import Image
 
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.training.config import TrainConfig
-from pneumonia_zoo.workflows.compare import compare, sens_spec_figure
+from pneumonia_zoo.workflows.compare import compare
+from pneumonia_zoo.workflows.compare_report import sens_spec_figure
 from pneumonia_zoo.workflows.train import train
 from tests.cli.helpers import run_cli_here
-from tests.conftest import store_for, tiny_train_args
+from tests.conftest import registry_client, store_for, tiny_train_args
 from tests.integration.test_train_register import cli
 from tests.training.test_config import parse_train_command
 
@@ -53,23 +54,23 @@ def test_report_matches_the_registry(
     }
     assert len(cells) == 2
     for version, row in zip(versions, result.rows, strict=True):
-        metrics = store.get_run(version.run_id).data.metrics
-        assert row["val_auc"] == float(version.tags["val_auc"])
-        assert row["image_size"] == int(version.tags["image_size"])
+        metrics = registry_client(store).get_run(version.run_id).data.metrics
+        assert row["val_auc"] == version.metric("val_auc")
+        assert row["image_size"] == version.image_size
         assert row["epochs"] == metrics["epochs_run"] and row["parameters"] == metrics["parameters"]
         assert row["test_ece"] == metrics["test_ece"] and row["test_flag_rate"] == metrics["test_flag_rate"]
         table = dict(zip(header, cells[str(version.version)], strict=True))
-        assert table["architecture"] == version.tags["architecture"]
-        assert table["image size"] == version.tags["image_size"]
-        assert table["pretrained"] == version.tags["pretrained"]
-        assert table["schedule"] == store.get_run(version.run_id).data.params["schedule"]
-        assert table["val AUC"] == f"{float(version.tags['val_auc']):.3f}"
+        assert table["architecture"] == version.architecture
+        assert table["image size"] == str(version.image_size)
+        assert table["pretrained"] == version.pretrained_text
+        assert table["schedule"] == registry_client(store).get_run(version.run_id).data.params["schedule"]
+        assert table["val AUC"] == f"{version.metric('val_auc'):.3f}"
         for name, column in (("auc", "test AUC"), ("sensitivity", "test sensitivity"), ("f1", "test F1")):
             key = f"test_{name}"
             assert table[column] == ci(metrics[key], metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"])
         assert table["champion"] == ("★" if str(version.version) == champion else "")
         assert row["ms_per_image"] > 0 and table["ms/image"] == f"{row['ms_per_image']:.1f}"
-        logged = Path(store.client.download_artifacts(version.run_id, "config.json", str(tmp_path)))
+        logged = Path(registry_client(store).download_artifacts(version.run_id, "config.json", str(tmp_path)))
         expected = TrainConfig.model_validate_json(logged.read_text()).model_copy(update={"run_name": None})
         assert parse_train_command(row["command"]) == expected
 

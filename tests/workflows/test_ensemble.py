@@ -23,7 +23,7 @@ from pneumonia_zoo.tracking.cards import version_card
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.workflows.train import train
 from tests.cli.helpers import run_cli_here
-from tests.conftest import SCRATCH_SEED, mlflow_globals, store_for, tiny_train_args
+from tests.conftest import SCRATCH_SEED, mlflow_globals, registry_client, store_for, tiny_train_args
 from tests.integration.test_train_register import cli
 
 MEMBERS = ("models:/pneumonia-classifier/1", "models:/pneumonia-classifier/2")
@@ -66,10 +66,10 @@ def test_the_ensemble_is_registered_with_two_members(
         _, member = store.load(uri, destination=tmp_path / str(index))
         assert ensemble.members[index].config.files[WEIGHTS_FILE] == member.config.files[WEIGHTS_FILE]
         assert ensemble.members[index].config.temperature == member.config.temperature
-    version = store.client.get_model_version("pneumonia-classifier", ensemble_version)
+    version = registry_client(store).get_model_version("pneumonia-classifier", ensemble_version)
     assert version.tags["kind"] == "ensemble" and version.tags["architecture"] == "ensemble"
     assert version.tags["members"] == "small_cnn,small_cnn" and version.tags["guard"] == "True"
-    run = store.get_run(version.run_id)
+    run = registry_client(store).get_run(version.run_id)
     assert run.data.tags["ensemble"] == "true" and run.data.params["members"] == ",".join(MEMBERS)
     card = version_card(store, ensemble_version)
     assert f"version {ensemble_version} (ensemble of small_cnn, small_cnn)" in card
@@ -82,7 +82,7 @@ def test_operating_points_and_guard_are_its_own_chosen_on_validation(
     ensemble = load_classifier(ensemble_dir)
     config = ensemble.config
     val = predict_images(ensemble, validation_images(fixture_data, ensemble.input_size))
-    prior = float(np.mean([float(m.config.info["prior"]) for m in ensemble.members]))
+    prior = float(np.mean([m.config.info.prior for m in ensemble.members]))
     expected = choose_operating_points(val.labels, val.probs, prior)
     assert set(config.operating_points) == set(expected)
     for name, point in expected.items():
@@ -133,8 +133,8 @@ def test_predict_json_and_the_pyfunc_agree(
 
 def ensemble_runs(scratch_store: str) -> list:
     store = store_for(scratch_store)
-    experiment = store.client.get_experiment_by_name("pneumonia-zoo").experiment_id
-    return store.client.search_runs([experiment], "tags.ensemble = 'true'")
+    experiment = registry_client(store).get_experiment_by_name("pneumonia-zoo").experiment_id
+    return registry_client(store).search_runs([experiment], "tags.ensemble = 'true'")
 
 
 def test_members_trained_on_different_splits_are_refused(

@@ -14,7 +14,7 @@ from PIL import Image
 from pneumonia_zoo.stats.intervals import cluster_bootstrap
 from pneumonia_zoo.workflows.evaluate import EVALUATION_EXPERIMENT, run_evaluation
 from tests.cli.helpers import run_cli_here
-from tests.conftest import store_for
+from tests.conftest import registry_client, store_for
 from tests.dicom_factory import monochrome2, source_grey, to_bytes
 from tests.integration.test_train_register import cli
 
@@ -124,17 +124,22 @@ def test_log_links_the_metrics_to_the_versions_logged_model(
     logged_evaluation: dict, scratch_store: str
 ) -> None:
     store = store_for(scratch_store)
-    run = store.get_run(logged_evaluation["logged_run"])
-    assert run.info.experiment_id == store.client.get_experiment_by_name(EVALUATION_EXPERIMENT).experiment_id
+    run = registry_client(store).get_run(logged_evaluation["logged_run"])
+    assert (
+        run.info.experiment_id
+        == registry_client(store).get_experiment_by_name(EVALUATION_EXPERIMENT).experiment_id
+    )
     assert (
         run.data.tags["evaluated_model_version"] == "1" and run.data.tags["evaluation_context"] == "external"
     )
     assert run.data.metrics["external_images"] == 7
-    version = store.client.get_model_version("pneumonia-classifier", "1")
+    version = registry_client(store).get_model_version("pneumonia-classifier", "1")
     # The logged model the version was registered from (sqlite registries leave version.model_id empty).
     model_id = version.model_id or version.source.removeprefix("models:/")
     linked = {
-        m.key: m for m in store.client.get_logged_model(model_id).metrics if m.run_id == run.info.run_id
+        m.key: m
+        for m in registry_client(store).get_logged_model(model_id).metrics
+        if m.run_id == run.info.run_id
     }
     assert linked["external_auc"].value == pytest.approx(logged_evaluation["metrics"]["auc"])
     assert linked["external_ece"].value == pytest.approx(logged_evaluation["calibration"]["ece"])

@@ -13,10 +13,11 @@ from pneumonia_zoo.data.images import read_image
 from pneumonia_zoo.package.classifier import Classifier, load_classifier
 from pneumonia_zoo.package.format import CONFIG_FILE, GUARD_FILE, ONNX_FILE, WEIGHTS_FILE
 from pneumonia_zoo.package.io import sha256_file
+from pneumonia_zoo.tracking.params import train_command, train_config_from_params
+from pneumonia_zoo.tracking.records import PACKAGE_SHA_TAG
 from pneumonia_zoo.tracking.store import Store
-from pneumonia_zoo.training.config import TrainConfig
-from pneumonia_zoo.workflows.starter import MODEL_CARD, PACKAGE_SHA_TAG, ensure_champion, export_starter
-from tests.conftest import store_for
+from pneumonia_zoo.workflows.starter import MODEL_CARD, ensure_champion, export_starter
+from tests.conftest import all_runs, registry_client, store_for
 from tests.integration.test_train_register import cli
 from tests.training.test_config import parse_train_command
 
@@ -29,10 +30,6 @@ def check_images(fixture_data: Path) -> list[Path]:
 
 def probabilities(classifier: Classifier, paths: list[Path]) -> np.ndarray:
     return classifier.predict([read_image(p, min_side=classifier.input_size) for p in paths]).probabilities
-
-
-def all_runs(store: Store) -> list:
-    return store.client.search_runs([e.experiment_id for e in store.client.search_experiments()])
 
 
 def fresh_store(tmp_path: Path, name: str) -> Store:
@@ -67,10 +64,10 @@ def test_export_writes_a_verified_package_and_a_model_card(
     package = load_classifier(exported)
     assert package.config.metrics == source.config.metrics
     assert package.config.operating_points == source.config.operating_points
-    assert package.config.info["source_model"] == f"models:/{resolved.name}/{resolved.version}"
+    assert package.config.info.source_model == f"models:/{resolved.name}/{resolved.version}"
 
     card = (exported / MODEL_CARD).read_text()
-    run = store.get_run(source.config.info["run_id"])
+    run = registry_client(store).get_run(source.config.info.run_id)
     metrics = source.config.metrics
     auc = f"{metrics['test_auc']:.3f} [{metrics['test_auc_ci_low']:.3f}, {metrics['test_auc_ci_high']:.3f}]"
     assert f"| ROC AUC | {metrics['val_auc']:.3f} | {auc} |" in card
@@ -80,14 +77,16 @@ def test_export_writes_a_verified_package_and_a_model_card(
     assert f"| test | {run.data.params['n_test']} |" in card
     assert f"Exported from `models:/{resolved.name}/{resolved.version}`." in card
     assert "not a diagnostic device" in card
-    command = TrainConfig.from_params(run.data.params).train_command()
+    command = train_command(run.data.params)
     assert f"```bash\n{command}\n```" in card
 
 
 def test_train_command_parses_back_to_the_runs_params(registered_store: str) -> None:
     store = store_for(registered_store)
-    (run,) = store.client.search_runs([store.client.get_experiment_by_name("pneumonia-zoo").experiment_id])
-    logged = TrainConfig.from_params(run.data.params)
+    (run,) = registry_client(store).search_runs(
+        [registry_client(store).get_experiment_by_name("pneumonia-zoo").experiment_id]
+    )
+    logged = train_config_from_params(run.data.params)
     rebuilt = parse_train_command(logged.train_command())
     assert rebuilt == logged.model_copy(update={"run_name": None, "data": logged.data.resolve()})
     # Every field is a param (None ones are not logged: they are the defaults), augmentation included.
@@ -108,12 +107,14 @@ def test_ensure_champion_registers_the_starter_once_and_never_overrides(
     assert ensure_champion(store, exported) == "1"
     assert store.champion_version() == "1"
     (version,) = store.versions()
-    assert version.tags["starter"] == "true"
-    assert version.tags[PACKAGE_SHA_TAG] == sha256_file(exported / CONFIG_FILE)
-    assert version.tags["val_auc"] == f"{config['metrics']['val_auc']:.6f}"
-    assert version.tags["architecture"] == config["architecture"]
-    assert version.tags["image_size"] == str(config["preprocessing"]["image_size"])
-    assert version.tags["onnx"] == "True" and version.tags["guard"] == "True"
+    assert version.lineage.starter is True
+    assert version.lineage.package_sha256 == sha256_file(exported / CONFIG_FILE)
+    raw = registry_client(store).get_model_version("pneumonia-classifier", "1").tags
+    assert raw[PACKAGE_SHA_TAG] == version.lineage.package_sha256 and raw["starter"] == "true"
+    assert raw["val_auc"] == f"{config['metrics']['val_auc']:.6f}"
+    assert version.architecture == config["architecture"]
+    assert version.image_size == config["preprocessing"]["image_size"]
+    assert version.onnx is True and version.guard is True
     (run,) = all_runs(store)
     assert run.data.tags["starter"] == "true" and run.info.run_id == version.run_id
     _, served = store.load(CHAMPION, destination=tmp_path / "served")
@@ -125,7 +126,7 @@ def test_ensure_champion_registers_the_starter_once_and_never_overrides(
     assert ensure_champion(store, exported) == "1"  # idempotent: nothing new
     assert len(store.versions()) == 1 and len(all_runs(store)) == 1
 
-    store.client.delete_registered_model_alias("pneumonia-classifier", "champion")
+    registry_client(store).delete_registered_model_alias("pneumonia-classifier", "champion")
     assert ensure_champion(store, exported) == "1"  # no champion: the same starter version is reused
     assert store.champion_version() == "1" and len(store.versions()) == 1 and len(all_runs(store)) == 1
 
@@ -148,14 +149,14 @@ def test_fp16_export_is_smaller_and_predicts_the_same(
         dtypes = {str(handle.get_tensor(k).dtype) for k in handle.keys()}  # noqa: SIM118
     assert "torch.float16" in dtypes and "torch.float32" not in dtypes
     assert half.max_probability_change is not None and half.max_probability_change < 1e-2
-    assert load_classifier(half.directory).config.info["weights_dtype"] == "float16"
+    assert load_classifier(half.directory).config.info.weights_dtype == "float16"
 
     # On a fresh store: a champion is kept; a different starter registers only without one.
     store = fresh_store(tmp_path, "fresh")
     assert ensure_champion(store, full.directory) == "1"
     assert ensure_champion(store, half.directory) == "1"
     assert len(store.versions()) == 1
-    store.client.delete_registered_model_alias("pneumonia-classifier", "champion")
+    registry_client(store).delete_registered_model_alias("pneumonia-classifier", "champion")
     assert ensure_champion(store, half.directory) == "2"
     assert store.champion_version() == "2" and len(store.versions()) == 2
 

@@ -5,14 +5,14 @@ from pathlib import Path
 from pneumonia_zoo.tracking.store import Store
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.workflows.sweep import run_sweep
-from tests.conftest import store_for, tiny_train_args
+from tests.conftest import registry_client, store_for, tiny_train_args
 
 
 def ranking_key(store: Store, run) -> tuple[float, float]:
     """What "best" means: the highest val AUC, then the lowest val_loss of the epoch whose weights were
     kept (the run's last logged val_loss may be a later, worse epoch)."""
     best_epoch = int(run.data.metrics["best_epoch"])
-    history = store.client.get_metric_history(run.info.run_id, "val_loss")
+    history = registry_client(store).get_metric_history(run.info.run_id, "val_loss")
     (loss,) = [m.value for m in history if m.step == best_epoch]
     return run.data.metrics["val_auc"], -loss
 
@@ -21,7 +21,7 @@ def test_sweep_runs_nested_children_and_names_the_best(tracking_store: str, fixt
     store = store_for(tracking_store)
     base = TrainConfig.build(**tiny_train_args(fixture_data, epochs=2, bootstrap=0))
     result = run_sweep(base, store, ["step", "cosine"], [1e-3], quiet=True)
-    client = store.client
+    client = registry_client(store)
     experiment = client.get_experiment_by_name("pneumonia-zoo").experiment_id
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
     assert sorted(r.data.params["schedule"] for r in children) == ["cosine", "step"]

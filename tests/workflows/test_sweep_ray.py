@@ -10,7 +10,7 @@ from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.tracking.store import Store
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.workflows.sweep import RAY_MISSING, run_sweep
-from tests.conftest import store_for, tiny_train_args
+from tests.conftest import registry_client, store_for, tiny_train_args
 from tests.workflows.test_sweep import ranking_key
 
 needs_ray = pytest.mark.skipif(
@@ -20,8 +20,8 @@ needs_ray = pytest.mark.skipif(
 
 
 def children(store: Store, parent_run_id: str) -> list:
-    experiment = store.client.get_experiment_by_name("pneumonia-zoo").experiment_id
-    return store.client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    experiment = registry_client(store).get_experiment_by_name("pneumonia-zoo").experiment_id
+    return registry_client(store).search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_run_id}'")
 
 
 @needs_ray
@@ -36,11 +36,11 @@ def test_ray_backend_runs_trials_as_nested_runs_in_the_same_store(
     assert sorted(r.data.params["schedule"] for r in runs) == ["cosine", "step"]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.tags["sweep_backend"] == "ray" for r in runs)  # set by the Ray task itself
-    parent = store.get_run(result.parent_run_id)
+    parent = registry_client(store).get_run(result.parent_run_id)
     assert parent.data.tags["sweep_backend"] == "ray"
     best = max(runs, key=lambda run: ranking_key(store, run))
     assert parent.data.tags["best_run_id"] == best.info.run_id == result.best_run_id
-    artifacts = {a.path for a in store.client.list_artifacts(result.parent_run_id)}
+    artifacts = {a.path for a in registry_client(store).list_artifacts(result.parent_run_id)}
     assert {"sweep_comparison.png", "sweep_table.md"} <= artifacts
     assert list(result.table["schedule"]) == ["step", "cosine"]
     assert set(result.table["run_id"]) == {r.info.run_id for r in runs}
@@ -50,7 +50,9 @@ def test_ray_backend_runs_trials_as_nested_runs_in_the_same_store(
 def all_run_ids(store: Store) -> set[str]:
     return {
         r.info.run_id
-        for r in store.client.search_runs([e.experiment_id for e in store.client.search_experiments()])
+        for r in registry_client(store).search_runs(
+            [e.experiment_id for e in registry_client(store).search_experiments()]
+        )
     }
 
 

@@ -20,6 +20,7 @@ from pneumonia_zoo.serving.holder import LoadedModel
 from pneumonia_zoo.serving.inference import InferenceService
 from pneumonia_zoo.serving.schemas import ModelVersionInfo
 from pneumonia_zoo.serving.uploads import UploadedFile, UploadForm
+from pneumonia_zoo.tracking.records import evaluations_by_context
 from pneumonia_zoo.tracking.store import Store
 
 router = APIRouter(include_in_schema=False)
@@ -27,8 +28,6 @@ router = APIRouter(include_in_schema=False)
 LEGEND_URL = "/heatmap-legend.png"
 # Kermany et al.'s official test split; a version tested on fewer images used a `--limit` subsample.
 OFFICIAL_TEST_IMAGES = 624
-# The metrics `pneumonia-zoo evaluate` logs as eval_<context>_<metric>; the context may hold underscores.
-_EVALUATION_METRICS = ("auc", "sensitivity", "specificity", "flag_rate", "images")
 
 
 def list_samples(directory: Path) -> list[dict[str, str]]:
@@ -91,14 +90,11 @@ def tested_on(info: ModelVersionInfo) -> dict:
 
 
 def evaluation_rows(info: ModelVersionInfo) -> list[dict]:
-    """eval_<context>_<metric> tags grouped per context: one row per logged evaluation."""
-    rows: dict[str, dict[str, float]] = {}
-    for key, value in sorted(info.evaluations.items()):
-        name = key.removeprefix("eval_")
-        metric = next((m for m in _EVALUATION_METRICS if name.endswith(f"_{m}")), name.rpartition("_")[2])
-        context = name.removesuffix(f"_{metric}") or name
-        rows.setdefault(context, {})[metric] = value
-    return [{"context": context, "metrics": metrics} for context, metrics in rows.items()]
+    """The version's logged evaluations, one row per context."""
+    return [
+        {"context": context, "metrics": metrics}
+        for context, metrics in evaluations_by_context(info.evaluations).items()
+    ]
 
 
 async def _result_page(

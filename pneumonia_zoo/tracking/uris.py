@@ -1,0 +1,64 @@
+"""`models:/` URIs: the one module that writes or reads them.
+
+`models:/NAME@ALIAS` and `models:/NAME/VERSION` name registry versions; `models:/m-<id>` names a logged
+model (MLflow 3). Versions are normalised once here: ASCII digits only, no leading zeros.
+"""
+
+import re
+from dataclasses import dataclass
+
+from pneumonia_zoo.errors import InvalidInput
+
+SCHEME = "models:/"
+REGISTRY_URI_FORMS = "models:/NAME@ALIAS or models:/NAME/VERSION"
+MODEL_OPTION_HELP = f"{REGISTRY_URI_FORMS} (default: the champion)."
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[0-9]+))$")
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-f]+)$")
+_VERSION = re.compile(r"^[0-9]{1,18}$")  # ASCII digits only: str.isdigit() also accepts "١" or "²"
+
+
+@dataclass(frozen=True)
+class RegistryUri:
+    name: str
+    alias: str | None = None
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return alias_uri(self.name, self.alias) if self.alias else version_uri(self.name, self.version or "")
+
+
+def is_registry_uri(text: str) -> bool:
+    return text.startswith(SCHEME)
+
+
+def normalize_version(text: str) -> str:
+    """'0001' -> '1'; InvalidInput for anything but ASCII digits (a registry version number)."""
+    if not _VERSION.match(text):
+        raise InvalidInput(f"version must be a registry version number, not '{text[:40]}'")
+    return str(int(text))
+
+
+def version_uri(name: str, version: str | int) -> str:
+    return f"{SCHEME}{name}/{normalize_version(str(version))}"
+
+
+def alias_uri(name: str, alias: str) -> str:
+    return f"{SCHEME}{name}@{alias}"
+
+
+def logged_model_uri(model_id: str) -> str:
+    return f"{SCHEME}{model_id}"
+
+
+def parse(uri: str) -> RegistryUri:
+    match = _REGISTRY_URI.match(uri)
+    if not match:
+        raise InvalidInput(f"'{uri[:80]}' is not a {REGISTRY_URI_FORMS} URI")
+    version = match["version"]
+    return RegistryUri(match["name"], match["alias"], normalize_version(version) if version else None)
+
+
+def logged_model_id(source: str | None) -> str | None:
+    """The logged model behind a version's source (`models:/m-<id>`), None for other sources."""
+    match = _LOGGED_MODEL_URI.match(source or "")
+    return match["id"] if match else None
