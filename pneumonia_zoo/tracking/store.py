@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from pneumonia_zoo.config import Settings
-from pneumonia_zoo.errors import UserError
+from pneumonia_zoo.errors import NotFound, PackageRejected, UserError
 from pneumonia_zoo.package.format import CONFIG_FILE
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class Store:
                 if match["alias"]
                 else ""
             )
-            raise UserError(f"{model_uri} does not exist in the registry ({self.describe()}){hint}") from None
+            raise NotFound(f"{model_uri} does not exist in the registry ({self.describe()}){hint}") from None
         return ResolvedVersion(
             name=name,
             version=str(version.version),
@@ -256,7 +256,7 @@ class Store:
         """
         destination = destination or Path(tempfile.mkdtemp(prefix="pneumonia-zoo-model-"))
         name = name or self.model_name
-        missing = UserError(
+        missing = PackageRejected(
             f"models:/{name}/{version} has no {CONFIG_FILE}: its artifacts are missing "
             "or it is not a pneumonia-zoo model package"
         )
