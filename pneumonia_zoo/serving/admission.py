@@ -3,9 +3,9 @@
 Two budgets, each taken all at once per request (never piece by piece, so requests holding part of a
 budget can never wait on each other): upload bytes while a body is read, and decoded pixels (the
 decoder's peak plus the network input) from decoding until the network has run. A request that cannot
-have its share waits in a bounded queue; past the queue it is refused at once with 503 and
-Retry-After, and past its deadline while waiting it gets the configured timeout status. Memory freed by
-a burst is handed back to the OS when the budgets fall idle (glibc keeps it otherwise).
+have its share waits in a bounded queue; past the queue it is refused at once (AtCapacity), and past
+the request's deadline while waiting it gets DeadlineExceeded. Memory freed by a burst is handed back
+to the OS when the budgets fall idle (glibc keeps it otherwise).
 """
 
 import asyncio
@@ -16,13 +16,12 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 
-from pneumonia_zoo.serving.errors import ServingError
+from pneumonia_zoo.errors import AtCapacity
 
 log = logging.getLogger(__name__)
-RETRY_AFTER = {"Retry-After": "1"}
 
 
-class Overloaded(Exception):
+class Overloaded(AtCapacity):
     """The budget's waiting queue is full."""
 
 
@@ -58,7 +57,7 @@ class Budget:
             self.in_use += amount
             return
         if len(self._waiters) >= self.max_waiting:
-            raise Overloaded(self.name)
+            raise Overloaded()
         future = asyncio.get_running_loop().create_future()
         entry = (amount, future)
         self._waiters.append(entry)
@@ -88,28 +87,16 @@ class Budget:
 
 
 @contextlib.asynccontextmanager
-async def admitted(
-    budget: Budget, amount: int, timeout_status: int | None, wait_timeout_s: float | None = None
-) -> AsyncIterator[None]:
-    """Hold `amount` of the budget for the block, with the service's answers: 503 and Retry-After when
-    too many requests wait already; when the wait outlasts `wait_timeout_s`, `timeout_status` (the
-    request's deadline) or, with None, the same 503 (the service was full all that time)."""
+async def admitted(budget: Budget, amount: int, wait_timeout_s: float | None = None) -> AsyncIterator[None]:
+    """Hold `amount` of the budget for the block. AtCapacity when too many requests wait already, or
+    when the wait outlasts `wait_timeout_s` (the service was full all that time). A wait cut short by
+    the request's own deadline (a timeout around this) is the caller's DeadlineExceeded."""
     try:
         async with asyncio.timeout(wait_timeout_s):
             await budget.acquire(amount)
-    except Overloaded:
-        raise at_capacity() from None
     except TimeoutError:
-        raise (at_capacity() if timeout_status is None else deadline_error(timeout_status)) from None
+        raise AtCapacity() from None
     try:
         yield
     finally:
         budget.release(amount)
-
-
-def at_capacity() -> ServingError:
-    return ServingError(503, "the service is at capacity: try again shortly", headers=RETRY_AFTER)
-
-
-def deadline_error(status: int) -> ServingError:
-    return ServingError(status, "the request took longer than the service's deadline", headers=RETRY_AFTER)

@@ -15,8 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pneumonia_zoo import __version__
 from pneumonia_zoo.config import Settings, get_settings
+from pneumonia_zoo.errors import ZooError
 from pneumonia_zoo.resources import STATIC_DIR, TEMPLATES_DIR
 from pneumonia_zoo.serving import docs
+from pneumonia_zoo.serving.admission import Budget
+from pneumonia_zoo.serving.errors import http_error
 from pneumonia_zoo.serving.holder import ModelHolder
 from pneumonia_zoo.serving.inference import InferenceService
 from pneumonia_zoo.serving.logs import REQUEST_ID_HEADER, RequestIdMiddleware, configure_logging
@@ -51,7 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # A fresh service per lifespan (its executor cannot restart), so one app object can be started
         # again (test clients; schemathesis ends the lifespan after every test). The holder and its
         # loaded model carry over.
-        service = app.state.service = InferenceService(settings, holder, metrics)
+        service = app.state.service = InferenceService(
+            settings, holder, on_batch=metrics.observe_batch, on_prediction=metrics.observe_prediction
+        )
+        _watch(metrics, service)
         await service.start()
         holder.start()  # in the background: /healthz answers while the champion downloads
         yield
@@ -97,8 +103,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(html.router)
     app.include_router(docs.router)
-    _add_error_handlers(app, templates)
+    _add_error_handlers(app, templates, settings)
     return app
+
+
+def _watch(metrics: ServiceMetrics, service: InferenceService) -> None:
+    """The gauges read the service's queue and budgets whenever Prometheus scrapes."""
+    metrics.watch_queue(lambda: service.batcher.depth)
+    for budget in service.budgets:
+        _watch_budget(metrics, budget)
+
+
+def _watch_budget(metrics: ServiceMetrics, budget: Budget) -> None:
+    metrics.watch_budget(budget.name, lambda: budget.in_use, lambda: budget.waiting)
 
 
 def _wants_html(request: Request) -> bool:
@@ -108,7 +125,7 @@ def _wants_html(request: Request) -> bool:
     return path == "/" or path.startswith(_HTML_PREFIXES) or "text/html" in request.headers.get("accept", "")
 
 
-def _add_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
+def _add_error_handlers(app: FastAPI, templates: Jinja2Templates, settings: Settings) -> None:
     def render(request: Request, status: int, detail: str, headers: dict | None = None) -> Response:
         if _wants_html(request):
             return templates.TemplateResponse(
@@ -121,7 +138,7 @@ def _add_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    async def starlette_error(request: Request, exc: StarletteHTTPException) -> Response:
         return render(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -141,3 +158,11 @@ def _add_error_handlers(app: FastAPI, templates: Jinja2Templates) -> None:
             "internal error: the service could not handle this request",
             security_headers(request.url.path),
         )
+
+    @app.exception_handler(ZooError)
+    async def domain_error(request: Request, exc: ZooError) -> Response:
+        # The one place a domain error becomes a status: the table in serving/errors.py decides.
+        answer = http_error(exc, settings.timeout_status)
+        if answer is None:  # a ZooError the table does not know: the unexpected-error handler's 500
+            raise exc
+        return render(request, answer.status, answer.detail, answer.headers or None)

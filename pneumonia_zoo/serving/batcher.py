@@ -4,7 +4,7 @@ Requests queue (classifier, inputs, future); one asyncio task takes the first, w
 `max_wait_ms` for more (up to `max_batch_size` images), runs each classifier's group in the
 inference thread and hands every request its own rows back. Requests for different versions queue
 together but never share a call. The queue is bounded: past `max_queue` waiting requests a new one
-is refused at once (the service answers 503 with Retry-After) instead of waiting without end.
+is refused at once (QueueFull, an AtCapacity) instead of waiting without end.
 
 It waits only while more requests are on their way (`announce()`d: being preprocessed). A lone
 request runs at once: at low load the wait was pure latency, and under load the requests that queue
@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pneumonia_zoo.errors import AtCapacity
 from pneumonia_zoo.package.classifier import Classifier
 from pneumonia_zoo.package.runtime import Outputs
 
 
-class QueueFull(Exception):
+class QueueFull(AtCapacity):
     """More requests are waiting for the network than the bounded queue holds."""
 
 

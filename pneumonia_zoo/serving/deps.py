@@ -11,6 +11,7 @@ from pneumonia_zoo.config import Settings
 from pneumonia_zoo.serving.errors import ServingError
 from pneumonia_zoo.serving.holder import ModelHolder
 from pneumonia_zoo.serving.inference import InferenceService
+from pneumonia_zoo.serving.uploads import IncomingBody
 from pneumonia_zoo.tracking.store import Store
 
 
@@ -34,11 +35,17 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
+def get_body(request: Request) -> IncomingBody:
+    """The request's body, not read yet: what the service needs of it (its headers and stream)."""
+    return IncomingBody.from_headers(request.headers, request.stream())
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 StoreDep = Annotated[Store, Depends(get_store)]
+BodyDep = Annotated[IncomingBody, Depends(get_body)]
 
 _bearer = HTTPBearer(auto_error=False, description="PNEUMONIA_ZOO_ADMIN_TOKEN")
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
-from pneumonia_zoo.serving.errors import ServingError
+from pneumonia_zoo.errors import NotFound
 
 ASSETS_PREFIX = "/static-docs"
 OPENAPI_URL = "/openapi.json"  # FastAPI's default; the pages and their script hash depend on it
@@ -96,7 +96,7 @@ async def redoc_page(request: Request) -> HTMLResponse:
 async def docs_asset(name: str) -> FileResponse:
     # A fixed list, not a static mount of the folder: nothing else in the package is served.
     if name not in _ASSET_TYPES:
-        raise ServingError(404, f"there is no documentation asset called '{name[:80]}'")
+        raise NotFound(f"there is no documentation asset called '{name[:80]}'")
     return FileResponse(
         _asset_dir() / name,
         media_type=_ASSET_TYPES[name],

@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 
 from pneumonia_zoo.config import Settings
-from pneumonia_zoo.errors import UserError
-from pneumonia_zoo.package.classifier import Classifier, load_classifier
+from pneumonia_zoo.errors import NotFound, UserError
+from pneumonia_zoo.package.classifier import Classifier
 from pneumonia_zoo.package.prediction import ModelInfo
 from pneumonia_zoo.serving.explain import warm_up_explainer
 from pneumonia_zoo.tracking.store import Store
@@ -62,8 +62,8 @@ def _import_runtime_libraries() -> None:
     import onnxruntime  # noqa: F401  (torch is imported only by a version that needs it)
 
 
-class VersionNotFound(LookupError):
-    pass
+class VersionNotFound(NotFound):
+    """A version number the registry does not hold."""
 
 
 class ModelHolder:
@@ -144,8 +144,8 @@ class ModelHolder:
             try:
                 # A version already loaded (asked for by number, or a champion being rolled back to)
                 # is swapped in as it is: no second download, no second copy in memory.
-                model = self._take_cached(resolved.version) or self._load(resolved.version)
-            except UserError as exc:  # PackageError (tampered or incomplete) is a UserError
+                model = self._take_cached(resolved.version) or self._load(resolved.uri)
+            except UserError as exc:  # PackageRejected (tampered or incomplete) is a UserError
                 self._fail(
                     INVALID_ARTIFACT, f"version {resolved.version} (run {resolved.run_id}) was refused: {exc}"
                 )
@@ -211,10 +211,9 @@ class ModelHolder:
                 self._cache.move_to_end(version)
                 return self._cache[version]
             try:
-                resolved = self.store.resolve(self.store.version_uri(version))
-            except UserError:
+                model = self._load(self.store.version_uri(version))
+            except NotFound:
                 raise VersionNotFound(f"version {version} of '{self.name}' is not in the registry") from None
-            model = self._load(resolved.version)
             self._remember_locked(model)
             return model
 
@@ -242,18 +241,19 @@ class ModelHolder:
                 dropped.memory_bytes / 2**20,
             )
 
-    def _load(self, version: str) -> LoadedModel:
-        """Download, verify and load a version, and warm it up (an inference, Grad-CAM's network and
-        imports): its first request pays for nothing. The download is needed only until then."""
+    def _load(self, model_uri: str) -> LoadedModel:
+        """Download, verify and load a version (the store's load), and warm it up (an inference,
+        Grad-CAM's network and imports): its first request pays for nothing. The download is needed
+        only until then. NotFound when the registry lacks it, PackageRejected when its files are
+        missing or altered."""
         _import_runtime_libraries()  # so the footprint below is the model's, not the libraries'
         process = psutil.Process()
         before = process.memory_info().rss
         with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-serve-") as tmp:
-            package_dir = self.store.download_package(version, Path(tmp))
-            files = sum(path.stat().st_size for path in package_dir.rglob("*") if path.is_file())
-            classifier = load_classifier(package_dir, self.settings.runtime, self.settings.onnx_threads)
+            resolved, classifier = self.store.load(model_uri, self.settings.runtime, Path(tmp))
+            files = sum(path.stat().st_size for path in classifier.directory.rglob("*") if path.is_file())
             classifier.warm_up()
             warm_up_explainer(classifier)
         footprint = max(files, process.memory_info().rss - before)
-        log.info("loaded version %s (%s, %.0f MB)", version, classifier.runtime, footprint / 2**20)
-        return LoadedModel(self.name, version, classifier, footprint)
+        log.info("loaded version %s (%s, %.0f MB)", resolved.version, classifier.runtime, footprint / 2**20)
+        return LoadedModel(self.name, resolved.version, classifier, footprint)

@@ -3,46 +3,56 @@
 The hooks run where they belong: decode and preprocess in a small pool of worker threads (one per
 CPU the process may use), the network in the micro-batcher's single inference thread (as does
 Grad-CAM: it hooks the same network), postprocessing (calibration, guard) back in the pool.
+
+It knows nothing of HTTP: it reads a body given as its declared type, length and byte stream, and
+refuses with the domain errors of `pneumonia_zoo.errors` (serving/errors.py maps them to statuses).
+Observers (the Prometheus metrics) are plain callables handed in: `on_batch`, `on_prediction`.
 """
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import anyio
-from fastapi import Request
 from PIL import Image
 
 from pneumonia_zoo.config import Settings
-from pneumonia_zoo.data.images import (
-    DecodedImage,
-    ImageDecodeError,
-    ImageTooLargeError,
-    decode_cost,
-    decode_image,
+from pneumonia_zoo.data.errors import ImageDecodeError
+from pneumonia_zoo.data.images import DecodedImage, decode_cost, decode_image
+from pneumonia_zoo.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    PackageRejected,
+    Unavailable,
+    UserError,
 )
-from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.package.classifier import Classifier, Scores
 from pneumonia_zoo.package.prediction import prediction_record
 from pneumonia_zoo.resources import available_cpus
-from pneumonia_zoo.serving.admission import RETRY_AFTER, Budget, admitted, deadline_error
-from pneumonia_zoo.serving.batcher import MicroBatcher, QueueFull
-from pneumonia_zoo.serving.errors import ServingError
+from pneumonia_zoo.serving.admission import Budget, admitted
+from pneumonia_zoo.serving.batcher import MicroBatcher
 from pneumonia_zoo.serving.explain import gradcam_overlay
-from pneumonia_zoo.serving.holder import LoadedModel, ModelHolder, VersionNotFound
-from pneumonia_zoo.serving.metrics import ServiceMetrics
+from pneumonia_zoo.serving.holder import LoadedModel, ModelHolder
 from pneumonia_zoo.serving.uploads import (
+    IncomingBody,
     UploadedFile,
     UploadForm,
-    declared_length,
     max_body_bytes,
     read_upload_form,
 )
+from pneumonia_zoo.tracking.uris import normalize_version
 
 MB = 2**20
+NO_IMAGE = "no image uploaded: send it in the multipart field 'file' (or 'files' for a batch)"
+DEADLINE = "the request took longer than the service's deadline"
+
+BatchObserver = Callable[[int, float, list[float]], None]  # rows, seconds, each request's queue wait
+PredictionObserver = Callable[[str, str, bool], None]  # served version, label, out of population
 
 
 def input_bytes(classifier: Classifier) -> int:
@@ -76,8 +86,15 @@ class Outcome:
 
 
 class InferenceService:
-    def __init__(self, settings: Settings, holder: ModelHolder, metrics: ServiceMetrics) -> None:
-        self.settings, self.holder, self.metrics = settings, holder, metrics
+    def __init__(
+        self,
+        settings: Settings,
+        holder: ModelHolder,
+        on_batch: BatchObserver | None = None,
+        on_prediction: PredictionObserver | None = None,
+    ) -> None:
+        self.settings, self.holder = settings, holder
+        self.on_prediction = on_prediction
         # One inference thread: the network already uses every core, and Grad-CAM must not overlap it.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         # Decoding is CPU-bound (Pillow releases the GIL): more threads than cores only make every
@@ -89,11 +106,14 @@ class InferenceService:
             settings.max_batch_size,
             settings.max_batch_wait_ms,
             settings.max_queued_batches,
-            on_batch=metrics.observe_batch,
+            on_batch=on_batch,
         )
         self.uploads = Budget("uploads", int(settings.upload_budget_mb * MB), settings.max_waiting_requests)
         self.pixels = Budget("pixels", int(settings.pixel_budget_mb * MB), settings.max_waiting_requests)
-        metrics.watch(self)
+
+    @property
+    def budgets(self) -> tuple[Budget, Budget]:
+        return self.uploads, self.pixels
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -108,48 +128,43 @@ class InferenceService:
         if version is None or version == "":
             current = self.holder.current
             if current is None:
-                raise ServingError(503, self.holder.reason)
+                raise NotReady(self.holder.reason)
             return current
-        if not version.isdigit():
-            raise ServingError(422, f"version must be a registry version number, not '{version[:40]}'")
+        version = normalize_version(version)  # "0001" is version 1: one cache entry, one load
         try:
             return await anyio.to_thread.run_sync(self.holder.get_version, version)
-        except VersionNotFound as exc:
-            raise ServingError(404, str(exc)) from None
+        except NotFound:  # VersionNotFound: its sentence names the version
+            raise
         except UserError as exc:  # a refused package: the sentence is for users
-            raise ServingError(503, f"version {version} could not be loaded: {exc}") from None
+            raise PackageRejected(f"version {version} could not be loaded: {exc}") from None
         except Exception as exc:  # anything else may hold hosts and paths: only its kind is told
-            raise ServingError(503, f"version {version} could not be loaded ({type(exc).__name__})") from None
+            raise Unavailable(f"version {version} could not be loaded ({type(exc).__name__})") from None
 
     @staticmethod
     def check_operating_point(model: LoadedModel, name: str | None) -> None:
         try:
             model.classifier.config.operating_point(name)
         except UserError as exc:
-            raise ServingError(422, str(exc)) from None
+            raise InvalidInput(str(exc)) from None
 
     # -- a request, stage by stage, within its budgets and deadline ----------------------------------
 
     @contextlib.asynccontextmanager
-    async def receive(self, request: Request, max_files: int) -> AsyncIterator[UploadForm]:
+    async def receive(self, body: IncomingBody, max_files: int) -> AsyncIterator[UploadForm]:
         """Read the multipart body holding its share of the upload budget until the request is done."""
         settings = self.settings
-        reserved = declared_length(request) or max_body_bytes(settings.max_upload_bytes, max_files)
+        reserved = body.length or max_body_bytes(settings.max_upload_bytes, max_files)
         # Waiting for the budget is the service's doing, not the client's: past the body timeout that
-        # is a 503 with Retry-After (the service is full), never the 408 of a client that stalls.
-        async with admitted(self.uploads, reserved, None, wait_timeout_s=settings.body_timeout_s):
-            yield await read_upload_form(
-                request, settings.max_upload_bytes, max_files, settings.body_timeout_s
-            )
+        # is AtCapacity (the service is full), never the ClientTimeout of a client that stalls.
+        async with admitted(self.uploads, reserved, wait_timeout_s=settings.body_timeout_s):
+            yield await read_upload_form(body, settings.max_upload_bytes, max_files, settings.body_timeout_s)
 
     async def classify(
         self, model: LoadedModel, uploads: list[UploadedFile], min_side: int | None = None
     ) -> Outcome:
         """Decode and classify the uploads within the pixel budget and the request's deadline."""
         if not uploads:
-            raise ServingError(
-                422, "no image uploaded: send it in the multipart field 'file' (or 'files' for a batch)"
-            )
+            raise InvalidInput(NO_IMAGE)
         started = time.perf_counter()
         side = max(min_side or 0, model.classifier.input_size)
         cost = sum(
@@ -157,17 +172,15 @@ class InferenceService:
         ) + len(uploads) * input_bytes(model.classifier)
         try:
             async with asyncio.timeout(self.settings.request_timeout_s):
-                async with admitted(self.pixels, cost, self.settings.timeout_status):
+                async with admitted(self.pixels, cost):
                     images = await self.decode(uploads, side)
                     return await self.predict(model, images, started)
         except TimeoutError:
-            raise deadline_error(self.settings.timeout_status) from None
+            raise DeadlineExceeded(DEADLINE) from None
 
     async def decode(self, uploads: list[UploadedFile], min_side: int | None) -> list[DecodedImage]:
         if not uploads:
-            raise ServingError(
-                422, "no image uploaded: send it in the multipart field 'file' (or 'files' for a batch)"
-            )
+            raise InvalidInput(NO_IMAGE)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.cpu_pool, self._decode_all, uploads, min_side)
 
@@ -185,9 +198,8 @@ class InferenceService:
                 )
             except ImageDecodeError as exc:
                 name = f"'{upload.filename}'" if upload.filename else "the upload"
-                # Oversized images are "too large" (413); other content we cannot process is 422.
-                status = 413 if isinstance(exc, ImageTooLargeError) else 422
-                raise ServingError(status, f"{name}: {exc}") from None
+                # The same type (too large, or unusable), its sentence naming the file.
+                raise type(exc)(f"{name}: {exc}") from None
         return images
 
     async def predict(self, model: LoadedModel, images: list[DecodedImage], started: float) -> Outcome:
@@ -198,19 +210,13 @@ class InferenceService:
             inputs = await loop.run_in_executor(self.cpu_pool, classifier.preprocess, images)
         finally:
             self.batcher.arrived()  # no await between this and queueing: the batcher cannot miss it
-        try:
-            outputs = await self.batcher.forward(classifier, inputs)
-        except QueueFull:
-            raise ServingError(
-                503, "the service is at capacity: try again shortly", headers=RETRY_AFTER
-            ) from None
+        outputs = await self.batcher.forward(classifier, inputs)  # QueueFull: AtCapacity
         scores = await loop.run_in_executor(self.cpu_pool, classifier.postprocess, outputs, images)
         outcome = Outcome(model, images, scores, (time.perf_counter() - started) * 1000)
-        for row in range(len(images)):
-            label = classifier.config.class_names[outcome.label_index(row)]
-            self.metrics.predictions.labels(model.version, label).inc()
-            if scores.ood_flags[row]:
-                self.metrics.out_of_population.labels(model.version).inc()
+        if self.on_prediction is not None:
+            for row in range(len(images)):
+                label = classifier.config.class_names[outcome.label_index(row)]
+                self.on_prediction(model.version, label, bool(scores.ood_flags[row]))
         return outcome
 
     async def explain(self, model: LoadedModel, image: DecodedImage, class_index: int) -> Image.Image:

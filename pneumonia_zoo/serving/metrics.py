@@ -3,18 +3,16 @@
 What an operator needs to see the service at its limits: the process (RSS, CPU, open files), every
 request by route and status, inference time and queue wait, queue depth, the bytes the admission
 budgets hold, batch sizes, and predictions by served version and label.
+
+The metrics know nothing of the service: the app factory hands `observe_batch` and
+`observe_prediction` to it as callbacks, and gives the gauges the functions they read.
 """
 
-import functools
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from pneumonia_zoo.serving.admission import Budget
-    from pneumonia_zoo.serving.inference import InferenceService
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -98,20 +96,19 @@ class ServiceMetrics:
         for wait in waits:
             self.queue_wait.observe(wait)
 
-    def watch(self, service: "InferenceService") -> None:
-        """Gauges read from the service when Prometheus scrapes (nothing to keep in step)."""
-        self.queue_depth.set_function(lambda: float(service.batcher.depth))
-        for budget in (service.uploads, service.pixels):
-            self.in_flight.labels(budget.name).set_function(functools.partial(_held, budget))
-            self.waiting.labels(budget.name).set_function(functools.partial(_waiting, budget))
+    def observe_prediction(self, version: str, label: str, out_of_population: bool) -> None:
+        self.predictions.labels(version, label).inc()
+        if out_of_population:
+            self.out_of_population.labels(version).inc()
 
+    # Gauges read when Prometheus scrapes (nothing to keep in step); a later call replaces the function.
 
-def _held(budget: "Budget") -> float:
-    return float(budget.in_use)
+    def watch_queue(self, depth: Callable[[], float]) -> None:
+        self.queue_depth.set_function(depth)
 
-
-def _waiting(budget: "Budget") -> float:
-    return float(budget.waiting)
+    def watch_budget(self, name: str, in_use: Callable[[], float], waiting: Callable[[], float]) -> None:
+        self.in_flight.labels(name).set_function(in_use)
+        self.waiting.labels(name).set_function(waiting)
 
 
 class MetricsMiddleware:

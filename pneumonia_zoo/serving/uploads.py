@@ -8,13 +8,13 @@ first byte over a limit.
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, cast
 
-from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from pneumonia_zoo.serving.errors import ServingError
+from pneumonia_zoo.errors import ClientTimeout, MalformedRequest, TooLarge, UnsupportedMediaType
 
 if TYPE_CHECKING:  # python-multipart defines the callbacks' type for type checkers only
     from python_multipart.multipart import MultipartCallbacks
@@ -33,11 +33,25 @@ def size_text(count: int) -> str:
     return f"{count / 2**20:.1f} MB" if count >= 2**20 else f"{count / 1024:.0f} KB"
 
 
-def declared_length(request: Request) -> int | None:
+def declared_length(headers: Mapping[str, str]) -> int | None:
     try:
-        return int(request.headers["content-length"])
+        return int(headers["content-length"])
     except (KeyError, ValueError):
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class IncomingBody:
+    """A request body as it arrives: what its headers declare, and its bytes as an async stream."""
+
+    content_type: str
+    length: int | None  # the declared Content-Length, if any
+    chunks: AsyncIterator[bytes]
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> "IncomingBody":
+        """From a request's (case-insensitive) headers and its body stream."""
+        return cls(headers.get("content-type", ""), declared_length(headers), chunks)
 
 
 @dataclasses.dataclass
@@ -85,31 +99,30 @@ class _Collector:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
         if b"name" not in options:
-            raise ServingError(400, "malformed multipart body: a part has no field name")
+            raise MalformedRequest("malformed multipart body: a part has no field name")
         name = options[b"name"].decode("utf-8", "replace")
         if b"filename" in options:
             if len(self.form.files) >= self.max_files:
-                raise ServingError(413, f"too many files: at most {self.max_files} images per request")
+                raise TooLarge(f"too many files: at most {self.max_files} images per request")
             self._file = UploadedFile(name, options[b"filename"].decode("utf-8", "replace"))
             self.form.files.append(self._file)
         else:
             if len(self.form.fields) >= MAX_FIELDS:
-                raise ServingError(413, f"too many form fields (at most {MAX_FIELDS})")
+                raise TooLarge(f"too many form fields (at most {MAX_FIELDS})")
             self._field_name = name
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._file is not None:
             self._file.data += data[start:end]
             if len(self._file.data) > self.max_file_bytes:
-                raise ServingError(
-                    413,
+                raise TooLarge(
                     f"'{self._file.filename}' is larger than the upload limit of "
-                    f"{size_text(self.max_file_bytes)}",
+                    f"{size_text(self.max_file_bytes)}"
                 )
         else:
             self._field_data += data[start:end]
             if len(self._field_data) > MAX_FIELD_BYTES:
-                raise ServingError(413, f"form field '{self._field_name}' is too long")
+                raise TooLarge(f"form field '{self._field_name}' is too long")
 
     def on_part_end(self) -> None:
         if self._file is None:
@@ -128,37 +141,32 @@ class _Collector:
 
 
 async def read_upload_form(
-    request: Request, max_file_bytes: int, max_files: int, timeout_s: float | None = None
+    body: IncomingBody, max_file_bytes: int, max_files: int, timeout_s: float | None = None
 ) -> UploadForm:
-    """Parse a multipart/form-data body chunk by chunk, in memory; 4xx ServingError on bad input.
+    """Parse a multipart/form-data body chunk by chunk, in memory; InvalidInput errors on bad input.
 
-    A body larger than the limits allow is refused from its Content-Length before a byte is read; one
-    that does not arrive within `timeout_s` gets 408 and the connection is closed.
+    A body larger than the limits allow is refused (TooLarge) from its declared length before a byte
+    is read; one that does not arrive within `timeout_s` is a ClientTimeout.
     """
-    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    content_type, params = parse_options_header(body.content_type)
     if content_type != b"multipart/form-data":
-        raise ServingError(
-            415, "send the image as multipart/form-data (field 'file', or 'files' for a batch)"
+        raise UnsupportedMediaType(
+            "send the image as multipart/form-data (field 'file', or 'files' for a batch)"
         )
     boundary = params.get(b"boundary")
     if not boundary:
-        raise ServingError(400, "malformed multipart body: the Content-Type header has no boundary")
-    length = declared_length(request)
-    if length is not None and length > max_body_bytes(max_file_bytes, max_files):
-        raise ServingError(
-            413, f"the request is larger than {max_files} files of {size_text(max_file_bytes)} allow"
-        )
+        raise MalformedRequest("malformed multipart body: the Content-Type header has no boundary")
+    if body.length is not None and body.length > max_body_bytes(max_file_bytes, max_files):
+        raise TooLarge(f"the request is larger than {max_files} files of {size_text(max_file_bytes)} allow")
     collector = _Collector(max_file_bytes, max_files)
     parser = MultipartParser(boundary, cast("MultipartCallbacks", collector.callbacks()))
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                parser.write(chunk)  # callbacks raise ServingError as soon as a limit is crossed
+            async for chunk in body.chunks:
+                parser.write(chunk)  # callbacks raise TooLarge as soon as a limit is crossed
         parser.finalize()
     except FormParserError:
-        raise ServingError(400, "malformed multipart body") from None
+        raise MalformedRequest("malformed multipart body") from None
     except TimeoutError:
-        raise ServingError(
-            408, f"the upload did not arrive within {timeout_s:g} s", headers={"Connection": "close"}
-        ) from None
+        raise ClientTimeout(f"the upload did not arrive within {timeout_s:g} s") from None
     return collector.form

@@ -14,7 +14,7 @@ REGISTRY_URI_FORMS = "models:/NAME@ALIAS or models:/NAME/VERSION"
 MODEL_OPTION_HELP = f"{REGISTRY_URI_FORMS} (default: the champion)."
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[0-9]+))$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-f]+)$")
-_VERSION = re.compile(r"^[0-9]{1,18}$")  # ASCII digits only: str.isdigit() also accepts "١" or "²"
+_VERSION = re.compile(r"^[0-9]+$")  # ASCII digits only: str.isdigit() also accepts "١" or "²"
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def is_registry_uri(text: str) -> bool:
 
 def normalize_version(text: str) -> str:
     """'0001' -> '1'; InvalidInput for anything but ASCII digits (a registry version number)."""
-    if not _VERSION.match(text):
+    if not _VERSION.fullmatch(text):
         raise InvalidInput(f"version must be a registry version number, not '{text[:40]}'")
     return str(int(text))
 
@@ -51,7 +51,7 @@ def logged_model_uri(model_id: str) -> str:
 
 
 def parse(uri: str) -> RegistryUri:
-    match = _REGISTRY_URI.match(uri)
+    match = _REGISTRY_URI.fullmatch(uri)
     if not match:
         raise InvalidInput(f"'{uri[:80]}' is not a {REGISTRY_URI_FORMS} URI")
     version = match["version"]
@@ -60,5 +60,5 @@ def parse(uri: str) -> RegistryUri:
 
 def logged_model_id(source: str | None) -> str | None:
     """The logged model behind a version's source (`models:/m-<id>`), None for other sources."""
-    match = _LOGGED_MODEL_URI.match(source or "")
+    match = _LOGGED_MODEL_URI.fullmatch(source or "")
     return match["id"] if match else None

@@ -206,21 +206,24 @@ def test_a_500_says_nothing_about_the_internals(locked, xray_bytes, broken_model
 
 def test_4xx_bodies_say_nothing_about_the_internals(client, xray_bytes, registered_store):
     store_path = registered_store.removeprefix("sqlite:///")
-    responses = [
-        client.post("/api/v1/predict", **upload(xray_bytes[:5000])),
-        client.post("/api/v1/predict", **upload(b"GIF89a" + b"\0" * 50)),
-        client.post("/api/v1/predict", content=b"{}", headers={"content-type": "application/json"}),
-        client.post("/api/v1/predict", params={"version": "42"}, **upload(xray_bytes)),
-        client.post("/api/v1/predict", params={"version": "x"}, **upload(xray_bytes)),
-        client.get("/samples/..%2F..%2Fpneumonia_zoo%2Fconfig.py"),
-        client.get("/static/../pneumonia_zoo/config.py"),
-        client.post("/api/v1/admin/reload", headers={"Authorization": "Bearer wrong-secret-token"}),
-        client.post("/api/v1/predict", headers={"X-API-Key": "some-key-value"}, **upload(b"")),
-        client.get("/api/v1/models/7/card"),
-        client.get("/readyz"),
+    answers = [
+        (client.post("/api/v1/predict", **upload(xray_bytes[:5000])), 422),  # truncated JPEG
+        (client.post("/api/v1/predict", **upload(b"GIF89a" + b"\0" * 50)), 422),
+        (client.post("/api/v1/predict", content=b"{}", headers={"content-type": "application/json"}), 415),
+        (client.post("/api/v1/predict", params={"version": "42"}, **upload(xray_bytes)), 404),
+        (client.post("/api/v1/predict", params={"version": "x"}, **upload(xray_bytes)), 422),
+        (client.get("/samples/..%2F..%2Fpneumonia_zoo%2Fconfig.py"), 404),
+        (client.get("/static/../pneumonia_zoo/config.py"), 404),
+        (client.post("/api/v1/admin/reload", headers={"Authorization": "Bearer wrong-secret-token"}), 401),
+        (client.post("/api/v1/predict", headers={"X-API-Key": "some-key-value"}, **upload(b"")), 422),
+        (client.get("/api/v1/models/7/card"), 404),
     ]
-    for response in responses:
+    for response, status in answers:
+        assert response.status_code == status, (response.request.url, response.text)
         assert_no_internals(response.text, store_path, "wrong-secret-token", "some-key-value")
+    ready = client.get("/readyz")  # a 200, but it reports the registry's state: no internals either
+    assert ready.status_code == 200
+    assert_no_internals(ready.text, store_path)
 
 
 def test_uploads_are_never_logged(client, xray, caplog):

@@ -70,3 +70,39 @@ def test_version_with_missing_artifacts_is_refused_and_the_champion_keeps_servin
             "/api/v1/predict", params={"version": "2"}, files={"file": ("x.jpeg", xray_bytes)}
         )
         assert asked.status_code == 503 and "artifacts are missing" in asked.json()["detail"]
+
+
+def test_a_registered_version_whose_files_are_gone_could_not_be_loaded_not_missing(
+    registered_store, tmp_path, xray_bytes
+):
+    """Version 2 is in the registry but its artifacts were deleted: 503 "could not be loaded" on every
+    route that names it, never the 404 of a version the registry does not hold."""
+    uri = copy_store(registered_store, tmp_path / "mlflow.db")
+    registry = MlflowClient(uri)
+    one = registry.get_model_version("pneumonia-classifier", "1")
+    artifacts = tmp_path / "version-2"
+    source = registry.get_model_version_download_uri("pneumonia-classifier", "1").removeprefix("file://")
+    shutil.copytree(source, artifacts)
+    # Its own run, with no model card logged: the card must be rendered from the (missing) package.
+    run = registry.create_run(registry.get_run(one.run_id).info.experiment_id)
+    registry.create_model_version("pneumonia-classifier", artifacts.as_uri(), run.info.run_id, tags=one.tags)
+    shutil.rmtree(artifacts)
+
+    for client in make_client(uri):
+        predict = client.post(
+            "/api/v1/predict", params={"version": "2"}, files={"file": ("x.jpeg", xray_bytes)}
+        )
+        card = client.get("/api/v1/models/2/card")
+        for response in (predict, card):
+            assert response.status_code == 503, response.text
+            detail = response.json()["detail"]
+            assert detail.startswith("version 2 could not be loaded") and "artifacts are missing" in detail
+        page = client.get("/samples/person56_virus_112.jpeg", params={"version": "2"})
+        assert page.status_code == 503 and "could not be loaded" in page.text
+        # A version the registry does not hold is still the client's 404.
+        for missing in (
+            client.post("/api/v1/predict", params={"version": "7"}, files={"file": ("x.jpeg", xray_bytes)}),
+            client.get("/api/v1/models/7/card"),
+        ):
+            assert missing.status_code == 404
+            assert missing.json() == {"detail": "version 7 of 'pneumonia-classifier' is not in the registry"}

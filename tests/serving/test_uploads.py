@@ -2,6 +2,7 @@
 
 import asyncio
 import tempfile
+from collections.abc import AsyncIterator
 
 import pytest
 from starlette.applications import Starlette
@@ -10,8 +11,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from pneumonia_zoo.serving.errors import ServingError
-from pneumonia_zoo.serving.uploads import read_upload_form
+from pneumonia_zoo.errors import ClientTimeout, MalformedRequest, TooLarge, UnsupportedMediaType
+from pneumonia_zoo.serving.uploads import IncomingBody, read_upload_form
 from tests.serving.conftest import TEST_LIMITS, noise_png
 
 
@@ -44,27 +45,52 @@ def test_control_starlettes_own_form_parser_would_write_a_temp_file(no_temp_dir)
 
 
 def test_size_limit_is_enforced_while_reading_the_stream():
-    boundary, chunk = b"limit", 64 * 1024
     head = (
         b'--limit\r\nContent-Disposition: form-data; name="file"; filename="huge.png"\r\n'
         b"Content-Type: image/png\r\n\r\n"
     )
-    total_chunks, sent = 320, []  # a 20 MB body
+    total_chunks, sent = 320, []  # a 20 MB body in 64 KB chunks
 
-    async def receive() -> dict:
-        sent.append(chunk)
-        body = head if len(sent) == 1 else b"\0" * chunk
-        return {"type": "http.request", "body": body, "more_body": len(sent) < total_chunks}
+    async def chunks() -> AsyncIterator[bytes]:
+        for index in range(total_chunks):
+            sent.append(index)
+            yield head if index == 0 else b"\0" * (64 * 1024)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/",
-        "query_string": b"",
-        "headers": [(b"content-type", b"multipart/form-data; boundary=" + boundary)],
-    }
-    with pytest.raises(ServingError) as raised:
-        asyncio.run(read_upload_form(Request(scope, receive), max_file_bytes=1_000_000, max_files=1))
-    assert raised.value.status_code == 413
-    assert "huge.png" in raised.value.detail
+    body = IncomingBody("multipart/form-data; boundary=limit", None, chunks())
+    with pytest.raises(TooLarge, match="huge.png"):
+        asyncio.run(read_upload_form(body, max_file_bytes=1_000_000, max_files=1))
     assert len(sent) < 20  # stopped just past 1 MB, not after the whole 20 MB
+
+
+@pytest.mark.parametrize(
+    ("content_type", "length", "error"),
+    [
+        ("application/json", None, UnsupportedMediaType),
+        ("multipart/form-data", None, MalformedRequest),  # no boundary
+        ("multipart/form-data; boundary=x", 10**9, TooLarge),  # refused from its declared length
+    ],
+)
+def test_a_body_is_refused_before_it_is_read(content_type, length, error):
+    read = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        read.append(True)
+        yield b""
+
+    body = IncomingBody.from_headers(
+        {"content-type": content_type} | ({"content-length": str(length)} if length else {}), chunks()
+    )
+    with pytest.raises(error):
+        asyncio.run(read_upload_form(body, max_file_bytes=1_000_000, max_files=1))
+    assert not read
+
+
+def test_a_stalled_body_is_a_client_timeout():
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b"--x\r\n"
+        await asyncio.Event().wait()  # the rest never arrives
+        yield b""
+
+    body = IncomingBody("multipart/form-data; boundary=x", None, stalls())
+    with pytest.raises(ClientTimeout, match="within 0.05 s"):
+        asyncio.run(read_upload_form(body, max_file_bytes=1_000_000, max_files=1, timeout_s=0.05))

@@ -12,7 +12,7 @@ def test_versions_are_normalised_to_one_spelling(text: str, number: str) -> None
     assert uris.parse(f"models:/m/{text}") == uris.RegistryUri("m", version=number)
 
 
-@pytest.mark.parametrize("text", ["", "1.0", "-1", " 1", "١", "²", "1e3", "x", "9" * 19])
+@pytest.mark.parametrize("text", ["", "1.0", "-1", " 1", "١", "²", "1e3", "x", "1\n"])
 def test_anything_but_ascii_digits_is_not_a_version(text: str) -> None:
     with pytest.raises(InvalidInput, match="registry version number"):
         uris.normalize_version(text)

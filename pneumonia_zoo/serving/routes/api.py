@@ -3,16 +3,16 @@
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from pneumonia_zoo.errors import UserError
+from pneumonia_zoo.errors import InvalidInput, NotFound, PackageRejected, RegistryUnavailable, Unavailable
 from pneumonia_zoo.serving.catalog import all_versions
-from pneumonia_zoo.serving.deps import HolderDep, ServiceDep, SettingsDep, StoreDep, require_admin
-from pneumonia_zoo.serving.errors import ServingError
+from pneumonia_zoo.serving.deps import BodyDep, HolderDep, ServiceDep, SettingsDep, StoreDep, require_admin
 from pneumonia_zoo.serving.explain import DISPLAY_SIZE, explained_by, to_bytes
 from pneumonia_zoo.serving.schemas import ErrorResponse, ModelRef, ModelsResponse, Prediction, ReloadResult
 from pneumonia_zoo.serving.security import require_api_key
 from pneumonia_zoo.serving.uploads import UploadedFile, UploadForm
+from pneumonia_zoo.tracking.uris import normalize_version
 
 router = APIRouter(
     prefix="/api/v1",
@@ -72,9 +72,9 @@ OperatingPoint = Annotated[
 def _single_or_batch(form: UploadForm) -> tuple[list[UploadedFile], bool]:
     single, batch = form.files_named("file"), form.files_named("files")
     if single and batch:
-        raise ServingError(422, "send either 'file' (one image) or 'files' (a batch), not both")
+        raise InvalidInput("send either 'file' (one image) or 'files' (a batch), not both")
     if len(single) > 1:
-        raise ServingError(422, "field 'file' takes one image: use 'files' for a batch")
+        raise InvalidInput("field 'file' takes one image: use 'files' for a batch")
     return single or batch, bool(batch)
 
 
@@ -86,7 +86,7 @@ def _single_or_batch(form: UploadForm) -> tuple[list[UploadedFile], bool]:
     summary="Classify one X-ray (field `file`) or a batch (field `files`: answers a list)",
 )
 async def predict(
-    request: Request,
+    body: BodyDep,
     service: ServiceDep,
     settings: SettingsDep,
     version: Version = None,
@@ -94,7 +94,7 @@ async def predict(
 ) -> dict | list[dict]:
     model = await service.model(version)  # kept for the whole request, even if the champion changes
     service.check_operating_point(model, operating_point)
-    async with service.receive(request, settings.max_batch_files) as form:
+    async with service.receive(body, settings.max_batch_files) as form:
         uploads, is_batch = _single_or_batch(form)
         outcome = await service.classify(model, uploads)
     predictions = [
@@ -111,16 +111,16 @@ async def predict(
     summary="Grad-CAM heatmap of one X-ray (field `file`), as a PNG",
 )
 async def explain(
-    request: Request,
+    body: BodyDep,
     service: ServiceDep,
     version: Version = None,
     operating_point: OperatingPoint = None,
 ) -> Response:
     model = await service.model(version)
     service.check_operating_point(model, operating_point)
-    async with service.receive(request, max_files=1) as form:
+    async with service.receive(body, max_files=1) as form:
         if form.files_named("files"):
-            raise ServingError(422, "/explain takes one image in the field 'file'")
+            raise InvalidInput("/explain takes one image in the field 'file'")
         outcome = await service.classify(model, form.files_named("file"), DISPLAY_SIZE)  # display-sized copy
     label_index = outcome.label_index(0, operating_point)
     overlay = await service.explain(model, outcome.images[0], label_index)
@@ -147,7 +147,7 @@ async def models(settings: SettingsDep, holder: HolderDep, store: StoreDep) -> M
     try:
         versions = await anyio.to_thread.run_sync(all_versions, store)
     except Exception as exc:
-        raise ServingError(503, f"the model registry could not be read ({type(exc).__name__})") from None
+        raise RegistryUnavailable(f"the model registry could not be read ({type(exc).__name__})") from None
     current = holder.current
     return ModelsResponse(
         name=settings.registered_model_name,
@@ -169,8 +169,7 @@ async def models(settings: SettingsDep, holder: HolderDep, store: StoreDep) -> M
     summary="The model card of a registered version, as Markdown",
 )
 async def model_card(version: str, store: StoreDep) -> Response:
-    if not version.isdigit():
-        raise ServingError(422, f"version must be a registry version number, not '{version[:40]}'")
+    version = normalize_version(version)
 
     def read() -> str:
         from pneumonia_zoo.tracking.cards import stored_card, version_card
@@ -179,10 +178,12 @@ async def model_card(version: str, store: StoreDep) -> Response:
 
     try:
         text = await anyio.to_thread.run_sync(read)
-    except UserError:
-        raise ServingError(404, f"version {version} of '{store.model_name}' is not in the registry") from None
+    except NotFound:
+        raise NotFound(f"version {version} of '{store.model_name}' is not in the registry") from None
+    except PackageRejected as exc:  # registered, but its files are missing or altered: not the client's
+        raise PackageRejected(f"version {version} could not be loaded: {exc}") from None
     except Exception as exc:
-        raise ServingError(503, f"the model card could not be read ({type(exc).__name__})") from None
+        raise Unavailable(f"the model card could not be read ({type(exc).__name__})") from None
     return Response(text, media_type="text/markdown; charset=utf-8")
 
 

@@ -11,10 +11,10 @@ from fastapi.templating import Jinja2Templates
 
 from pneumonia_zoo.config import Settings
 from pneumonia_zoo.data.images import IMAGE_SUFFIXES
+from pneumonia_zoo.errors import InvalidInput, NotFound, ZooError
 from pneumonia_zoo.package.prediction import UNCERTAIN_MARGIN
 from pneumonia_zoo.serving.catalog import catalog
-from pneumonia_zoo.serving.deps import HolderDep, ServiceDep, SettingsDep, StoreDep, TemplatesDep
-from pneumonia_zoo.serving.errors import ServingError
+from pneumonia_zoo.serving.deps import BodyDep, HolderDep, ServiceDep, SettingsDep, StoreDep, TemplatesDep
 from pneumonia_zoo.serving.explain import DISPLAY_SIZE, display_copy, explained_by, legend_png, to_bytes
 from pneumonia_zoo.serving.holder import LoadedModel
 from pneumonia_zoo.serving.inference import InferenceService
@@ -47,14 +47,14 @@ def _data_uri(data: bytes, media_type: str) -> str:
 
 def _sample_upload(settings: Settings, name: str) -> UploadedFile:
     if name not in {sample["name"] for sample in list_samples(settings.sample_images_dir)}:
-        raise ServingError(404, f"there is no sample image called '{name[:80]}'")
+        raise NotFound(f"there is no sample image called '{name[:80]}'")
     return UploadedFile("file", name, bytearray((settings.sample_images_dir / name).read_bytes()))
 
 
 def _chosen_file(form: UploadForm) -> UploadedFile:
     uploads = form.files_named("file")
     if not uploads or (not uploads[0].filename and not uploads[0].data):
-        raise ServingError(422, "choose an image file first (JPEG, PNG or DICOM)")
+        raise InvalidInput("choose an image file first (JPEG, PNG or DICOM)")
     return uploads[0]
 
 
@@ -160,8 +160,8 @@ async def _compare_page(
                     "explained_by": explained_by(model.classifier),
                 }
             )
-        except ServingError as exc:
-            failed = {"prediction": None, "error": exc.detail, "heatmap_uri": None, "explained_by": None}
+        except ZooError as exc:  # this version cannot answer (not loadable, image refused): its row says why
+            failed = {"prediction": None, "error": str(exc), "heatmap_uri": None, "explained_by": None}
             rows.append({"info": info} | failed)
     if images is None:  # no version could answer: the page still shows the image (or why it cannot)
         images = await service.decode([upload], DISPLAY_SIZE)
@@ -200,9 +200,9 @@ async def home(
 
 @router.post("/predict", response_class=HTMLResponse)
 async def predict_page(
-    request: Request, service: ServiceDep, templates: TemplatesDep, settings: SettingsDep
+    request: Request, body: BodyDep, service: ServiceDep, templates: TemplatesDep
 ) -> HTMLResponse:
-    async with service.receive(request, max_files=1) as form:
+    async with service.receive(body, max_files=1) as form:
         fields = form.fields
         return await _result_page(
             request,
@@ -233,9 +233,9 @@ async def sample_page(
 
 @router.post("/compare", response_class=HTMLResponse)
 async def compare_page(
-    request: Request, service: ServiceDep, templates: TemplatesDep, settings: SettingsDep, store: StoreDep
+    request: Request, body: BodyDep, service: ServiceDep, templates: TemplatesDep, store: StoreDep
 ) -> HTMLResponse:
-    async with service.receive(request, max_files=1) as form:
+    async with service.receive(body, max_files=1) as form:
         return await _compare_page(request, service, templates, store, _chosen_file(form))
 
 
