@@ -57,7 +57,20 @@ def calibrate(
     val_probs = apply_temperature(val_logits, temperature)[:, 1]
     prior = float(np.mean(train_labels))
     points = choose_operating_points(val_labels, val_probs, prior=prior)
+    guard = fit_guard(arch, penultimate, train_features, train_labels, val_features, flag_rate)
+    return Calibration(temperature, points, guard, prior)
+
+
+def fit_guard(
+    arch: Architecture,
+    penultimate: int,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    val_features: np.ndarray,
+    flag_rate: float,
+) -> PartGuard:
+    """The two-part guard: Gaussians of the penultimate features and of the guard layer's channel
+    statistics (the rest of each feature row), fitted on training images, thresholded on validation."""
     dims = [penultimate, train_features.shape[1] - penultimate]
     names = ["penultimate", arch.guard_layer]
-    guard = fit_part_guard(train_features, train_labels, val_features, dims, names, flag_rate=flag_rate)
-    return Calibration(temperature, points, guard, prior)
+    return fit_part_guard(train_features, train_labels, val_features, dims, names, flag_rate=flag_rate)

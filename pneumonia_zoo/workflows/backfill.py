@@ -22,10 +22,10 @@ from pneumonia_zoo.package.build import rebuild_onnx
 from pneumonia_zoo.package.classifier import Classifier, load_classifier
 from pneumonia_zoo.package.format import GUARD_FILE, ONNX_FILE
 from pneumonia_zoo.package.io import guard_config, read_config, record_files, save_guard
-from pneumonia_zoo.stats.outliers import fit_part_guard
 from pneumonia_zoo.tracking.cards import log_model_card
 from pneumonia_zoo.tracking.publish import publish
 from pneumonia_zoo.tracking.store import Store
+from pneumonia_zoo.training.calibrate import fit_guard
 from pneumonia_zoo.zoo.architectures import get_architecture
 
 
@@ -55,11 +55,9 @@ def add_guard(directory: Path, data: Path, flag_rate: float = 0.02, quiet: bool 
     train_images = decode_all(train, preprocessing, "decode train", quiet)
     val_images = decode_all(val, preprocessing, "decode val", quiet)
     train_features, val_features = _features(classifier, train_images), _features(classifier, val_images)
-    member = classifier.members[0]
-    penultimate = member.network.head.in_features
-    dims = [penultimate, train_features.shape[1] - penultimate]
-    names = ["penultimate", get_architecture(config.architecture).guard_layer]
-    guard = fit_part_guard(train_features, train_images.labels.numpy(), val_features, dims, names, flag_rate)
+    penultimate = int(classifier.members[0].network.head.in_features)
+    arch = get_architecture(config.architecture)
+    guard = fit_guard(arch, penultimate, train_features, train_images.labels.numpy(), val_features, flag_rate)
     save_guard(guard, directory / GUARD_FILE, float16=config.info.weights_dtype == "float16")
     config.guard = guard_config(guard, flag_rate)
     config.info = config.info.model_copy(update={"guard": "backfilled"})

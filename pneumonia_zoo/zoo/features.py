@@ -2,6 +2,7 @@
 layer's activations. The same module is exported to ONNX, so both runtimes give all three."""
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ class FeatureNetwork(nn.Module):
         super().__init__()
         parent_path, _, child = arch.head.rpartition(".")
         parent = network.get_submodule(parent_path) if parent_path else network
-        self.head = parent.get_submodule(child)
+        self.head: nn.Linear = cast(nn.Linear, parent.get_submodule(child))
         parent.register_module(child, nn.Identity())  # the body now ends at the head's input
         self.body = network
         self.architecture = arch
