@@ -17,6 +17,9 @@ CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
 GUARD_FILE = "guard.safetensors"
+# Optional (a version adapted to a site): a linear head on the ONNX `features` output that replaces the
+# network's logits in postprocessing (weight 2 x D, bias 2); present when `files` records it.
+SITE_HEAD_FILE = "site_head.safetensors"
 ENSEMBLE = "ensemble"
 PREDICTION_KEYS = ("logits", "features")  # what a prediction needs of the network's outputs
 OUTPUT_NAMES = (*PREDICTION_KEYS, "cam")  # every output of the ONNX graph (cam: for explanations)

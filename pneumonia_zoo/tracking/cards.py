@@ -105,6 +105,16 @@ def logged_evaluations(store: Store, version: str) -> list[dict]:
                     key: m.get(f"{context}_{key}")
                     for key in ("images", "patients", "auc", "sensitivity", "specificity", "ece", "flag_rate")
                 },
+                "subgroup_auc": {
+                    key.removeprefix(f"{context}_subgroup_").removesuffix("_auc"): value
+                    for key, value in sorted(m.items())
+                    if key.startswith(f"{context}_subgroup_") and key.endswith("_auc") and "_gap_" not in key
+                },
+                "paired": {
+                    key: m.get(f"{context}_paired_{key}")
+                    for key in ("delta_auc", "delta_auc_ci_low", "delta_auc_ci_high", "p_value")
+                }
+                | {"against": run.data.tags.get("evaluated_against")},
             }
         )
     return found
@@ -196,6 +206,21 @@ def card_context(
         "guard": config.guard,
         "evaluations": evaluations,
         "command": command,
+        "site": site_context(config),
+    }
+
+
+def site_context(config: PackageConfig) -> dict | None:
+    """What a site-adapted version was made from and chosen by (None for any other version)."""
+    info = config.info
+    if info.get("adapted") != "true":
+        return None
+    return {
+        key: info.get(key, "n/a")
+        for key in ("site", "parent_version", "parent_model", "fit_sha256", "fit_images", "fit_patients")
+    } | {
+        "features": info.get("head_features", "n/a"),
+        "figures": {k: v for k, v in config.metrics.items() if k.startswith("site_")},
     }
 
 
