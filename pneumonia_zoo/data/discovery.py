@@ -2,7 +2,7 @@
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pneumonia_zoo import CLASS_NAMES
@@ -15,15 +15,26 @@ _PERSON = re.compile(r"^person(\d+)_", re.IGNORECASE)
 _NORMAL = re.compile(r"^(?:NORMAL2-)?IM-(\d+)-", re.IGNORECASE)
 
 
+MANIFEST_COLUMNS = ("path", "label", "patient")
+
+
 @dataclass(frozen=True)
 class Sample:
     path: Path
     label: int  # index into CLASS_NAMES
     patient: str
+    # A manifest's other columns (sex, age_band, view, ...), in the manifest's order, as written there:
+    # anything a subgroup analysis may group by. Empty for images found in folders.
+    attributes: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def class_name(self) -> str:
         return CLASS_NAMES[self.label]
+
+
+def class_counts(samples: list[Sample]) -> dict[str, int]:
+    """Images per class, in CLASS_NAMES order."""
+    return {name: sum(s.label == k for s in samples) for k, name in enumerate(CLASS_NAMES)}
 
 
 def patient_id(filename: str) -> str:
@@ -87,7 +98,10 @@ def dataset_root(root: Path) -> Path:
 
 
 def read_manifest(path: Path) -> list[Sample]:
-    """A CSV with columns path, label (NORMAL/PNEUMONIA or 0/1) and optional patient; paths relative to it."""
+    """A CSV with columns path, label (NORMAL/PNEUMONIA or 0/1) and optional patient; paths relative to it.
+
+    Every other column is kept, stripped, in each sample's `attributes`.
+    """
     import csv
 
     path = Path(path)
@@ -110,7 +124,12 @@ def read_manifest(path: Path) -> list[Sample]:
         if not image.is_file():
             raise UserError(f"manifest {path.name} line {number}: {row['path']} does not exist")
         patient = (row.get("patient") or "").strip() or patient_id(image.name)
-        samples.append(Sample(image, label, patient))
+        attributes = {
+            key: (value or "").strip()
+            for key, value in row.items()
+            if key is not None and key not in MANIFEST_COLUMNS
+        }
+        samples.append(Sample(image, label, patient, attributes))
     return samples
 
 
@@ -131,5 +150,5 @@ def merge_duplicate_groups(samples: list[Sample]) -> list[Sample]:
     for sample in samples:
         digest = hashlib.sha1(sample.path.read_bytes()).hexdigest()
         patient = first_patient.setdefault(digest, sample.patient)
-        merged.append(Sample(sample.path, sample.label, patient))
+        merged.append(replace(sample, patient=patient))
     return merged

@@ -1,4 +1,4 @@
-"""Patient-grouped, label-stratified validation split and stratified subsampling."""
+"""Patient-grouped, label-stratified splits and stratified subsampling."""
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
@@ -7,20 +7,55 @@ from pneumonia_zoo.data.discovery import Sample
 from pneumonia_zoo.errors import UserError
 
 
-def grouped_split(samples: list[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Split so that no patient is on both sides and both sides keep the class balance."""
+def grouped_indices(
+    labels: np.ndarray, groups: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, val): no group (patient) on both sides, both sides keeping the class balance."""
     if not 0.0 < val_fraction < 0.5:
         raise ValueError("val_fraction must be in (0, 0.5)")
-    labels = np.array([s.label for s in samples])
-    groups = np.array([s.patient for s in samples])
+    labels, groups = np.asarray(labels), np.asarray(groups)
     patients_per_class = [len(set(groups[labels == label])) for label in np.unique(labels)]
     if len(patients_per_class) < 2 or min(patients_per_class) < 2:
         raise UserError("too few patients to make a validation split: each class needs at least 2")
     # Small sets: fewer folds (a larger validation share) rather than an impossible split.
     folds = max(2, min(round(1.0 / val_fraction), min(patients_per_class)))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    train_idx, val_idx = next(splitter.split(np.zeros(len(samples)), labels, groups))
+    train_idx, val_idx = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    return train_idx, val_idx
+
+
+def grouped_split(samples: list[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Split so that no patient is on both sides and both sides keep the class balance."""
+    labels = np.array([s.label for s in samples])
+    groups = np.array([s.patient for s in samples])
+    train_idx, val_idx = grouped_indices(labels, groups, val_fraction, seed)
     return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
+
+
+def split_by_patient(
+    samples: list[Sample], test_fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """(fit, test): `test_fraction` of the patients to test, stratified by whether a patient has any
+    PNEUMONIA image, seeded; every image of a patient goes where the patient goes. Order is kept."""
+    if not 0.0 < test_fraction < 1.0:
+        raise UserError(f"the test fraction must lie between 0 and 1, got {test_fraction}")
+    has_pneumonia: dict[str, int] = {}
+    for sample in samples:
+        has_pneumonia[sample.patient] = max(has_pneumonia.get(sample.patient, 0), sample.label)
+    patients = sorted(has_pneumonia)
+    strata = [has_pneumonia[p] for p in patients]
+    if min(strata.count(0), strata.count(1)) < 2:
+        raise UserError("too few patients to split: each class needs at least 2 patients")
+    try:
+        _, test_patients = train_test_split(
+            patients, test_size=test_fraction, stratify=strata, random_state=seed
+        )
+    except ValueError as exc:  # a fraction that leaves a side with fewer patients than classes
+        raise UserError(
+            f"cannot split {len(patients)} patients at test fraction {test_fraction}: {exc}"
+        ) from None
+    chosen = set(test_patients)
+    return [s for s in samples if s.patient not in chosen], [s for s in samples if s.patient in chosen]
 
 
 def stratified_subsample(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:

@@ -11,6 +11,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocC
 
 from pneumonia_zoo import CLASS_NAMES  # noqa: E402
 from pneumonia_zoo.evaluation.report import Evaluation  # noqa: E402
+from pneumonia_zoo.stats.utility import DecisionCurve  # noqa: E402
 
 
 def confusion_figure(evaluation: Evaluation) -> Figure:
@@ -79,5 +80,31 @@ def misclassified_figure(evaluation: Evaluation, pixels: np.ndarray, max_images:
             f"{names[index][:22]}\ntrue {CLASS_NAMES[labels[index]]}, p={probs[index]:.2f}", fontsize=7
         )
     fig.suptitle(f"misclassified {evaluation.name} images: {len(wrong)} of {len(labels)}")
+    fig.tight_layout()
+    return fig
+
+
+def decision_curve_figure(curves: dict[str, DecisionCurve], title: str) -> Figure:
+    """Net benefit against threshold probability for each model, with treat-all and treat-none.
+
+    The y-axis is cut a little below 0: treat-all falls steeply at high thresholds and would squash the
+    curves that matter (Vickers & Elkin 2006 plot it the same way).
+    """
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    first = next(iter(curves.values()))
+    for name, curve in curves.items():
+        ax.plot(curve.thresholds, curve.net_benefit, label=name)
+    ax.plot(first.thresholds, first.treat_all, color="grey", linestyle="--", label="treat all")
+    ax.plot(first.thresholds, first.treat_none, color="black", linewidth=0.8, label="treat none")
+    top = max(float(np.nanmax(c.net_benefit)) for c in curves.values())
+    ax.set(
+        xlabel="threshold probability",
+        ylabel="net benefit",
+        title=f"{title} (prevalence {first.prevalence:.2f})",
+        xlim=(0, 1),
+        ylim=(-0.05, max(top, first.prevalence) * 1.1 + 0.01),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,6 +1,6 @@
 """Running a classifier over a decoded set of images, in batches."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,6 +16,8 @@ class Predictions:
     ood_flags: np.ndarray
     ood_scores: np.ndarray
     files: list[str]
+    # Per manifest column (sex, view, ...), every image's value ("" where a sample has none).
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def predict_images(classifier: Classifier, images: DecodedImages, batch_size: int = 32) -> Predictions:
@@ -34,4 +36,15 @@ def predict_images(classifier: Classifier, images: DecodedImages, batch_size: in
         ood_flags=np.concatenate(flags) if flags else empty.astype(bool),
         ood_scores=np.concatenate(scores) if scores else empty,
         files=[str(sample.path) for sample in images.samples],
+        attributes=sample_attributes(images),
     )
+
+
+def sample_attributes(images: DecodedImages) -> dict[str, np.ndarray]:
+    columns: list[str] = []
+    for sample in images.samples:
+        columns += [key for key in sample.attributes if key not in columns]
+    return {
+        column: np.array([sample.attributes.get(column, "") for sample in images.samples], dtype=object)
+        for column in columns
+    }

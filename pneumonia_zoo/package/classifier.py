@@ -14,8 +14,16 @@ from PIL import Image
 
 from pneumonia_zoo.data.images import DecodedImage
 from pneumonia_zoo.data.transforms import Preprocessing
-from pneumonia_zoo.package.format import GUARD_FILE, ONNX_FILE, WEIGHTS_FILE, GuardConfig, PackageConfig
-from pneumonia_zoo.package.io import load_guard, load_weights, read_config, verify
+from pneumonia_zoo.package.format import (
+    GUARD_FILE,
+    ONNX_FILE,
+    SITE_HEAD_FILE,
+    WEIGHTS_FILE,
+    GuardConfig,
+    PackageConfig,
+    PackageError,
+)
+from pneumonia_zoo.package.io import load_guard, load_site_head, load_weights, read_config, verify
 from pneumonia_zoo.package.runtime import OnnxRunner, Outputs, Runner, TorchRunner
 from pneumonia_zoo.stats.calibration import apply_temperature
 from pneumonia_zoo.stats.outliers import PartGuard
@@ -81,6 +89,22 @@ class Member:
             return OnnxRunner(self.onnx_path, self.threads)
         return TorchRunner(self.network)
 
+    @cached_property
+    def site_head(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """A site-adapted version's linear head on the features (weight 2 x D, bias 2), if it has one."""
+        if SITE_HEAD_FILE not in self.config.files:
+            return None
+        return load_site_head(self.directory / SITE_HEAD_FILE)
+
+    def head_logits(self, logits: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        """The network's logits, or, for a site-adapted version, its site head's logits on the features."""
+        if self.site_head is None:
+            return logits
+        weight, bias = self.site_head
+        if features is None or features.shape[1] != weight.shape[1]:
+            raise PackageError(f"{SITE_HEAD_FILE} needs the network's {weight.shape[1]} features")
+        return np.asarray(features, np.float64) @ weight.T + bias
+
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         return apply_temperature(logits, self.config.temperature)
 
@@ -104,8 +128,12 @@ class Member:
 
     @cached_property
     def head_weights(self) -> np.ndarray:
-        """The 2-class head's weight matrix (2 x D), read without torch."""
+        """The 2-class head's weight matrix (2 x D), read without torch. A site head's first D columns
+        weigh the penultimate features (the CAM layer's pooled activations): those are the CAM's."""
         from safetensors import safe_open
+
+        if self.site_head is not None:
+            return self.site_head[0]
 
         from pneumonia_zoo.zoo.architectures import get_architecture
 
@@ -121,7 +149,8 @@ class Member:
         logit with respect to A_k is w_ck / (h w).
         """
         activations = self.runner.activations(self.preprocessing.batch([image]))[0].astype(np.float64)
-        cam = np.maximum(np.tensordot(self.head_weights[class_index], activations, axes=(0, 0)), 0.0)
+        weights = self.head_weights[class_index][: activations.shape[0]]
+        cam = np.maximum(np.tensordot(weights, activations, axes=(0, 0)), 0.0)
         low, high = cam.min(), cam.max()
         return (cam - low) / (high - low) if high > low else np.zeros_like(cam)
 
@@ -188,7 +217,13 @@ class Classifier:
         ratios = []
         for index, member in enumerate(self.members):
             member_outputs = outputs[index * len(self.views) : (index + 1) * len(self.views)]
-            member_probs = np.mean([member.calibrated(logits) for logits, _ in member_outputs], axis=0)
+            member_probs = np.mean(
+                [
+                    member.calibrated(member.head_logits(logits, features))
+                    for logits, features in member_outputs
+                ],
+                axis=0,
+            )
             probabilities += self.weights[index] * member_probs
             ratios.append(
                 member.guard_ratio(member_outputs[0][1], count)
@@ -202,7 +237,7 @@ class Classifier:
         """Load every lazy part (runtimes, guards) and run one inference, so the package folder may go
         and the first real request is not the slow one."""
         for member in self.members:
-            _ = member.runner, member.guard
+            _ = member.runner, member.guard, member.site_head
             if member.linear_cam:
                 _ = member.head_weights
         blank = Image.new("L", (self.input_size, self.input_size), 0)

@@ -29,6 +29,9 @@ CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
 GUARD_FILE = "guard.safetensors"
+# Optional (a version adapted to a site): a linear head on the ONNX `features` output that replaces the
+# network's logits in postprocessing (weight 2 x D, bias 2); present when `files` records it.
+SITE_HEAD_FILE = "site_head.safetensors"
 ENSEMBLE = "ensemble"
 PREDICTION_KEYS = ("logits", "features")  # what a prediction needs of the network's outputs
 OUTPUT_NAMES = (*PREDICTION_KEYS, "cam")  # every output of the ONNX graph (cam: for explanations)
@@ -85,6 +88,16 @@ class PackageInfo(BaseModel):
     source_model: str | None = None  # the registry version a starter was exported from
     members: list[str] = Field(default_factory=list)  # ensembles: the members' registry URIs
     command: str | None = None  # ensembles: the command that built it
+    # Site adaptation (pneumonia-zoo adapt): the parent version, the site and what it learnt from.
+    adapted: bool = False
+    site: str | None = None
+    parent_version: str | None = None
+    parent_model: str | None = None
+    fit_sha256: str | None = None
+    fit_images: int | None = None
+    fit_patients: int | None = None
+    head_features: str | None = None  # penultimate, or both (penultimate + guard-layer statistics)
+    site_seed: int | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -95,3 +95,23 @@ def load_guard(path: Path, config: GuardConfig) -> PartGuard:
     return PartGuard.from_arrays(
         arrays, config.part_dims, config.part_thresholds, config.threshold, config.quantile, config.part_names
     )
+
+
+def save_site_head(weight: np.ndarray, bias: np.ndarray, path: Path) -> None:
+    """A site head as safetensors: `weight` (2 x D) and `bias` (2), float32."""
+    from safetensors.numpy import save_file
+
+    weight, bias = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
+    if weight.ndim != 2 or weight.shape[0] != 2 or bias.shape != (2,):
+        raise PackageError(f"a site head is 2 x D weights and 2 biases, got {weight.shape} and {bias.shape}")
+    save_file({"weight": np.ascontiguousarray(weight), "bias": np.ascontiguousarray(bias)}, str(path))
+
+
+def load_site_head(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(weight 2 x D, bias 2) in float64, as postprocessing applies them."""
+    from safetensors.numpy import load_file
+
+    arrays = load_file(str(path))
+    if set(arrays) != {"weight", "bias"} or arrays["weight"].shape[0] != 2 or arrays["bias"].shape != (2,):
+        raise PackageError(f"{path.name} is not a site head (2 x D weight, 2 bias)")
+    return arrays["weight"].astype(np.float64), arrays["bias"].astype(np.float64)

@@ -104,10 +104,13 @@ def fit_gaussian_guard(
         projection = axes[:PROJECTED_DIMS]
         centred = centred @ projection.T
     estimator_class = LedoitWolf if shrinkage == "ledoit_wolf" else OAS
-    estimator = estimator_class(assume_centered=True).fit(centred)
+    estimator = estimator_class(assume_centered=True, store_precision=False).fit(centred)
+    # The shrunk covariance is positive definite (shrinkage > 0): an LU inverse is exact to rounding and
+    # 10-20x faster than sklearn's eigendecomposition (pinvh) at 1280 dimensions.
+    precision = np.linalg.inv(estimator.covariance_)
     guard = GaussianGuard(
         means=means.astype(np.float32),
-        precision=estimator.precision_.astype(np.float32),
+        precision=precision.astype(np.float32),
         threshold=float("nan"),
         quantile=1.0 - flag_rate,
         projection=None if projection is None else projection.astype(np.float32),

@@ -84,6 +84,7 @@ def evaluation_rows(evaluations: list[EvaluationRecord]) -> list[dict]:
     """The card's table of logged evaluations."""
     return [
         {"context": e.context, "dataset": e.dataset, "date": e.date, "run_id": e.run_id, **e.metrics}
+        | {"subgroup_auc": e.subgroup_auc, "paired": e.paired}
         for e in evaluations
     ]
 
@@ -177,6 +178,19 @@ def card_context(
         "evaluations": evaluation_rows(evaluations),
         "lineage": record.lineage if record else None,
         "command": command,
+        "site": site_context(config),
+    }
+
+
+def site_context(config: PackageConfig) -> dict | None:
+    """What a site-adapted version was made from and chosen by (None for any other version)."""
+    info = config.info
+    if not info.adapted:
+        return None
+    keys = ("site", "parent_version", "parent_model", "fit_sha256", "fit_images", "fit_patients")
+    return {key: _text(getattr(info, key)) for key in keys} | {
+        "features": _text(info.head_features),
+        "figures": {k: v for k, v in config.metrics.items() if k.startswith("site_")},
     }
 
 

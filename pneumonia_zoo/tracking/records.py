@@ -44,14 +44,20 @@ STARTER_TAG = "starter"
 PACKAGE_SHA_TAG = "package_sha256"
 SOURCE_RUN_TAG = "source_run_id"
 BACKFILLED_FROM_TAG = "backfilled_from"
-ADAPTED_FROM_TAG = "adapted_from"
+ADAPTED_FROM_TAG = "parent_version"
 SITE_TAG = "site"
 FIT_DIGEST_TAG = "fit_sha256"
+ADAPTED_TAG = "adapted"
+PARENT_MODEL_TAG = "parent_model"
+FIT_IMAGES_TAG = "fit_images"
+FIT_PATIENTS_TAG = "fit_patients"
+HEAD_FEATURES_TAG = "head_features"
 # Tags of an `evaluate --log` run, which link it to the version it measured.
 EVALUATED_VERSION_TAG = "evaluated_model_version"
 EVALUATED_MODEL_TAG = "evaluated_model"
 EVALUATION_CONTEXT_TAG = "evaluation_context"
 EVALUATION_DATASET_TAG = "evaluation_dataset"
+EVALUATED_AGAINST_TAG = "evaluated_against"
 
 
 def _float(value: str | None) -> float | None:
@@ -60,6 +66,11 @@ def _float(value: str | None) -> float | None:
     except ValueError:
         return None
     return number if number is not None and math.isfinite(number) else None
+
+
+def _int(value: str | None) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None else None
 
 
 def _bool(value: str | None) -> bool | None:
@@ -78,9 +89,14 @@ class Lineage(BaseModel):
     package_sha256: str | None = None  # the starter's model.json digest
     source_run_id: str | None = None  # the run a starter or copy was first trained in
     backfilled_from: str | None = None  # the version this one is a guarded copy of
-    adapted_from: str | None = None  # the version this one was adapted from (pneumonia-zoo adapt)
+    adapted: bool = False  # made by pneumonia-zoo adapt
+    adapted_from: str | None = None  # the version this one was adapted from
+    parent_model: str | None = None  # ... as a registry URI
     site: str | None = None  # the site it was adapted to
     fit_digest: str | None = None  # sha256 of the images it was adapted on
+    fit_images: int | None = None
+    fit_patients: int | None = None
+    head_features: str | None = None  # what its head reads: penultimate, or both guard parts
     members: list[str] = Field(default_factory=list)  # an ensemble's member architectures
 
     @property
@@ -167,9 +183,14 @@ class VersionRecord(BaseModel):
                 package_sha256=tags.get(PACKAGE_SHA_TAG),
                 source_run_id=tags.get(SOURCE_RUN_TAG),
                 backfilled_from=tags.get(BACKFILLED_FROM_TAG),
+                adapted=tags.get(ADAPTED_TAG) == "true",
                 adapted_from=tags.get(ADAPTED_FROM_TAG),
+                parent_model=tags.get(PARENT_MODEL_TAG),
                 site=tags.get(SITE_TAG),
                 fit_digest=tags.get(FIT_DIGEST_TAG),
+                fit_images=_int(tags.get(FIT_IMAGES_TAG)),
+                fit_patients=_int(tags.get(FIT_PATIENTS_TAG)),
+                head_features=tags.get(HEAD_FEATURES_TAG),
                 members=[m for m in tags.get("members", "").split(",") if m],
             ),
         )
@@ -239,9 +260,14 @@ def lineage_tags(lineage: Lineage) -> dict[str, str]:
         PACKAGE_SHA_TAG: lineage.package_sha256,
         SOURCE_RUN_TAG: lineage.source_run_id,
         BACKFILLED_FROM_TAG: lineage.backfilled_from,
-        ADAPTED_FROM_TAG: lineage.adapted_from,
+        ADAPTED_TAG: "true" if lineage.adapted else None,
         SITE_TAG: lineage.site,
+        ADAPTED_FROM_TAG: lineage.adapted_from,
+        PARENT_MODEL_TAG: lineage.parent_model,
         FIT_DIGEST_TAG: lineage.fit_digest,
+        FIT_IMAGES_TAG: lineage.fit_images,
+        FIT_PATIENTS_TAG: lineage.fit_patients,
+        HEAD_FEATURES_TAG: lineage.head_features,
     }
     return {key: str(value) for key, value in values.items() if value is not None}
 
@@ -278,15 +304,26 @@ class EvaluationRecord(BaseModel):
     date: str
     run_id: str
     metrics: dict[str, float | None]
+    subgroup_auc: dict[str, float] = Field(default_factory=dict)  # "<column>_<value>" -> AUC
+    paired: dict[str, float | str | None] = Field(default_factory=dict)  # ΔAUC against another version
 
     @classmethod
     def from_run(cls, run: RunRecord) -> "EvaluationRecord":
         context = run.tags.get(EVALUATION_CONTEXT_TAG, "external")
         keys = ("images", "patients", "auc", "sensitivity", "specificity", "ece", "flag_rate")
+        subgroup = f"{context}_subgroup_"
+        paired_keys = ("delta_auc", "delta_auc_ci_low", "delta_auc_ci_high", "p_value")
         return cls(
             context=context,
             dataset=run.tags.get(EVALUATION_DATASET_TAG, "n/a"),
             date=run.date,
             run_id=run.run_id,
             metrics={key: run.metrics.get(f"{context}_{key}") for key in keys},
+            subgroup_auc={
+                key.removeprefix(subgroup).removesuffix("_auc"): value
+                for key, value in sorted(run.metrics.items())
+                if key.startswith(subgroup) and key.endswith("_auc") and "_gap_" not in key
+            },
+            paired={key: run.metrics.get(f"{context}_paired_{key}") for key in paired_keys}
+            | {"against": run.tags.get(EVALUATED_AGAINST_TAG)},
         )

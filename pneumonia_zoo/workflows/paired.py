@@ -1,0 +1,170 @@
+"""Versions compared in pairs on data a user gives: every version against one reference (the champion by
+default) on the same decoded images, and the promotion guard built on it (`promote --not-worse-on`).
+
+Unlike `compare`, which reads each version's own logged test figures (each measured on its own run's
+data), everything here is measured now, on one set of images, so differences are paired and fair.
+"""
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sklearn.metrics import roc_auc_score
+
+from pneumonia_zoo.errors import InvalidInput, UserError
+from pneumonia_zoo.evaluation.paired import PairedComparison, compare_predictions
+from pneumonia_zoo.evaluation.predict import Predictions
+from pneumonia_zoo.stats.calibration import expected_calibration_error
+from pneumonia_zoo.tracking.records import VersionRecord
+from pneumonia_zoo.tracking.store import Store
+from pneumonia_zoo.workflows.evaluate import EvaluationData, ImagePredictor, select_data
+
+DEFAULT_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    version: VersionRecord
+    auc: float
+    ece: float
+    flag_rate: float
+    threshold: float
+    comparison: PairedComparison | None  # None for the reference itself
+
+    def to_dict(self) -> dict:
+        row = {
+            "version": self.version.version,
+            "architecture": self.version.architecture,
+            "site": self.version.lineage.site,
+            "auc": self.auc,
+            "ece": self.ece,
+            "flag_rate": self.flag_rate,
+            "threshold": self.threshold,
+        }
+        if self.comparison is None:
+            return row | {"reference": True}
+        return row | {"reference": False, "paired": self.comparison.to_dict()}
+
+
+@dataclass(frozen=True)
+class PairedTable:
+    data: EvaluationData
+    reference: VersionRecord
+    rows: list[PairedRow]
+    images: int
+    patients: int
+
+    def to_dict(self) -> dict:
+        return {
+            "data": {"source": self.data.description, "images": self.images, "patients": self.patients},
+            "against": self.reference.uri,
+            "versions": [row.to_dict() for row in self.rows],
+        }
+
+    def markdown(self) -> str:
+        lines = [
+            f"On {self.data.description} ({self.images} images, {self.patients} patients), "
+            f"against version {self.reference.version}:",
+            "",
+            "| version | site | AUC | ECE | flagged | ΔAUC [95% CI] | p | McNemar p |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in self.rows:
+            site = row.version.lineage.site or "–"
+            head = f"| {row.version.version} | {site} | {row.auc:.3f} | {row.ece:.3f} | {row.flag_rate:.1%} |"
+            if row.comparison is None:
+                lines.append(f"{head} (reference) | | |")
+                continue
+            paired = row.comparison
+            low, high = paired.delta_auc_ci
+            lines.append(
+                f"{head} {paired.delta_auc:+.3f} [{low:+.3f}, {high:+.3f}] | {paired.bootstrap.p_value:.3g} "
+                f"| {paired.mcnemar.p_value:.3g} |"
+            )
+        return "\n".join(lines)
+
+
+def _summary(predictions: Predictions) -> tuple[float, float, float]:
+    """AUC, ECE and flag rate (the data hold both classes: checked before predicting)."""
+    labels, probs = predictions.labels, predictions.probs
+    auc = float(roc_auc_score(labels, probs))
+    return auc, expected_calibration_error(labels, probs), float(predictions.ood_flags.mean())
+
+
+def paired_table(
+    store: Store,
+    model_uris: list[str],
+    data: Path | None,
+    manifest: Path | None = None,
+    against: str | None = None,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    limit: int | None = None,
+    quiet: bool = False,
+) -> PairedTable:
+    """Every version in `model_uris` against `against` (default the champion) on the same images."""
+    reference_uri = against or store.champion_uri
+    with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-paired-") as tmp:
+        reference, reference_classifier = store.load(reference_uri, destination=Path(tmp) / "reference")
+        selected = select_data(reference_classifier, data, manifest, None, limit)
+        if not selected.samples:
+            raise UserError(f"no images in {selected.description}")
+        if len({s.label for s in selected.samples}) < 2:
+            raise InvalidInput(f"a paired comparison needs both classes; {selected.description} has one")
+        predictor = ImagePredictor(selected, quiet)
+        reference_predictions = predictor.predict(reference_classifier)
+        reference_threshold = reference_classifier.config.threshold
+        rows = [PairedRow(reference, *_summary(reference_predictions), reference_threshold, None)]
+        for index, uri in enumerate(model_uris):
+            resolved, classifier = store.load(uri, destination=Path(tmp) / f"model-{index}")
+            if resolved.version == reference.version:
+                continue
+            predictions = predictor.predict(classifier)
+            if predictions.files != reference_predictions.files:
+                raise UserError(f"{uri} and {reference_uri} could not read the same images")
+            threshold = classifier.config.threshold
+            comparison = compare_predictions(
+                predictions,
+                reference_predictions,
+                threshold,
+                reference_threshold,
+                resolved.uri,
+                reference.uri,
+                bootstrap,
+            )
+            rows.append(PairedRow(resolved, *_summary(predictions), threshold, comparison))
+        images = len(reference_predictions.labels)
+        patients = len(set(reference_predictions.groups.tolist()))
+    return PairedTable(selected, reference, rows, images, patients)
+
+
+def check_not_worse(
+    store: Store,
+    candidate_uri: str,
+    data: Path | None,
+    manifest: Path | None = None,
+    margin: float = 0.0,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    quiet: bool = True,
+) -> PairedComparison | None:
+    """Refuse (InvalidInput) when the candidate's ΔAUC interval against the champion lies entirely below
+    -margin, i.e. the data show it worse than the champion by more than the margin.
+
+    Returns the comparison, or None when there is no champion yet or the candidate is the champion.
+    """
+    if not 0 <= margin < 1:
+        raise InvalidInput(f"the margin must lie in [0, 1), got {margin:g}")
+    champion = store.champion_version()
+    candidate = store.resolve(candidate_uri)
+    if champion is None or champion == candidate.version:
+        return None
+    table = paired_table(store, [candidate_uri], data, manifest, None, bootstrap, quiet=quiet)
+    comparison = table.rows[-1].comparison
+    assert comparison is not None
+    low, high = comparison.delta_auc_ci
+    if high < -margin:
+        raise InvalidInput(
+            f"version {candidate.version} is worse than the champion (version {champion}) on "
+            f"{table.data.description}: ΔAUC {comparison.delta_auc:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}] "
+            f"lies below -{margin:g}; not promoted"
+        )
+    return comparison
