@@ -47,6 +47,17 @@ def full_data() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def train_only_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture images' train/ alone: with no test split a run skips the test evaluation and the
+    robustness checks (most of a tiny run's time); validation still comes from train, as always."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("train-only") / "chest_xray"
+    shutil.copytree(FIXTURE_DATA / "train", root / "train")
+    return root
+
+
 def use_store(monkeypatch: pytest.MonkeyPatch, uri: str) -> str:
     """Point the environment (and so the CLI's settings) at `uri` for one test."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -58,6 +58,7 @@ class Member:
     config: PackageConfig
     runtime_choice: str = "auto"
     threads: int | None = None
+    device: str = "cpu"  # of the PyTorch runtime (ONNX Runtime runs on CPU)
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -87,7 +88,7 @@ class Member:
     def runner(self) -> Runner:
         if self.runtime_choice != "torch" and self.onnx_path is not None:
             return OnnxRunner(self.onnx_path, self.threads)
-        return TorchRunner(self.network)
+        return TorchRunner(self.network, self.device)
 
     @cached_property
     def site_head(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -165,17 +166,22 @@ def _view(image: Image.Image, view: str) -> Image.Image:
 
 class Classifier:
     def __init__(
-        self, directory: Path, config: PackageConfig, runtime: str = "auto", threads: int | None = None
+        self,
+        directory: Path,
+        config: PackageConfig,
+        runtime: str = "auto",
+        threads: int | None = None,
+        device: str = "cpu",
     ):
         self.directory, self.config = directory, config
         if config.is_ensemble:
             self.members = [
-                Member(directory / ref.path, read_config(directory / ref.path), runtime, threads)
+                Member(directory / ref.path, read_config(directory / ref.path), runtime, threads, device)
                 for ref in config.members
             ]
             self.weights = np.asarray([ref.weight for ref in config.members], dtype=np.float64)
         else:
-            self.members = [Member(directory, config, runtime, threads)]
+            self.members = [Member(directory, config, runtime, threads, device)]
             self.weights = np.ones(1)
         self.weights = self.weights / self.weights.sum()
         self.views = config.tta or ["identity"]
@@ -268,9 +274,14 @@ class Classifier:
         return Scores(probabilities, scores.astype(np.float32), flags, reasons)
 
 
-def load_classifier(directory: Path, runtime: str = "auto", threads: int | None = None) -> Classifier:
-    """Read and verify a package folder (every file's sha256) and make it ready to predict."""
+def load_classifier(
+    directory: Path, runtime: str = "auto", threads: int | None = None, device: str = "cpu"
+) -> Classifier:
+    """Read and verify a package folder (every file's sha256) and make it ready to predict.
+
+    `device` places the PyTorch runtime (training evaluates its package on its own GPU); ONNX Runtime
+    and the service run on CPU."""
     directory = Path(directory)
     config = read_config(directory)
     verify(directory, config)
-    return Classifier(directory, config, runtime, threads)
+    return Classifier(directory, config, runtime, threads, device)

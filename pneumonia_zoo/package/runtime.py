@@ -14,6 +14,8 @@ from pneumonia_zoo.package.format import PREDICTION_KEYS
 from pneumonia_zoo.resources import available_cpus
 
 if TYPE_CHECKING:  # torch is imported only when a PyTorch runner is made
+    import torch
+
     from pneumonia_zoo.zoo.features import FeatureNetwork
 
 Outputs = tuple[np.ndarray, np.ndarray | None]
@@ -56,20 +58,23 @@ class OnnxRunner:
 class TorchRunner:
     runtime = "torch"
 
-    def __init__(self, network: "FeatureNetwork") -> None:
+    def __init__(self, network: "FeatureNetwork", device: str = "cpu") -> None:
         import torch
 
         self.torch = torch
-        self.network = network.eval().to(memory_format=torch.channels_last)
+        self.device = torch.device(device)  # "cuda" when training evaluates its package on the GPU
+        self.network = network.eval().to(self.device).to(memory_format=torch.channels_last)
+
+    def _inputs(self, batch: np.ndarray) -> "torch.Tensor":
+        return self.torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
 
     def __call__(self, batch: np.ndarray) -> Outputs:
         torch = self.torch
         with torch.inference_mode():
-            inputs = torch.from_numpy(np.ascontiguousarray(batch, np.float32))
-            logits, features, _ = self.network(inputs.contiguous(memory_format=torch.channels_last))
-            return logits.float().numpy(), features.float().numpy()
+            inputs = self._inputs(batch).contiguous(memory_format=torch.channels_last)
+            logits, features, _ = self.network(inputs)
+            return logits.float().cpu().numpy(), features.float().cpu().numpy()
 
     def activations(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
-            inputs = self.torch.from_numpy(np.ascontiguousarray(batch, np.float32))
-            return self.network(inputs)[2].float().numpy()
+            return self.network(self._inputs(batch))[2].float().cpu().numpy()

@@ -146,6 +146,11 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where to train.", json_schema_extra=cli(panel="Machine")
     )
+    autocast: Literal["auto", "bf16", "fp16", "off"] = Field(
+        "auto",
+        description="Mixed precision of forward passes. auto: bf16 on a CUDA GPU that has it (else fp16 "
+        "with loss scaling), off on CPU; bf16 also runs on CPU, fp16 needs CUDA.",
+    )
     guard_flag_rate: float = Field(
         0.02,
         gt=0,

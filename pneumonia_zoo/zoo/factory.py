@@ -28,6 +28,19 @@ def resolve_pretrained(name: str, pretrained: bool | None) -> bool:
     return arch.has_pretrained if pretrained is None else pretrained
 
 
+def pretrained_available(name: str) -> bool:
+    """Whether `name`'s pretrained weights load without a network: cached, or shipped in an installed package.
+
+    Each builder module answers with `weights_available(function)`; without one, the answer is no.
+    """
+    arch = get_architecture(name)
+    if not arch.has_pretrained:
+        return False
+    module, _, function = arch.builder.partition(":")
+    available = getattr(import_module(module), "weights_available", None)
+    return bool(available and available(function))
+
+
 def create_model(name: str, pretrained: bool | None = None, freeze: str = "none") -> nn.Module:
     """Build `name` with a 2-class head."""
     arch = get_architecture(name)

@@ -38,6 +38,11 @@ def _cached_weights() -> str | None:
     return None
 
 
+def weights_available(function: str) -> bool:
+    """Whether timm's ImageNet weights are in the Hugging Face cache (the hub is not asked)."""
+    return _cached_weights() is not None
+
+
 def vit_tiny(pretrained: bool) -> nn.Module:
     import timm
 
