@@ -34,6 +34,9 @@ from pneumonia_zoo.tracking.records import (
 if TYPE_CHECKING:
     from pneumonia_zoo.package.classifier import Classifier
 
+# The champion rule, fixed before any test figure was looked at: the calibrated model's validation Brier.
+CHAMPION_METRIC = "val_brier"
+LOWER_IS_BETTER = ("_brier", "_loss", "_ece", "_log_loss")
 DESCRIPTION = "Chest X-ray classifier: NORMAL vs PNEUMONIA (research tool, not a diagnostic device)."
 
 
@@ -232,10 +235,13 @@ class Store:
         for key, value in tags.items():
             self._client.set_model_version_tag(self.model_name, version, key, value)
 
-    def promote(self, metric: str = "val_auc", alias: str | None = None) -> VersionRecord:
+    def promote(self, metric: str = CHAMPION_METRIC, alias: str | None = None) -> VersionRecord:
         """Point `alias` at the version with the best validation metric (ties: lower val_loss, newer).
 
-        Test metrics are never used: choosing on test would make them optimistic.
+        The default is the validation Brier score of the calibrated model: a proper score, so it rewards
+        probabilities that are both sharp and honest, where validation AUC is saturated (0.99+ for every
+        version: it would choose by noise). Test metrics are never used: choosing on test would make them
+        optimistic.
         """
         if not metric.startswith("val_"):
             raise UserError(f"promotion must use a validation metric (val_*), not '{metric}'")
@@ -297,11 +303,12 @@ class Store:
 
 
 def _rank(version: VersionRecord, metric: str) -> tuple[float, float, int]:
-    """Higher is better: the metric, then a lower val_loss, then the newer version."""
+    """Higher is better: the metric (negated where lower is better), then a lower val_loss, then newer."""
     value = version.metric(metric)
+    sign = -1.0 if metric.endswith(LOWER_IS_BETTER) else 1.0
     loss = version.metric("val_loss")
     return (
-        value if value is not None else float("-inf"),
+        sign * value if value is not None else float("-inf"),
         -(loss if loss is not None else float("inf")),
         int(version.version),
     )

@@ -290,8 +290,13 @@ def test_promote_picks_best_validation_auc_never_test(tracking_store: str, fixtu
     client.set_model_version_tag("pneumonia-classifier", "1", "val_loss", "0.5")
     client.set_model_version_tag("pneumonia-classifier", "2", "val_loss", "0.4")
     client.set_model_version_tag("pneumonia-classifier", "3", "test_auc", "0.99")
-    assert str(store.promote().version) == "2"  # tie on val_auc broken by the lower val_loss
+    assert str(store.promote("val_auc").version) == "2"  # tie on val_auc broken by the lower val_loss
     assert store.champion_version() == "2"
+    # The default rule: the lowest validation Brier score (a proper score of the calibrated model).
+    client.set_model_version_tag("pneumonia-classifier", "1", "val_brier", "0.020000")
+    client.set_model_version_tag("pneumonia-classifier", "2", "val_brier", "0.030000")
+    client.set_model_version_tag("pneumonia-classifier", "3", "val_brier", "0.010000")
+    assert store.promote().version == "3" and store.champion_version() == "3"
     with pytest.raises(UserError, match="validation metric"):
         store.promote("test_auc")
 
