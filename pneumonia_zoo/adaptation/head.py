@@ -37,6 +37,13 @@ class LinearHead:
     cv_auc: float
     folds: int
     grid: dict[float, float]  # every C tried -> its out-of-fold log loss
+    out_of_fold: np.ndarray  # P(PNEUMONIA) of every image at C, from a fold head that never saw its patient
+
+    def out_of_fold_logits(self) -> np.ndarray:
+        """The out-of-fold probabilities as this head's 2-class logits (-z/2, +z/2)."""
+        p = np.clip(self.out_of_fold, 1e-7, 1 - 1e-7)
+        z = np.log(p / (1 - p))
+        return np.stack([-z / 2, z / 2], axis=1)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         return np.asarray(features, np.float64) @ self.weight.T + self.bias
@@ -98,7 +105,10 @@ def fit_linear_head(
             out_of_fold[C] = _out_of_fold(features, labels, folds, C)
             scores[C] = float(log_loss(labels, out_of_fold[C], labels=[0, 1]))
         best = min(grid, key=lambda C: (round(scores[C], 12), C))
-        fitted = _pipeline(best).fit(features, labels)
+        # Refit on all of FIT with the folds' balance of penalty to data (liblinear's C multiplies the sum
+        # of losses, and a fold head saw (k-1)/k of the images): the final head is then as sharp as the
+        # fold heads whose out-of-fold predictions calibrate it.
+        fitted = _pipeline(best * (n_folds - 1) / n_folds).fit(features, labels)
     scaler, model = fitted[0], fitted[-1]
     # z = w . (x - mu) / sigma + b  =  (w / sigma) . x + (b - w . mu / sigma)
     slope = model.coef_[0] / scaler.scale_
@@ -111,4 +121,5 @@ def fit_linear_head(
         cv_auc=float(roc_auc_score(labels, out_of_fold[best])),
         folds=n_folds,
         grid=scores,
+        out_of_fold=out_of_fold[best],
     )
