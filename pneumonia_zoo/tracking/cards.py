@@ -16,8 +16,8 @@ from mlflow.entities import Run
 from pneumonia_zoo.package.format import PackageConfig
 from pneumonia_zoo.package.io import read_config
 from pneumonia_zoo.resources import REPORT_TEMPLATES_DIR
+from pneumonia_zoo.tracking.params import train_config_from_params
 from pneumonia_zoo.tracking.store import Store
-from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.zoo.architectures import ARCHITECTURES
 
 CARD_ARTIFACT = "model_card.md"
@@ -122,7 +122,7 @@ def card_context(
     params = dict(run.data.params) if run else {}
     tags = dict(run.data.tags) if run else {}
     metrics = (dict(run.data.metrics) if run else {}) | config.metrics  # the package's final values win
-    train_config = TrainConfig.from_params(params)
+    train_config = train_config_from_params(params)
     if train_config is not None:
         command = train_config.train_command()
     elif config.is_ensemble:

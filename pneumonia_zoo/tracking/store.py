@@ -25,6 +25,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 from pneumonia_zoo.config import Settings
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.package.format import CONFIG_FILE
+from pneumonia_zoo.tracking.uris import champion_uri, version_uri
 
 if TYPE_CHECKING:
     from pneumonia_zoo.package.classifier import Classifier
@@ -73,7 +74,7 @@ class ResolvedVersion:
 
     @property
     def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
+        return version_uri(self.name, self.version)
 
 
 class Store:
@@ -95,7 +96,7 @@ class Store:
 
     @property
     def champion_uri(self) -> str:
-        return f"models:/{self.model_name}@{self.settings.champion_alias}"
+        return champion_uri(self.model_name, self.settings.champion_alias)
 
     def describe(self) -> str:
         """The store for messages: a sqlite file's name, or a server's address without credentials."""

@@ -24,8 +24,8 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from pneumonia_zoo.data.images import IMAGE_SUFFIXES  # noqa: E402
 from pneumonia_zoo.errors import UserError  # noqa: E402
 from pneumonia_zoo.tracking.cards import environment  # noqa: E402
+from pneumonia_zoo.tracking.params import train_config_from_params  # noqa: E402
 from pneumonia_zoo.tracking.store import Store  # noqa: E402
-from pneumonia_zoo.training.config import TrainConfig  # noqa: E402
 
 TEST_METRICS = ("accuracy", "sensitivity", "specificity", "f1", "auc")
 WARMUP = 2
@@ -80,7 +80,7 @@ def _row(store: Store, version: ModelVersion, champion: str | None) -> dict:
         "threshold": _float(tags.get("threshold")),
         "schedule": params.get("schedule"),
         "run_id": version.run_id,
-        "command": config.train_command() if (config := TrainConfig.from_params(params)) else None,
+        "command": config.train_command() if (config := train_config_from_params(params)) else None,
         "champion": str(version.version) == champion,
         "ms_per_image": None,
     }

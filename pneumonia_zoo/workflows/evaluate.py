@@ -26,8 +26,8 @@ from pneumonia_zoo.evaluation.robustness import robustness_metrics
 from pneumonia_zoo.package.classifier import Classifier
 from pneumonia_zoo.tracking.cards import EVALUATED_VERSION_TAG, log_model_card
 from pneumonia_zoo.tracking.store import ResolvedVersion, Store
+from pneumonia_zoo.workflows.choices import EVALUATION_SPLIT
 
-SPLITS = ("train", "val", "test")
 EVALUATION_EXPERIMENT = "pneumonia-zoo-evaluations"
 
 
@@ -63,9 +63,7 @@ def select_data(
     assert data is not None
     root = dataset_root(data)
     if (root / "train").is_dir() or (root / "test").is_dir():
-        split = split or "test"
-        if split not in SPLITS:
-            raise UserError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
+        split = EVALUATION_SPLIT.check(split or "test")
         samples = _kaggle_split(classifier, root, split, limit)
         context = {"test": "test", "val": "validation", "train": "train"}[split]
         return EvaluationData(f"{root.name}/{split}", context, samples, root)

@@ -8,7 +8,7 @@ import pytest
 
 from pneumonia_zoo.package.io import read_config
 from pneumonia_zoo.tracking.cards import METRIC_ROWS, ROBUSTNESS_ROWS, stored_card, version_card
-from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.tracking.params import train_config_from_params
 from pneumonia_zoo.workflows.evaluate import log_evaluation, run_evaluation
 from pneumonia_zoo.workflows.starter import MODEL_CARD, export_starter
 from tests.conftest import store_for
@@ -84,7 +84,7 @@ def test_robustness_rows(card: str, logged: dict) -> None:
 def test_reproducing_command_and_the_warning(registered_store: str, card: str) -> None:
     store = store_for(registered_store)
     params = store.get_run(store.resolve(VERSION_1).run_id).data.params
-    command = TrainConfig.from_params(params).train_command()
+    command = train_config_from_params(params).train_command()
     assert f"```bash\n{command}\n```" in card
     assert "--image-size 32" in command and "--epochs 1" in command
     assert "**Research tool, not a diagnostic device.**" in card

@@ -13,8 +13,8 @@ from pneumonia_zoo.data.images import read_image
 from pneumonia_zoo.package.classifier import Classifier, load_classifier
 from pneumonia_zoo.package.format import CONFIG_FILE, GUARD_FILE, ONNX_FILE, WEIGHTS_FILE
 from pneumonia_zoo.package.io import sha256_file
+from pneumonia_zoo.tracking.params import train_config_from_params
 from pneumonia_zoo.tracking.store import Store
-from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.workflows.starter import MODEL_CARD, PACKAGE_SHA_TAG, ensure_champion, export_starter
 from tests.conftest import store_for
 from tests.integration.test_train_register import cli
@@ -80,14 +80,14 @@ def test_export_writes_a_verified_package_and_a_model_card(
     assert f"| test | {run.data.params['n_test']} |" in card
     assert f"Exported from `models:/{resolved.name}/{resolved.version}`." in card
     assert "not a diagnostic device" in card
-    command = TrainConfig.from_params(run.data.params).train_command()
+    command = train_config_from_params(run.data.params).train_command()
     assert f"```bash\n{command}\n```" in card
 
 
 def test_train_command_parses_back_to_the_runs_params(registered_store: str) -> None:
     store = store_for(registered_store)
     (run,) = store.client.search_runs([store.client.get_experiment_by_name("pneumonia-zoo").experiment_id])
-    logged = TrainConfig.from_params(run.data.params)
+    logged = train_config_from_params(run.data.params)
     rebuilt = parse_train_command(logged.train_command())
     assert rebuilt == logged.model_copy(update={"run_name": None, "data": logged.data.resolve()})
     # Every field is a param (None ones are not logged: they are the defaults), augmentation included.
