@@ -11,7 +11,7 @@ from pneumonia_zoo.tracking.store import Store
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.workflows.sweep import RAY_MISSING, run_sweep
 from tests.conftest import store_for, tiny_train_args
-from tests.tracking.test_sweep import ranking_key
+from tests.workflows.test_sweep import ranking_key
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None,
