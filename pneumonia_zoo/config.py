@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pneumonia_zoo.package.choices import Runtime
 from pneumonia_zoo.resources import SAMPLE_IMAGES_DIR
 
 
@@ -43,7 +44,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None  # X-API-Key required on /api/*; unset = the API is open
     # Browser origins allowed to call the API cross-site ("https://a.org,https://b.org"); empty = none.
     cors_origins: Annotated[list[str], NoDecode] = []
-    runtime: Literal["auto", "onnx", "torch"] = "auto"  # auto: ONNX Runtime when the version has it
+    runtime: Runtime = "auto"  # auto: ONNX Runtime when the version has it
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)  # per file, enforced while streaming
     max_batch_files: int = Field(default=16, gt=0)  # files in one /api/v1/predict request
     max_batch_size: int = Field(default=16, gt=0)  # images in one network call (micro-batching)

@@ -28,8 +28,6 @@ from pneumonia_zoo.package.runtime import OnnxRunner, Outputs, Runner, TorchRunn
 from pneumonia_zoo.stats.calibration import apply_temperature
 from pneumonia_zoo.stats.outliers import PartGuard
 
-RUNTIMES = ("auto", "onnx", "torch")
-TTA_VIEWS = ("identity", "zoom_in")
 DEFAULT_CHECKS = GuardConfig(threshold=float("inf"), val_flag_rate=float("nan"))
 REASON_FEATURES = "its features are far from those of the training images"
 REASON_COLOUR = "it is a colour image, not a greyscale X-ray"

@@ -23,6 +23,7 @@ from pneumonia_zoo.config import Settings
 from pneumonia_zoo.errors import NotFound, PackageRejected, UserError
 from pneumonia_zoo.package.format import CONFIG_FILE
 from pneumonia_zoo.tracking import uris
+from pneumonia_zoo.tracking.champion import CHAMPION_METRIC, lower_is_better
 from pneumonia_zoo.tracking.records import (
     EVALUATED_MODEL_TAG,
     EVALUATED_VERSION_TAG,
@@ -34,9 +35,6 @@ from pneumonia_zoo.tracking.records import (
 if TYPE_CHECKING:
     from pneumonia_zoo.package.classifier import Classifier
 
-# The champion rule, fixed before any test figure was looked at: the calibrated model's validation Brier.
-CHAMPION_METRIC = "val_brier"
-LOWER_IS_BETTER = ("_brier", "_loss", "_ece", "_log_loss")
 DESCRIPTION = "Chest X-ray classifier: NORMAL vs PNEUMONIA (research tool, not a diagnostic device)."
 
 
@@ -238,10 +236,8 @@ class Store:
     def promote(self, metric: str = CHAMPION_METRIC, alias: str | None = None) -> VersionRecord:
         """Point `alias` at the version with the best validation metric (ties: lower val_loss, newer).
 
-        The default is the validation Brier score of the calibrated model: a proper score, so it rewards
-        probabilities that are both sharp and honest, where validation AUC is saturated (0.99+ for every
-        version: it would choose by noise). Test metrics are never used: choosing on test would make them
-        optimistic.
+        The default is the champion rule (tracking/champion.py). Test metrics are never used: choosing on
+        test would make them optimistic.
         """
         if not metric.startswith("val_"):
             raise UserError(f"promotion must use a validation metric (val_*), not '{metric}'")
@@ -305,7 +301,7 @@ class Store:
 def _rank(version: VersionRecord, metric: str) -> tuple[float, float, int]:
     """Higher is better: the metric (negated where lower is better), then a lower val_loss, then newer."""
     value = version.metric(metric)
-    sign = -1.0 if metric.endswith(LOWER_IS_BETTER) else 1.0
+    sign = -1.0 if lower_is_better(metric) else 1.0
     loss = version.metric("val_loss")
     return (
         sign * value if value is not None else float("-inf"),

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pneumonia_zoo.errors import InvalidInput
 
 SCHEME = "models:/"
-REGISTRY_URI_FORMS = "models:/NAME@ALIAS or models:/NAME/VERSION"
-MODEL_OPTION_HELP = f"{REGISTRY_URI_FORMS} (default: the champion)."
+ALIAS_FORM = f"{SCHEME}NAME@ALIAS"
+VERSION_FORM = f"{SCHEME}NAME/VERSION"
+REGISTRY_URI_FORMS = f"{ALIAS_FORM} or {VERSION_FORM}"
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[0-9]+))$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-f]+)$")
 _VERSION = re.compile(r"^[0-9]+$")  # ASCII digits only: str.isdigit() also accepts "١" or "²"
@@ -43,6 +44,7 @@ def version_uri(name: str, version: str | int) -> str:
 
 
 def alias_uri(name: str, alias: str) -> str:
+    """The version an alias (the champion's, or any other) points at."""
     return f"{SCHEME}{name}@{alias}"
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pneumonia_zoo.errors import UserError
+from pneumonia_zoo.choices import OneOf
 
 if TYPE_CHECKING:  # torch is imported when a Scheduler is made: the CLI validates names without it
     import torch
@@ -82,6 +82,7 @@ SCHEDULES: dict[str, Callable[[float, ScheduleParams], float]] = {
 # The six decay schedules compared in the original project; `plateau` is a Scheduler mode, not a formula.
 DECAY_SCHEDULES = ("step", "staircase", "exponential", "natural_exp", "polynomial", "cosine")
 SCHEDULE_NAMES = (*SCHEDULES, "plateau")
+SCHEDULE = OneOf(SCHEDULE_NAMES, "schedule")
 
 
 def lr_multiplier(name: str, t: float, params: ScheduleParams) -> float:
@@ -105,9 +106,7 @@ class Scheduler:
         plateau_factor: float = 0.5,
         plateau_patience: int = 1,
     ) -> None:
-        if name not in SCHEDULE_NAMES:
-            raise UserError(f"unknown schedule '{name}': choose one of {', '.join(SCHEDULE_NAMES)}")
-        self.name = name
+        self.name = SCHEDULE.check(name)
         self.optimizer = optimizer
         self.plateau_factor = plateau_factor
         self.plateau_patience = plateau_patience

@@ -27,6 +27,7 @@ from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import InvalidInput, UserError
 from pneumonia_zoo.package.format import PackageInfo
 from pneumonia_zoo.package.io import read_config, sha256_file
+from pneumonia_zoo.tracking import uris
 from pneumonia_zoo.tracking.cards import log_model_card
 from pneumonia_zoo.tracking.publish import publish
 from pneumonia_zoo.tracking.records import Lineage, VersionRecord, format_float, lineage_tags
@@ -132,7 +133,7 @@ class AdaptResult:
         points = self.model.operating_points
         return {
             "version": self.version,
-            "model": f"models:/{self.model_name}/{self.version}",
+            "model": uris.version_uri(self.model_name, self.version),
             "site": self.site,
             "parent": {"version": self.parent.version, "uri": self.parent.uri},
             "fit": {

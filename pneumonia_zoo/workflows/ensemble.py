@@ -23,7 +23,8 @@ from pneumonia_zoo.evaluation.predict import predict_images
 from pneumonia_zoo.evaluation.report import evaluate
 from pneumonia_zoo.evaluation.robustness import robustness_metrics
 from pneumonia_zoo.package.build import write_ensemble
-from pneumonia_zoo.package.classifier import TTA_VIEWS, Classifier, load_classifier
+from pneumonia_zoo.package.choices import TTA_VIEWS
+from pneumonia_zoo.package.classifier import Classifier, load_classifier
 from pneumonia_zoo.package.format import GuardConfig, PackageInfo
 from pneumonia_zoo.package.io import record_files
 from pneumonia_zoo.stats.operating_points import choose_operating_points

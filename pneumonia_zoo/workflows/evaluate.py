@@ -36,8 +36,8 @@ from pneumonia_zoo.tracking.records import (
     evaluation_summary_tags,
 )
 from pneumonia_zoo.tracking.store import Store
+from pneumonia_zoo.workflows.choices import EVALUATION_SPLIT
 
-SPLITS = ("train", "val", "test")
 EVALUATION_EXPERIMENT = "pneumonia-zoo-evaluations"
 PAIRED_RESAMPLES = 1000  # the paired comparison resamples even when `bootstrap` is 0 (no metric intervals)
 
@@ -73,9 +73,7 @@ def select_data(
     assert data is not None
     root = dataset_root(data)
     if (root / "train").is_dir() or (root / "test").is_dir():
-        split = split or "test"
-        if split not in SPLITS:
-            raise UserError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
+        split = EVALUATION_SPLIT.check(split or "test")
         samples = _kaggle_split(classifier, root, split, limit)
         context = {"test": "test", "val": "validation", "train": "train"}[split]
         return EvaluationData(f"{root.name}/{split}", context, samples, root)

@@ -18,9 +18,9 @@ from pneumonia_zoo.config import Settings
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.tracking.store import Store, sqlite_path
 from pneumonia_zoo.training.config import TrainConfig
+from pneumonia_zoo.workflows.choices import SWEEP_BACKEND
 from pneumonia_zoo.workflows.train import TrainOutcome, train
 
-BACKENDS = ("sequential", "ray")
 RAY_MISSING = "Ray is not installed: install the ray extra: pip install .[ray]"
 
 
@@ -67,8 +67,7 @@ def run_sweep(
     num_cpus: int | None = None,
 ) -> SweepResult:
     """Run every schedule x learning rate; `num_cpus` sizes a local Ray (default: all cores)."""
-    if backend not in BACKENDS:
-        raise UserError(f"unknown --backend '{backend}': choose one of {', '.join(BACKENDS)}")
+    SWEEP_BACKEND.check(backend)
     if max_concurrent is not None and max_concurrent < 1:
         raise UserError("--max-concurrent must be at least 1")
     configs = sweep_configs(base, schedules, lrs)  # validates every schedule before anything runs

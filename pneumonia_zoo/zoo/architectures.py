@@ -7,11 +7,12 @@ returning the network with its original head), imported only when a network is b
 
 from dataclasses import dataclass
 
+from pneumonia_zoo.choices import OneOf
 from pneumonia_zoo.data.normalization import IMAGENET_MEAN, IMAGENET_STD, SIGNED_UNIT_MEAN, SIGNED_UNIT_STD
-from pneumonia_zoo.errors import UserError
 
 NUM_CLASSES = 2
 FREEZE_MODES = ("none", "backbone")
+FREEZE_MODE = OneOf(FREEZE_MODES, "freeze mode")
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,8 @@ ARCHITECTURES: dict[str, Architecture] = {
                      has_pretrained=False),
     )
 }  # fmt: skip
+ARCHITECTURE = OneOf(ARCHITECTURES, "architecture")
 
 
 def get_architecture(name: str) -> Architecture:
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise UserError(f"unknown architecture '{name}': choose one of {', '.join(ARCHITECTURES)}") from None
+    return ARCHITECTURES[ARCHITECTURE.check(name)]

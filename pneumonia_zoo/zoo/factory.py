@@ -5,7 +5,7 @@ from importlib import import_module
 from torch import nn
 
 from pneumonia_zoo.errors import UserError
-from pneumonia_zoo.zoo.architectures import FREEZE_MODES, NUM_CLASSES, Architecture, get_architecture
+from pneumonia_zoo.zoo.architectures import FREEZE_MODE, NUM_CLASSES, Architecture, get_architecture
 
 
 def build_network(arch: Architecture, pretrained: bool) -> nn.Module:
@@ -44,8 +44,7 @@ def pretrained_available(name: str) -> bool:
 def create_model(name: str, pretrained: bool | None = None, freeze: str = "none") -> nn.Module:
     """Build `name` with a 2-class head."""
     arch = get_architecture(name)
-    if freeze not in FREEZE_MODES:
-        raise UserError(f"unknown freeze mode '{freeze}': choose one of {', '.join(FREEZE_MODES)}")
+    FREEZE_MODE.check(freeze)
     if pretrained and not arch.has_pretrained:
         raise UserError(f"{name} has no pretrained weights: pass --no-pretrained")
     use_pretrained = resolve_pretrained(name, pretrained)

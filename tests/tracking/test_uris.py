@@ -31,3 +31,9 @@ def test_round_trips() -> None:
 def test_malformed_uris_are_refused_in_one_line(text: str) -> None:
     with pytest.raises(InvalidInput, match="is not a models:/NAME@ALIAS or models:/NAME/VERSION URI"):
         uris.parse(text)
+
+
+def test_a_registry_uri_is_told_from_a_package_folder() -> None:
+    assert uris.is_registry_uri("models:/pneumonia-classifier/3")
+    assert not uris.is_registry_uri("pneumonia_zoo/assets/starter")
+    assert not uris.is_registry_uri("models/starter")  # a folder named models/

@@ -1,0 +1,161 @@
+"""Everything the CLI prints: JSON for machines, one rendering per result for people, and the error line.
+
+Commands hand their results here; the `render_*` functions return text (so tests read it without a
+terminal) and `show` / `show_json` / `show_error` print it.
+"""
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+
+TRAIN_SUMMARY_METRICS = ("val_auc", "test_auc", "test_accuracy", "test_ece")
+ENSEMBLE_SUMMARY_METRICS = ("val_auc", "test_auc", "test_accuracy")
+EVALUATION_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
+
+
+def show(text: str, err: bool = False) -> None:
+    typer.echo(text, err=err)
+
+
+def show_error(message: object) -> None:
+    """One line on stderr, never a traceback."""
+    typer.echo(f"error: {message}", err=True)
+
+
+# -- JSON ---------------------------------------------------------------------------------------------
+
+
+def finite_or_null(value: Any) -> Any:
+    """NaN (an undefined metric: specificity without NORMAL images) and infinities are not JSON; null is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    """Indented JSON; NumPy scalars as numbers, non-finite numbers as null."""
+    return json.dumps(finite_or_null(value), indent=2, default=float, allow_nan=False)
+
+
+def show_json(value: Any) -> None:
+    show(to_json(value))
+
+
+# -- training and registry ----------------------------------------------------------------------------
+
+
+def render_run(
+    run_id: str | None, metrics: Mapping[str, float], names: Iterable[str], version: str | None
+) -> str:
+    """A finished run: the chosen metrics it has, and the version it registered (if any)."""
+    summary = ", ".join(f"{name} {metrics[name]:.4f}" for name in names if name in metrics)
+    lines = [f"run {run_id}: {summary}"]
+    if version:
+        lines.append(f"registered version {version}")
+    return "\n".join(lines)
+
+
+def render_interrupted(run_id: str | None) -> str:
+    return f"interrupted: run {run_id} marked KILLED, no version registered"
+
+
+def render_sweep(table: str, parent_run_id: str, best_run_id: str | None) -> str:
+    return f"{table}\nparent run {parent_run_id}; best run {best_run_id}"
+
+
+def render_promoted(name: str, version: str, alias: str, metric: str, value: object) -> str:
+    return f"{name} version {version} is now @{alias} ({metric} {value})"
+
+
+def render_alias(name: str, alias: str, version: str) -> str:
+    return f"{name}@{alias} is version {version}"
+
+
+def render_starter_written(
+    out: Path, total_bytes: int, float16: bool, max_change: float | None, checked: int
+) -> str:
+    lines = [f"wrote {out}: {total_bytes / 1e6:.1f} MB ({'float16' if float16 else 'as registered'})"]
+    if max_change is not None:
+        lines.append(f"largest change in a probability on {checked} sample images: {max_change:.2e}")
+    return "\n".join(lines)
+
+
+def render_guard_added(directory: Path, flag_rate: float) -> str:
+    return f"{directory}: guard added, {flag_rate:.1%} of validation images flagged"
+
+
+def render_guarded_version(version: str) -> str:
+    return f"registered version {version} (with its guard)"
+
+
+def render_report(markdown: str, path: Path) -> str:
+    return f"{markdown}\nreport written to {path}"
+
+
+def render_ui(port: int, uri: str) -> str:
+    return (
+        f"MLflow UI on http://127.0.0.1:{port} (store {uri}); training runs are under Experiments -> "
+        "pneumonia-zoo (MLflow 3 may open on its GenAI view: choose 'Machine learning' at the top)"
+    )
+
+
+# -- evaluation and predictions -----------------------------------------------------------------------
+
+
+def _defined(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def render_evaluation(result: Mapping[str, Any]) -> str:
+    """`evaluate`'s result (`EvaluationResult.to_dict()`, plus `logged_run` when logged) for people."""
+    model, data, point = result["model"], result["data"], result["operating_point"]
+    lines = [
+        f"{model['name']} v{model['version']} ({model['architecture']}) on {data['source']} "
+        f"({data['context']}): {data['images']} images of {data['patients']} patients; "
+        f"operating point {point['name']} (threshold {point['threshold']:.3f})"
+    ]
+    for name in EVALUATION_METRICS:
+        low, high = result["ci95"].get(name, (None, None))
+        ci = f"  [{low:.4f}, {high:.4f}]" if _defined(low) else ""
+        value = result["metrics"][name]
+        lines.append(f"  {name:<12} {value:.4f}{ci}" if _defined(value) else f"  {name:<12} n/a")
+    m, calibration = result["metrics"], result["calibration"]
+    lines.append(f"  confusion    tn {m['tn']}  fp {m['fp']}  fn {m['fn']}  tp {m['tp']}")
+    lines.append(f"  calibration  ECE {calibration['ece']:.4f}  Brier {calibration['brier']:.4f}")
+    lines.append(f"  flagged      {result['out_of_population']['flag_rate']:.1%} out of population")
+    for key, value in result.get("robustness", {}).items():
+        if key.endswith(("_agreement", "_mean_dp")):
+            lines.append(f"  {key:<34} {value:.4f}")
+    if "logged_run" in result:
+        lines.append(f"logged as run {result['logged_run']}")
+    return "\n".join(lines)
+
+
+def render_prediction(record: Mapping[str, Any]) -> str:
+    """One prediction record (`package.prediction.prediction_record`) as one line."""
+    ood = record["out_of_population"]
+    flag = "  OUT OF POPULATION: " + "; ".join(ood["reasons"]) if ood["flagged"] else ""
+    unsure = " (uncertain)" if record["uncertain"] else ""
+    model = record["model"]
+    return (
+        f"{record['filename']}: {record['label']}{unsure}  "
+        f"P(PNEUMONIA)={record['probabilities']['PNEUMONIA']:.4f} "
+        f"{record['operating_point']['name']} threshold {record['threshold']:.3f}  "
+        f"[{model['name']} v{model['version']}]{flag}"
+    )
+
+
+def show_predictions(records: list[dict], as_json: bool) -> None:
+    """JSON: the record itself for one image, a list for several; else a line per image."""
+    if as_json:
+        show_json(records[0] if len(records) == 1 else records)
+    else:
+        show("\n".join(render_prediction(record) for record in records))
