@@ -1,7 +1,7 @@
-"""`pneumonia-zoo`: train | sweep | ensemble | evaluate | promote | predict | compare | card |
-register-starter | export-starter | backfill-guard | serve | ui.
+"""`pneumonia-zoo`: train | sweep | ensemble | evaluate | split-manifest | adapt | promote | predict |
+compare | card | register-starter | export-starter | backfill-guard | serve | ui.
 
-One module per group of commands (train.py, evaluate.py, predict.py, registry.py, service.py); what
+One module per group of commands (train.py, evaluate.py, site.py, predict.py, registry.py, service.py); what
 they print is in output.py. Options are validated before torch or MLflow are imported (they load inside
 the commands), so a typo is refused at once and `--help` is fast.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from pneumonia_zoo.cli import evaluate, output, predict, registry, service, train
+from pneumonia_zoo.cli import evaluate, output, predict, registry, service, site, train
 from pneumonia_zoo.errors import ZooError
 
 app = typer.Typer(
@@ -47,6 +47,8 @@ COMMANDS: list[tuple[Callable[..., None], str]] = [
     (train.sweep, "sweep"),
     (registry.ensemble, "ensemble"),
     (evaluate.evaluate, "evaluate"),
+    (site.split_manifest, "split-manifest"),
+    (site.adapt, "adapt"),
     (registry.promote, "promote"),
     (predict.predict, "predict"),
     (registry.compare, "compare"),

@@ -8,6 +8,7 @@ import typer
 from pneumonia_zoo.cli import output
 from pneumonia_zoo.cli.common import open_store, require_existing
 from pneumonia_zoo.cli.options import AsJson, ModelUri, OperatingPoint, Quiet
+from pneumonia_zoo.tracking.uris import ALIAS_FORM, VERSION_FORM
 from pneumonia_zoo.workflows.choices import EVALUATION_SPLIT
 
 
@@ -46,6 +47,20 @@ def evaluate(
     log: Annotated[
         bool, typer.Option("--log", help="Record the evaluation against the version in MLflow.")
     ] = False,
+    by: Annotated[
+        str | None,
+        typer.Option(help="Manifest columns to report subgroups of, comma-separated (e.g. view,sex)."),
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Another version ({ALIAS_FORM} or {VERSION_FORM}) compared in pairs on the same images."
+        ),
+    ] = None,
+    prevalence: Annotated[
+        float | None,
+        typer.Option(help="Prevalence of PNEUMONIA for PPV, NPV and net benefit (default: the data's own)."),
+    ] = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -65,6 +80,9 @@ def evaluate(
         operating_point,
         robustness,
         quiet or as_json,
+        by=[column.strip() for column in by.split(",") if column.strip()] if by else None,
+        against=against,
+        prevalence=prevalence,
     )
     report = result.to_dict()
     if log:
@@ -72,4 +90,4 @@ def evaluate(
     if as_json:
         output.show_json(report)
     else:
-        output.show(output.render_evaluation(report))
+        output.show("\n".join([output.render_evaluation(report), *result.site_lines()]))

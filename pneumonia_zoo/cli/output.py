@@ -8,9 +8,12 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:  # the workflow (MLflow) loads only when a command runs
+    from pneumonia_zoo.workflows.promote import Promotion
 
 TRAIN_SUMMARY_METRICS = ("val_auc", "test_auc", "test_accuracy", "test_ece")
 ENSEMBLE_SUMMARY_METRICS = ("val_auc", "test_auc", "test_accuracy")
@@ -71,8 +74,42 @@ def render_sweep(table: str, parent_run_id: str, best_run_id: str | None) -> str
     return f"{table}\nparent run {parent_run_id}; best run {best_run_id}"
 
 
-def render_promoted(name: str, version: str, alias: str, metric: str, value: object) -> str:
-    return f"{name} version {version} is now @{alias} ({metric} {value})"
+def render_promotion(name: str, promotion: "Promotion") -> str:
+    version, metric = promotion.version, promotion.metric
+    if metric is None:
+        why = "given by number"
+    else:
+        value = version.metric(metric)
+        why = f"{metric} {value:.6f}" if value is not None else metric
+    lines = [f"{name} version {version.version} is now @{promotion.alias} ({why})"]
+    if promotion.comparison is not None:
+        lines += promotion.comparison.lines()
+    return "\n".join(lines)
+
+
+def render_manifest_split(split: Mapping[str, Any]) -> str:
+    parts = [
+        f"{name.upper()} {part['path']}: {part['images']} images of {part['patients']} patients "
+        f"({', '.join(f'{label} {count}' for label, count in part['per_class'].items())})"
+        for name, part in (("fit", split["fit"]), ("test", split["test"]))
+    ]
+    return "\n".join(parts + [f"split by patient, seed {split['seed']}: no patient is in both"])
+
+
+def render_adapted(result: Mapping[str, Any]) -> str:
+    fit, chosen = result["fit"], result["chosen_by"]
+    c, cv_auc, temperature = chosen["site_head_C"], chosen["site_head_cv_auc"], chosen["site_temperature"]
+    return "\n".join(
+        [
+            f"registered version {result['version']}: {result['parent']['uri']} adapted to site "
+            f"'{result['site']}' ({result['features']} features), the champion unchanged",
+            f"  learnt from {fit['images']} images of {fit['patients']} patients "
+            f"(sha256 {fit['sha256'][:12]}...)",
+            f"  C {c:.4g} by patient-grouped CV (out-of-fold AUC {cv_auc:.3f}), T {temperature:.3f}",
+            f"  judge it on other patients: pneumonia-zoo evaluate --model {result['model']} "
+            "--manifest TEST.csv --against the champion",
+        ]
+    )
 
 
 def render_alias(name: str, alias: str, version: str) -> str:

@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 
 from pneumonia_zoo.cli import output
-from pneumonia_zoo.cli.common import open_store, require_data_folder, settings
+from pneumonia_zoo.cli.common import open_store, require_data_folder, require_existing, settings
 from pneumonia_zoo.cli.options import ModelUri, Quiet
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.package.choices import TTA_VIEWS
 from pneumonia_zoo.tracking.champion import CHAMPION_METRIC
-from pneumonia_zoo.tracking.uris import VERSION_FORM
+from pneumonia_zoo.tracking.uris import ALIAS_FORM, VERSION_FORM
 
 
 def promote(
@@ -23,14 +23,27 @@ def promote(
         ),
     ] = CHAMPION_METRIC,
     alias: Annotated[str | None, typer.Option(help="Alias to move (default: the champion alias).")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Promote this version (a number) instead of the best by --metric.")
+    ] = None,
+    not_worse_on: Annotated[
+        Path | None,
+        typer.Option(
+            "--not-worse-on",
+            help="A NORMAL/PNEUMONIA folder or a manifest (.csv): refuse when the version's paired ΔAUC "
+            "interval against the champion on it lies below -MARGIN.",
+        ),
+    ] = None,
+    margin: Annotated[float, typer.Option(help="How much worse than the champion is tolerated.")] = 0.0,
+    quiet: Quiet = False,
 ) -> None:
-    """Move the champion alias to the version with the best validation metric."""
+    """Move the champion alias to the version with the best validation metric (or to --version)."""
+    require_existing([not_worse_on])
+    from pneumonia_zoo.workflows.promote import promote as run_promote
+
     store = open_store()
-    best = store.promote(metric, alias)
-    moved = alias or store.settings.champion_alias
-    value = best.metric(metric)
-    shown = f"{value:.6f}" if value is not None else "n/a"
-    output.show(output.render_promoted(store.model_name, best.version, moved, metric, shown))
+    done = run_promote(store, metric, version, alias, not_worse_on, margin, quiet)
+    output.show(output.render_promotion(store.model_name, done))
 
 
 def card(
@@ -60,16 +73,37 @@ def compare(
     images: Annotated[
         Path | None, typer.Option(help="Folder of images to time on (default: the samples).")
     ] = None,
+    on: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also compare the versions in pairs on this NORMAL/PNEUMONIA folder or manifest (.csv): "
+            "ΔAUC against --against with paired intervals (paired.md, paired.json)."
+        ),
+    ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(help=f"The reference of the paired table ({ALIAS_FORM}; default the champion)."),
+    ] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Side-by-side report of registered versions: metrics with 95% CIs, size, train and inference time."""
     folder = images or settings().sample_images_dir
     if timing and not folder.is_dir():
         raise UserError(f"{folder} is not a folder of images to time on (or pass --no-timing)")
+    require_existing([on])
     from pneumonia_zoo.workflows.compare import compare as run_compare
     from pneumonia_zoo.workflows.compare import timing_images
 
-    result = run_compare(open_store(), out, latest_per_arch, timing_images(folder) if timing else None)
+    store = open_store()
+    result = run_compare(store, out, latest_per_arch, timing_images(folder) if timing else None)
     output.show(output.render_report(result.markdown, out / "compare.md"))
+    if on is not None:
+        from pneumonia_zoo.workflows.paired import write_paired_report
+
+        table, path = write_paired_report(
+            store, [row["version"] for row in result.rows], on, against, out, quiet
+        )
+        output.show(output.render_report(table.markdown(), path))
 
 
 def ensemble(

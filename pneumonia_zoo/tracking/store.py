@@ -233,8 +233,8 @@ class Store:
         for key, value in tags.items():
             self._client.set_model_version_tag(self.model_name, version, key, value)
 
-    def promote(self, metric: str = CHAMPION_METRIC, alias: str | None = None) -> VersionRecord:
-        """Point `alias` at the version with the best validation metric (ties: lower val_loss, newer).
+    def best_version(self, metric: str = CHAMPION_METRIC) -> VersionRecord:
+        """The version with the best validation metric (ties: lower val_loss, then the newer one).
 
         The default is the champion rule (tracking/champion.py). Test metrics are never used: choosing on
         test would make them optimistic.
@@ -246,7 +246,11 @@ class Store:
             raise UserError(
                 f"no version of '{self.model_name}' has a '{metric}' tag to rank by: train a model first"
             )
-        best = max(candidates, key=lambda v: _rank(v, metric))
+        return max(candidates, key=lambda v: _rank(v, metric))
+
+    def promote(self, metric: str = CHAMPION_METRIC, alias: str | None = None) -> VersionRecord:
+        """Point `alias` (default: the champion's) at the best version by `metric`."""
+        best = self.best_version(metric)
         self.set_alias(best.version, alias)
         return best
 

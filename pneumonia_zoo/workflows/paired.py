@@ -168,3 +168,19 @@ def check_not_worse(
             f"lies below -{margin:g}; not promoted"
         )
     return comparison
+
+
+def write_paired_report(
+    store: Store, versions: list[str], on: Path, against: str | None, out: Path, quiet: bool = True
+) -> tuple[PairedTable, Path]:
+    """`compare --on`: the versions (numbers) in pairs against the reference on a folder or a manifest
+    (.csv), written as paired.md and paired.json in `out`; returns the table and the Markdown's path."""
+    import json
+
+    manifest = on if on.suffix.lower() == ".csv" else None
+    uris = [store.version_uri(version) for version in versions]
+    table = paired_table(store, uris, None if manifest else on, manifest, against, quiet=quiet)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "paired.json").write_text(json.dumps(table.to_dict(), indent=2, default=float))
+    (out / "paired.md").write_text(table.markdown() + "\n")
+    return table, out / "paired.md"

@@ -8,7 +8,7 @@ import pytest
 from pneumonia_zoo.resources import SAMPLE_IMAGES_DIR
 from pneumonia_zoo.tracking.cards import stored_card
 from tests.cli.helpers import flat, invoke
-from tests.conftest import store_for
+from tests.conftest import registry_client, store_for
 
 CHAMPION_LINE = "pneumonia-classifier@champion is version 1\n"
 
@@ -36,11 +36,11 @@ def test_promote_moves_an_alias_to_the_best_version(
     monkeypatch: pytest.MonkeyPatch, tracking_store: str
 ) -> None:
     assert invoke(monkeypatch, tracking_store, "register-starter").exit_code == 0
-    val_auc = store_for(tracking_store).versions()[0].tags["val_auc"]
+    raw = registry_client(store_for(tracking_store)).get_model_version("pneumonia-classifier", "1").tags
     result = invoke(monkeypatch, tracking_store, "promote", "--alias", "staging")
     assert (result.exit_code, result.stdout) == (
         0,
-        f"pneumonia-classifier version 1 is now @staging (val_auc {val_auc})\n",
+        f"pneumonia-classifier version 1 is now @staging (val_brier {raw['val_brier']})\n",
     )
     assert store_for(tracking_store).resolve("models:/pneumonia-classifier@staging").version == "1"
     unknown = invoke(monkeypatch, tracking_store, "promote", "--metric", "val_luck")
@@ -55,7 +55,7 @@ def test_promote_on_an_empty_registry_says_so(monkeypatch: pytest.MonkeyPatch, t
     result = invoke(monkeypatch, tracking_store, "promote")
     assert (result.exit_code, result.stderr) == (
         1,
-        "error: no version of 'pneumonia-classifier' has a 'val_auc' tag to rank by: train a model first\n",
+        "error: no version of 'pneumonia-classifier' has a 'val_brier' tag to rank by: train a model first\n",
     )
 
 

@@ -1,0 +1,43 @@
+"""`pneumonia-zoo promote`: choose the version (the best by a validation metric, or one given), check it
+is not worse than the champion on data the user gives (when asked), then move the alias."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pneumonia_zoo.evaluation.paired import PairedComparison
+from pneumonia_zoo.tracking.champion import CHAMPION_METRIC
+from pneumonia_zoo.tracking.records import VersionRecord
+from pneumonia_zoo.tracking.store import Store
+from pneumonia_zoo.workflows.paired import check_not_worse
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: VersionRecord
+    alias: str
+    metric: str | None  # what chose it (None: given by number)
+    comparison: PairedComparison | None  # against the champion, when --not-worse-on was given
+
+
+def promote(
+    store: Store,
+    metric: str = CHAMPION_METRIC,
+    version: str | None = None,
+    alias: str | None = None,
+    not_worse_on: Path | None = None,
+    margin: float = 0.0,
+    quiet: bool = True,
+) -> Promotion:
+    """Move `alias` (default the champion's) to `version`, or to the best by `metric`.
+
+    `not_worse_on`: a NORMAL/PNEUMONIA folder or a manifest (.csv); the move is refused (InvalidInput,
+    nothing changes) when the candidate's paired ΔAUC interval against the champion lies below -margin.
+    """
+    candidate = store.resolve(store.version_uri(version)) if version else store.best_version(metric)
+    comparison = None
+    if not_worse_on is not None:
+        manifest = not_worse_on if not_worse_on.suffix.lower() == ".csv" else None
+        data = None if manifest is not None else not_worse_on
+        comparison = check_not_worse(store, candidate.uri, data, manifest, margin, quiet=quiet)
+    store.set_alias(candidate.version, alias)
+    return Promotion(candidate, alias or store.champion_alias, None if version else metric, comparison)
