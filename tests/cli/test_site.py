@@ -117,7 +117,7 @@ def test_adapt_refuses_bad_fit_in_one_line_and_registers_nothing(
     line = one_line_refusal(result)
     assert result.stdout == ""
     expected = {
-        "one class": "class",
+        "one class": "has only NORMAL images",
         "too few": "20",
         "unreadable": "could not be read",
         "shares a patient": "holdout",
