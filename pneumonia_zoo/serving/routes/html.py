@@ -132,8 +132,15 @@ async def _result_page(
             "sample": upload.filename if truth is not None else None,
             "uncertain_margin": UNCERTAIN_MARGIN,
             "legend_url": LEGEND_URL,
+            "site": _site(model),
         },
     )
+
+
+def _site(model: LoadedModel) -> dict | None:
+    """The site an adapted version was adapted to (and its parent), for the result page."""
+    info = model.classifier.config.info
+    return {"name": info.site, "parent": info.parent_version} if info.adapted and info.site else None
 
 
 async def _compare_page(
