@@ -53,7 +53,6 @@ make_package(no_onnx, size=64, onnx=False)
 settings = Settings(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", reload_interval_s=0)
 store = Store(settings)
 register_package(store, no_cam, "no-cam", alias="champion")  # version 1
-register_package(store, no_onnx, "no-onnx")  # version 2
 """
     + BLOCK_TORCH
     + """
@@ -74,8 +73,15 @@ with TestClient(create_app(settings)) as client:
     found["explain"] = [explained.status_code, explained.json().get("detail", "")]
     page = client.post("/predict", files=files)
     found["page"] = [page.status_code, page.text]
+    compare = client.post("/compare", files=files)  # the newest version of each architecture: 1
+    found["compare"] = [compare.status_code, compare.text]
+register_package(store, no_onnx, "no-onnx")  # version 2, the same architecture
+with TestClient(create_app(settings)) as client:
+    ready(client)
     other = client.post("/api/v1/predict", params={"version": "2"}, files=files)
     found["version_2"] = [other.status_code, other.json().get("detail", "")]
+    compare = client.post("/compare", files=files)  # now version 2
+    found["compare_2"] = [compare.status_code, compare.text]
 store.set_alias("2")  # a champion without ONNX: the next service refuses it at load
 with TestClient(create_app(settings)) as client:
     answer = ready(client)
@@ -122,6 +128,17 @@ def test_the_page_shows_the_prediction_and_says_why_there_is_no_heatmap(served: 
     assert 'data-testid="label"' in html and 'data-testid="no-heatmap"' in html
     assert "No heatmap: Grad-CAM of small_cnn needs PyTorch" in html
     assert "xray-heatmap" not in html and "heatmap-toggle" not in html
+
+
+def test_the_comparison_says_why(served: dict) -> None:
+    """Version 1 is compared without a heatmap; version 2 (no ONNX), once registered, says it cannot be
+    loaded here."""
+    status, html = served["compare"]
+    assert status == 200, html[-2000:]
+    assert html.count('data-testid="no-heatmap"') == 1 and "No heatmap: Grad-CAM of small_cnn" in html
+    status, html = served["compare_2"]
+    assert status == 200, html[-2000:]
+    assert "it has no ONNX export, and this installation has no PyTorch" in html
 
 
 def test_a_version_without_onnx_is_refused_in_one_line(served: dict) -> None:
