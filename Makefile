@@ -7,7 +7,8 @@
 #                                   the whole venv about 2 GB instead of 6.5 GB. torch and torchvision
 #                                   then come pinned by version (not hash); the rest still by hash.
 #   make test                       + test tools (requirements-test.lock); lint, format, types, pytest
-#   make test-container             builds the image and tests it in a real Docker engine (tests/container)
+#   make test-container             builds both images (the default one without PyTorch, --target full)
+#                                   and tests them in a real Docker engine (tests/container)
 #   make lock                       re-resolve requirements*.lock from requirements*.txt (needs the index)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -24,6 +25,8 @@ APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 PYTEST_TIMEOUT ?= 900
 # The first container test also builds the images (a cold build: about 10 minutes here).
 CONTAINER_TEST_TIMEOUT ?= 2400
+# Every lock holds the serving pins and the build backend install.sh builds the project with, offline.
+BUILD_PINS := requirements.txt requirements-build.txt
 UV_COMPILE = $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
 
@@ -54,11 +57,12 @@ test-setup: $(VENV)/.test-installed
 # re-resolves every transitive package to the newest allowed.
 lock:
 	@[ -x $(BIN)/uv ] || $(PYTHON) -m pip install --quiet uv
-	$(UV_COMPILE) requirements.txt requirements-train.txt requirements-bench.txt requirements-test.txt \
-		-o requirements-test.lock
-	$(UV_COMPILE) requirements.txt requirements-train.txt requirements-bench.txt -c requirements-test.lock \
-		-o requirements-setup.lock
-	$(UV_COMPILE) requirements.txt -c requirements-test.lock -o requirements.lock
+	$(UV_COMPILE) $(BUILD_PINS) requirements-torch.txt requirements-train.txt requirements-bench.txt \
+		requirements-test.txt -o requirements-test.lock
+	$(UV_COMPILE) $(BUILD_PINS) requirements-torch.txt requirements-train.txt requirements-bench.txt \
+		-c requirements-test.lock -o requirements-setup.lock
+	$(UV_COMPILE) $(BUILD_PINS) requirements-torch.txt -c requirements-test.lock -o requirements-full.lock
+	$(UV_COMPILE) $(BUILD_PINS) -c requirements-test.lock -o requirements.lock
 
 lint: test-setup
 	$(BIN)/ruff check .

@@ -1,13 +1,16 @@
-"""Memory under adversarial, in-limit load: peak RSS during a burst and RSS 30 s after it.
+"""Memory under adversarial, in-limit load: peak RSS during a burst, and how it settles back to idle.
 
 The corpus is generated here, every file inside the service's documented default limits: small PNG files
 that decode to huge images (7000 x 7000, 8 and 16 bit), big progressive JPEGs, and full batches of 16
 files per request. `pneumonia-zoo serve` runs with its default settings and the starter model; 32
-clients send the corpus round-robin. Targets (issue 12): peak RSS <= 1.5 GB; 30 s after the burst,
-within 10% of the idle baseline. 503s with Retry-After are the admission control working, and counted.
+clients send the corpus round-robin. Targets (issues 12 and 20): peak RSS <= 1.5 GB; 30 s after the
+burst, within 10% of the idle baseline. 503s with Retry-After are the admission control working, and
+counted. The RSS is also sampled 1, 2, 5, 10 and 20 s after the burst (the settle curve: the service
+gives its memory pools back once it idles, RELEASE_AFTER_S in serving/batcher.py).
 
     python benchmarks/memory.py            # about 3-5 minutes on 2 cores
     python benchmarks/memory.py --quick    # a smaller burst, to check it runs
+    python benchmarks/memory.py --env MALLOC_ARENA_MAX=8 --name memory-arenas8   # another setting
 """
 
 import argparse
@@ -32,6 +35,7 @@ from benchmarks.store import register_starter, sqlite_uri  # noqa: E402
 GB = 1e9
 PEAK_TARGET_BYTES = 1.5e9
 SETTLE_S = 30.0
+SETTLE_CURVE_S = (1, 2, 5, 10, 20)  # and SETTLE_S
 SETTLED_TARGET = 0.10
 BATCH = 16  # the default PNEUMONIA_ZOO_MAX_BATCH_FILES
 
@@ -91,7 +95,16 @@ async def burst(url: str, requests: list[list[Item]], concurrency: int) -> list[
     return statuses
 
 
-def run(quick: bool) -> dict:
+def settle_curve(rss: RssSampler, ended: float, settle_s: float) -> dict[str, int]:
+    """RSS at each point of SETTLE_CURVE_S (and `settle_s`) after the burst ended, sampled as it passes."""
+    curve = {}
+    for point in [*(p for p in SETTLE_CURVE_S if p < settle_s), settle_s]:
+        time.sleep(max(0.0, ended + point - time.perf_counter()))
+        curve[f"{point:g}"] = rss.samples[-1][1]
+    return curve
+
+
+def run(quick: bool, extra_env: dict[str, str] | None = None, settle_s: float = SETTLE_S) -> dict:
     machine = report.machine()  # now: its load average is the one at the start
     items = corpus(3000 if quick else 7000)
     kinds = list(items)
@@ -104,7 +117,7 @@ def run(quick: bool) -> dict:
         register_starter(uri)
         port = free_port()
         # `pneumonia-zoo serve` as in the Docker image (asyncio + h11); only the registry is set.
-        env = {"MLFLOW_TRACKING_URI": uri}
+        env = {"MLFLOW_TRACKING_URI": uri} | (extra_env or {})
         with serve(service_command(port), "/readyz", port, Path(tmp) / "serve.log", env) as server:
             loop = event_loop_of(server.process.pid)
             url = f"{server.url}/api/v1/predict"
@@ -115,13 +128,16 @@ def run(quick: bool) -> dict:
                 started = time.perf_counter()
                 statuses = asyncio.run(burst(url, requests, concurrency))
                 ended = time.perf_counter()
-                time.sleep(SETTLE_S)
-                settled = rss.samples[-1][1]
+                curve = settle_curve(rss, ended, settle_s)
+                settled = curve[f"{settle_s:g}"]
                 peak = rss.peak_between(started, ended + 1)
     growth = (settled - idle) / idle
     return {
         "machine": machine,
         "event_loop": loop,
+        "extra_env": extra_env or {},
+        "settle_s": settle_s,
+        "settle_curve_bytes": curve,
         "corpus": {k: {"file_bytes": len(v.data)} for k, v in items.items()},
         "requests": count,
         "images_per_request": BATCH,
@@ -148,11 +164,16 @@ def render(data: dict) -> str:
             "met" if data["targets"]["peak <= 1.5 GB"] else "NOT met",
         ],
         [
-            f"RSS {SETTLE_S:.0f} s after the burst",
+            f"RSS {data.get('settle_s', SETTLE_S):.0f} s after the burst",
             f"{data['settled_rss_bytes'] / GB:.2f} GB ({data['settled_growth']:+.1%} of idle)",
             "met" if data["targets"]["settled within 10% of idle"] else "NOT met",
         ],
     ]
+    idle = data["idle_rss_bytes"]
+    curve = ", ".join(
+        f"{point} s: {value / GB:.2f} GB ({(value - idle) / idle:+.0%})"
+        for point, value in data.get("settle_curve_bytes", {}).items()
+    )
     statuses = ", ".join(f"{status}: {n}" for status, n in data["statuses"].items())
     corpus = ", ".join(f"{k} {v['file_bytes'] / 1e3:.0f} KB" for k, v in data["corpus"].items())
     return "\n".join(
@@ -164,6 +185,8 @@ def render(data: dict) -> str:
             f"{data['requests']} requests of {data['images_per_request']} images at concurrency "
             f"{data['concurrency']} ({data['burst_seconds']} s); corpus files: {corpus}.",
             f"Answers: {statuses} (503: refused by admission control with Retry-After).",
+            f"Settling after the burst (RSS vs idle): {curve}.",
+            *([f"Extra environment: {data['extra_env']}."] if data.get("extra_env") else []),
             "",
             report.markdown_table(["measure", "value", "target"], rows),
             "",
@@ -176,11 +199,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a small burst (3000 px images, 16 requests)")
+    parser.add_argument("--settle-s", type=float, default=SETTLE_S, help="seconds after the burst")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set for the service (repeatable), e.g. MALLOC_ARENA_MAX=8 to compare a setting",
+    )
+    parser.add_argument("--name", help="result file name (default memory, or memory-quick)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
-    data = run(args.quick)
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    data = run(args.quick, extra_env, args.settle_s)
     markdown = render(data)
-    report.write(args.out, "memory-quick" if args.quick else "memory", data, markdown)
+    report.write(args.out, args.name or ("memory-quick" if args.quick else "memory"), data, markdown)
     print(markdown)
 
 

@@ -7,8 +7,12 @@ that it polls the champion alias every second instead of every 30. A copy of the
 registered as version 2 before the load starts (that takes tens of seconds on 2 cores, in a
 subprocess as a separate trainer would); once a quarter of the requests have answered, the champion
 alias moves to it. Reports failures (target 0), whether every answer names a version that existed and
-versions never move back, where the switch happened, and RSS growth between the first and the last
-500 requests (target < 10%). Writes soak.json and soak.md to --out (soak-quick.* with --quick).
+versions never move back, where the switch happened, RSS growth between the first and the last
+500 requests (target < 10%), and the RSS `--settle-s` seconds after the load against the idle RSS
+before it (one request, then 2 s: the service gives its memory pools back once it idles). Writes
+soak.json and soak.md to --out (soak-quick.* with --quick; --name for another setting, with --env).
+
+    python benchmarks/soak.py --env MALLOC_ARENA_MAX=8 --name soak-arenas8
 """
 
 import argparse
@@ -30,6 +34,8 @@ from pneumonia_zoo.resources import SAMPLE_IMAGES_DIR
 
 SHARED_ORIGINALS = ROOT.parent / "shared" / "data" / "originals"
 RSS_GROWTH_TARGET = 0.10
+IDLE_WAIT_S = 2.0  # after the warm-up request, before the idle RSS is read
+SETTLE_S = 10.0
 
 
 def swap_report(answers: Sequence[Answer], old: str, new: str) -> dict:
@@ -74,6 +80,21 @@ def rss_growth(answers: Sequence[Answer], rss: RssSampler, window: int) -> dict:
         "growth": round(after / before - 1, 4) if before else None,
         "peak_mb": round(rss.peak / 2**20, 1),
     }
+
+
+def settled_vs_idle(idle: int, settled: int, settle_s: float) -> dict:
+    return {
+        "idle_mb": round(idle / 2**20, 1),
+        "settled_mb": round(settled / 2**20, 1),
+        "settle_s": settle_s,
+        "settled_vs_idle": round(settled / idle - 1, 4) if idle else None,
+    }
+
+
+def warm_up(url: str, upload: Upload) -> None:
+    """One request, as the idle baseline's: the model and its first batch are loaded."""
+    response = httpx.post(f"{url}/api/v1/predict", files={"file": (upload.name, upload.data)}, timeout=120)
+    response.raise_for_status()
 
 
 def move_alias(uri: str, version: str) -> None:
@@ -128,6 +149,8 @@ def run_soak(
     logs: Path,
     runtime: str = "auto",
     admin_reload: bool = False,
+    extra_env: dict[str, str] | None = None,
+    settle_s: float = SETTLE_S,
 ) -> dict:
     """Serve the champion of `uri` (version 1) and move the alias to `new_version` mid-run.
 
@@ -143,14 +166,20 @@ def run_soak(
         env["PNEUMONIA_ZOO_RUNTIME"] = runtime
     if token:
         env["PNEUMONIA_ZOO_ADMIN_TOKEN"] = token
+    env |= extra_env or {}
     with (
         serve(service_command(port), "/readyz", port, logs / "soak-serve.log", env) as server,
         RssSampler(server.process.pid) as rss,
     ):
         loop = event_loop_of(server.process.pid)
+        warm_up(server.url, uploads[0])
+        time.sleep(IDLE_WAIT_S)
+        idle = rss.samples[-1][1]
         result, timing = asyncio.run(
             _load_with_swap(server.url, uploads, requests, concurrency, uri, new_version, token)
         )
+        time.sleep(settle_s)
+        settled = rss.samples[-1][1]
     summary = result.summary() | {"seconds": round(result.window[1] - result.window[0], 2)}
     return {
         "requests": requests,
@@ -160,7 +189,9 @@ def run_soak(
         "cold_start_s": round(server.cold_start_s, 2),
         "load": {k: summary[k] for k in ("images_per_s", "p50_ms", "p95_ms", "p99_ms", "seconds")},
         "swap": swap_report(result.answers, "1", timing["new_version"]) | timing,
-        "rss": rss_growth(result.answers, rss, min(500, requests // 4)),
+        "rss": rss_growth(result.answers, rss, min(500, requests // 4))
+        | settled_vs_idle(idle, settled, settle_s),
+        "extra_env": extra_env or {},
     }
 
 
@@ -208,6 +239,9 @@ def render(data: dict) -> str:
             f"{s['answers_per_version']}.",
             "",
             f"Load: {soak['load']}; RSS {r['first_mb']} MB -> {r['last_mb']} MB (peak {r['peak_mb']} MB).",
+            f"Idle before the load {r.get('idle_mb')} MB; {r.get('settle_s')} s after it "
+            f"{r.get('settled_mb')} MB ({r.get('settled_vs_idle')} relative to idle).",
+            *([f"Extra environment: {soak['extra_env']}."] if soak.get("extra_env") else []),
             "",
             report.markdown_table(["check", "value", "target", "verdict"], rows),
         ]
@@ -223,6 +257,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--runtime", choices=("auto", "onnx", "torch"), default="auto")
     parser.add_argument("--images", type=Path, default=None)
+    parser.add_argument("--settle-s", type=float, default=SETTLE_S, help="seconds after the load")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="set for the service (repeatable)"
+    )
+    parser.add_argument("--name", help="result file name (default soak, or soak-quick)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     if args.quick:
@@ -234,11 +273,19 @@ def main() -> None:
         store.register_starter(uri)  # version 1, champion
         version = store.register_copy_subprocess(uri, alias=None)  # version 2, not yet champion
         soak = run_soak(
-            uri, version, load_uploads(folder), args.requests, args.concurrency, Path(tmp), args.runtime
+            uri,
+            version,
+            load_uploads(folder),
+            args.requests,
+            args.concurrency,
+            Path(tmp),
+            args.runtime,
+            extra_env=dict(item.split("=", 1) for item in args.env),
+            settle_s=args.settle_s,
         )
     data = {"machine": info, "images": str(folder), "soak": soak, "rss_growth_target": RSS_GROWTH_TARGET}
     markdown = render(data)
-    report.write(args.out, "soak-quick" if args.quick else "soak", data, markdown)
+    report.write(args.out, args.name or ("soak-quick" if args.quick else "soak"), data, markdown)
     print(markdown)
 
 

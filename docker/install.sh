@@ -6,19 +6,23 @@
 # usage: docker/install.sh VENV_DIR SOURCE_DIR [STEP ...]     (steps run in order; default: all)
 #   deps     the lock file (LOCK, default SOURCE_DIR/requirements.lock: every package pinned, with
 #            the hashes of the files the index serves) with --require-hashes --no-deps, so a transitive
-#            upgrade can never slip in. With TORCH_INDEX_URL set, torch and torchvision (the lock's
-#            versions) come from that index first, without hashes (a different build, e.g. +cpu),
-#            and the lock's CUDA-only packages (nvidia-*, cuda-*, triton) are left out.
+#            upgrade can never slip in. requirements.lock has no PyTorch (the default image);
+#            requirements-full.lock and requirements-setup.lock have it. For a lock with torch and
+#            TORCH_INDEX_URL set, torch and torchvision (the lock's versions) come from that index
+#            first, without hashes (a different build, e.g. +cpu), and the lock's CUDA-only packages
+#            (nvidia-*, cuda-*, triton) are left out. Packages installed already are kept.
 #   project  the pneumonia_zoo package itself from SOURCE_DIR, NOT editable (templates, static files,
 #            sample images and the starter model are package data), without dependencies; `pip check`.
 #            EDITABLE=1: editable instead (a developer's checkout).
-#   slim     removes what the service never runs: test suites inside installed packages, C++ headers,
-#            pip's cache, triton (torch.compile's GPU compiler; `import torch` does not load it).
+#   slim     removes what the service never runs: test suites inside installed packages, C/C++ headers
+#            and Cython sources, ONNX Runtime's conversion tools, the MLflow UI's web assets, pip's
+#            cache, triton (torch.compile's GPU compiler; `import torch` does not load it).
 #            Only for an image: `pip check` no longer passes afterwards (triton is a declared dependency).
 #   all      deps then project (the default)
 #
 # TORCH_INDEX_URL   where torch and torchvision come from; unset or empty: the lock (PyPI's build, with
-#                   hashes). The Dockerfile sets PyTorch's CPU wheel index, so the image has no CUDA.
+#                   hashes). The Dockerfile's full image sets PyTorch's CPU wheel index: no CUDA.
+#                   Ignored for a lock without torch.
 # LOCK              the lock file to install (default SOURCE_DIR/requirements.lock)
 # PYTHON            the interpreter that creates VENV_DIR when it does not exist (default: python3)
 set -euo pipefail
@@ -60,7 +64,7 @@ without_cuda() {
 
 install_deps() {
     [ -s "$lock" ] || { echo "install.sh: $lock is missing (make lock)" >&2; exit 1; }
-    if [ -z "$torch_index" ]; then
+    if [ -z "$torch_index" ] || ! grep -q '^torch==' "$lock"; then
         "${pip_install[@]}" --require-hashes --no-deps -r "$lock"
         return
     fi
@@ -91,7 +95,15 @@ slim() {
     local site
     site=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     find "$site" -type d -name tests -prune -exec rm -rf {} +
-    rm -rf "$site/torch/include" "$site/triton" "$site"/triton-*.dist-info "${HOME:-/root}/.cache/pip"
+    # C/C++ headers and Cython sources (nothing compiles against them at run time); ONNX Runtime's model
+    # conversion tools (not its runtime); the MLflow UI's web assets (the image serves no MLflow UI: the
+    # compose stack runs its own tracking server image).
+    find "$site" -type d -name include -path "*/site-packages/*/include" -not -path "*.dist-info/*" -prune \
+        -exec rm -rf {} +
+    find "$site" -type f \( -name "*.pyx" -o -name "*.pxd" -o -name "*.pxi" \) -delete
+    rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools" \
+        "$site/mlflow/server/js"
+    rm -rf "$site/triton" "$site"/triton-*.dist-info "${HOME:-/root}/.cache/pip"
     # The venv's own byte code is compiled once here: the image's root filesystem may be read-only.
     "$python" -m compileall -q -j 0 "$site" >/dev/null || true
 }

@@ -41,6 +41,16 @@ class PackageRejected(UserError):
     """A model package that is missing, incomplete, or does not match its recorded hashes."""
 
 
+class NeedsTorch(PackageRejected):
+    """A version only PyTorch can run (no ONNX export, or the torch runtime asked for), in an
+    installation without PyTorch (the default Docker image)."""
+
+
+class Unsupported(ZooError):
+    """Something this installation was built without (a heatmap that needs PyTorch in the default
+    image): trying again will not help; another installation can."""
+
+
 class MissingWeightsError(UserError):
     """Pretrained weights are neither cached nor downloadable."""
 

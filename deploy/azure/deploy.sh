@@ -20,6 +20,8 @@
 #   IMAGE_REPOSITORY      default pneumonia-zoo
 #   IMAGE_TAG             default: the git commit (plus -dirty) or a timestamp
 #   SKIP_BUILD=1          deploy IMAGE_TAG as already pushed, without `az acr build`
+#   IMAGE_TARGET          the Dockerfile's target: slim (default: ONNX Runtime, no PyTorch; every version
+#                         with an ONNX export) or full (with PyTorch: versions without ONNX too)
 #   CPU, MEMORY           per replica, default 1.0 and 2Gi (a valid Container Apps pair)
 #   MIN_REPLICAS, MAX_REPLICAS, CONCURRENT_REQUESTS   scale: default 1, 5 and 10 requests per replica
 #   PNEUMONIA_ZOO_REGISTERED_MODEL_NAME, PNEUMONIA_ZOO_CHAMPION_ALIAS   what the service follows
@@ -59,6 +61,7 @@ location=${AZ_LOCATION:-westeurope}
 environment=${AZ_ENVIRONMENT:-pneumonia-zoo-env}
 app=${AZ_APP_NAME:-pneumonia-zoo}
 repository=${IMAGE_REPOSITORY:-pneumonia-zoo}
+target=${IMAGE_TARGET:-slim}
 cpu=${CPU:-1.0}
 memory=${MEMORY:-2Gi}
 min_replicas=${MIN_REPLICAS:-1}
@@ -70,12 +73,13 @@ api_key=${PNEUMONIA_ZOO_API_KEY:-}
 admin_token=${PNEUMONIA_ZOO_ADMIN_TOKEN:-}
 
 [[ $acr =~ ^[a-zA-Z0-9]{5,50}$ ]] || die "AZ_ACR_NAME must be 5-50 letters and digits: '$acr'"
+[[ $target =~ ^(slim|full)$ ]] || die "IMAGE_TARGET must be slim or full: '$target'"
 [[ $cpu =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "CPU must be a number: '$cpu'"
 [[ $memory =~ ^[0-9]+(\.[0-9]+)?Gi$ ]] || die "MEMORY must look like 2Gi: '$memory'"
 for number in "$min_replicas" "$max_replicas" "$concurrent_requests"; do
     [[ $number =~ ^[0-9]+$ ]] || die "MIN_REPLICAS, MAX_REPLICAS and CONCURRENT_REQUESTS must be integers: '$number'"
 done
-((min_replicas >= 1)) || die "MIN_REPLICAS must be at least 1 (a cold start loads torch and a model)"
+((min_replicas >= 1)) || die "MIN_REPLICAS must be at least 1 (a cold start downloads and loads a model)"
 ((max_replicas >= min_replicas)) || die "MAX_REPLICAS ($max_replicas) is below MIN_REPLICAS ($min_replicas)"
 
 if [ -z "${IMAGE_TAG:-}" ]; then
@@ -112,7 +116,7 @@ if [ "${SKIP_BUILD:-0}" = 1 ]; then
 else
     step "building $image in the registry (az acr build; the context is the repository, filtered by .dockerignore)"
     az acr build --registry "$acr" --resource-group "$group" --image "$repository:$tag" \
-        --file "$repo_root/Dockerfile" "$repo_root"
+        --file "$repo_root/Dockerfile" --target "$target" "$repo_root"
 fi
 
 step "managed identity $app-identity with AcrPull on the registry"

@@ -15,8 +15,10 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
 ) -> None:
     """Serve the champion: HTML pages and the JSON API (the app `uvicorn fastapiapp:app` serves)."""
+    from pneumonia_zoo.serving.process import tune_serving_process
     from pneumonia_zoo.serving.server import run_server
 
+    tune_serving_process()  # allocator arenas and BLAS threads, before any server thread starts
     run_server(host, port)
 
 

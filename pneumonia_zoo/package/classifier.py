@@ -5,15 +5,18 @@ Postprocessing is the same for every runtime and every caller (service, CLI, pyf
 temperature scaling, the average of an ensemble's calibrated members, the out-of-population guard.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
 from pneumonia_zoo.data.images import DecodedImage
 from pneumonia_zoo.data.transforms import Preprocessing
+from pneumonia_zoo.errors import NeedsTorch
 from pneumonia_zoo.package.format import (
     GUARD_FILE,
     ONNX_FILE,
@@ -24,7 +27,7 @@ from pneumonia_zoo.package.format import (
     PackageError,
 )
 from pneumonia_zoo.package.io import load_guard, load_site_head, load_weights, read_config, verify
-from pneumonia_zoo.package.runtime import OnnxRunner, Outputs, Runner, TorchRunner
+from pneumonia_zoo.package.runtime import OnnxRunner, Outputs, Runner, TorchRunner, torch_available
 from pneumonia_zoo.stats.calibration import apply_temperature
 from pneumonia_zoo.stats.outliers import PartGuard
 
@@ -32,6 +35,24 @@ DEFAULT_CHECKS = GuardConfig(threshold=float("inf"), val_flag_rate=float("nan"))
 REASON_FEATURES = "its features are far from those of the training images"
 REASON_COLOUR = "it is a colour image, not a greyscale X-ray"
 REASON_ASPECT = "its aspect ratio is far from a chest film's"
+
+
+class Forwarded(NamedTuple):
+    """One (member, view)'s outputs for a batch: the runner's, plus the guard's ratios when the guard
+    scores this view (each member's first: the guard sees the image as it is), computed with the batch."""
+
+    logits: np.ndarray  # N x 2
+    features: np.ndarray | None  # N x D
+    guard_ratios: np.ndarray | None = None  # N
+
+    def rows(self, start: int, end: int) -> "Forwarded":
+        """The outputs of images start..end-1 (one request's share of a micro-batch)."""
+        features, ratios = self.features, self.guard_ratios
+        return Forwarded(
+            self.logits[start:end],
+            None if features is None else features[start:end],
+            None if ratios is None else ratios[start:end],
+        )
 
 
 @dataclass
@@ -73,7 +94,10 @@ class Member:
         guard = self.config.guard
         if guard is None or not guard.part_dims or not (self.directory / GUARD_FILE).is_file():
             return None
-        return load_guard(self.directory / GUARD_FILE, guard)
+        loaded = load_guard(self.directory / GUARD_FILE, guard)
+        for part in loaded.parts:
+            _ = part.whitening  # factored once, here: a score is then one product per part
+        return loaded
 
     @cached_property
     def network(self):
@@ -82,10 +106,25 @@ class Member:
 
         return feature_network(self.config.architecture, load_weights(self.directory / WEIGHTS_FILE))
 
+    @property
+    def needs_torch(self) -> bool:
+        """PyTorch runs this member: it has no ONNX export, or the torch runtime was asked for."""
+        return self.runtime_choice == "torch" or self.onnx_path is None
+
+    def check_runnable(self) -> None:
+        """NeedsTorch, with what to do, when this installation (the default image) cannot run it."""
+        if not self.needs_torch or torch_available():
+            return
+        where = "serve it from the full image (`docker build --target full`) or install pneumonia-zoo[torch]"
+        if self.runtime_choice == "torch":
+            raise NeedsTorch(f"the PyTorch runtime was asked for, and this installation has none: {where}")
+        raise NeedsTorch(f"it has no ONNX export, and this installation has no PyTorch to run it: {where}")
+
     @cached_property
     def runner(self) -> Runner:
-        if self.runtime_choice != "torch" and self.onnx_path is not None:
-            return OnnxRunner(self.onnx_path, self.threads)
+        onnx_path = self.onnx_path
+        if self.runtime_choice != "torch" and onnx_path is not None:  # not needs_torch
+            return OnnxRunner(onnx_path, self.threads)
         return TorchRunner(self.network, self.device)
 
     @cached_property
@@ -181,6 +220,8 @@ class Classifier:
         else:
             self.members = [Member(directory, config, runtime, threads, device)]
             self.weights = np.ones(1)
+        for member in self.members:
+            member.check_runnable()  # refused now, in one line, rather than at the first request
         self.weights = self.weights / self.weights.sum()
         self.views = config.tta or ["identity"]
 
@@ -210,28 +251,33 @@ class Classifier:
                 batches.append(member.preprocessing.batch(viewed))
         return batches
 
-    def forward(self, inputs: list[np.ndarray]) -> list[Outputs]:
-        """Run every network on its batch (the service calls this on its inference thread)."""
+    def forward(self, inputs: list[np.ndarray]) -> list[Forwarded]:
+        """Run every network on its batch, and the guard on the whole batch: one product per guard part
+        for all the micro-batch's images (the service calls this on its inference thread)."""
         runners = [member.runner for member in self.members for _ in self.views]
-        return [runner(batch) for runner, batch in zip(runners, inputs, strict=True)]
+        outputs = [Forwarded(*runner(batch)) for runner, batch in zip(runners, inputs, strict=True)]
+        for index, member in enumerate(self.members):
+            first = index * len(self.views)  # the guard sees the image as it is: the first view
+            logits, features, _ = outputs[first]
+            outputs[first] = Forwarded(logits, features, member.guard_ratio(features, len(logits)))
+        return outputs
 
-    def postprocess(self, outputs: list[Outputs], images: list[DecodedImage]) -> Scores:
+    def postprocess(self, outputs: Sequence[Forwarded | Outputs], images: list[DecodedImage]) -> Scores:
+        """Calibration, the ensemble's average and the guard's verdict. The guard's ratios come from
+        `forward` (a runner's bare outputs get them computed here)."""
         count = len(outputs[0][0])
         probabilities = np.zeros((count, 2))
         ratios = []
         for index, member in enumerate(self.members):
             member_outputs = outputs[index * len(self.views) : (index + 1) * len(self.views)]
             member_probs = np.mean(
-                [
-                    member.calibrated(member.head_logits(logits, features))
-                    for logits, features in member_outputs
-                ],
+                [member.calibrated(member.head_logits(output[0], output[1])) for output in member_outputs],
                 axis=0,
             )
             probabilities += self.weights[index] * member_probs
-            ratios.append(
-                member.guard_ratio(member_outputs[0][1], count)
-            )  # the guard sees the image as it is
+            first = member_outputs[0]
+            computed = first.guard_ratios if isinstance(first, Forwarded) else None
+            ratios.append(computed if computed is not None else member.guard_ratio(first[1], count))
         return self._guard(probabilities.astype(np.float32), np.vstack(ratios), images)
 
     def predict(self, images: list[DecodedImage]) -> Scores:
@@ -246,6 +292,13 @@ class Classifier:
                 _ = member.head_weights
         blank = Image.new("L", (self.input_size, self.input_size), 0)
         self.predict([DecodedImage(blank, blank.size, 0.0, "warm-up")])
+
+    def release_memory(self) -> None:
+        """Hand back what a burst of large batches left in the runtimes' memory pools (call it when no
+        batch runs: the service does on its inference thread once it idles)."""
+        for member in self.members:
+            if "runner" in vars(member):  # only runners already made: never load one to free it
+                member.runner.release_memory()
 
     # -- the guard ------------------------------------------------------------------------------------
 

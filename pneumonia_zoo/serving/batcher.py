@@ -2,16 +2,24 @@
 
 Requests queue (classifier, inputs, future); one asyncio task takes the first, waits up to
 `max_wait_ms` for more (up to `max_batch_size` images), runs each classifier's group in the
-inference thread and hands every request its own rows back. Requests for different versions queue
-together but never share a call. The queue is bounded: past `max_queue` waiting requests a new one
-is refused at once (QueueFull, an AtCapacity) instead of waiting without end.
+inference thread (the networks, then the guard, each over the whole batch) and hands every request
+its own rows back. Requests for different versions queue together but never share a call. The queue
+is bounded: past `max_queue` waiting requests a new one is refused at once (QueueFull, an AtCapacity)
+instead of waiting without end.
 
 It waits only while more requests are on their way (`announce()`d: being preprocessed). A lone
 request runs at once: at low load the wait was pure latency, and under load the requests that queue
 up while a batch runs make the next batch anyway.
+
+Memory pools given back: a classifier that ran batches of more than one image and then none for
+`release_after_s` (the queue idle after a burst, or a version swapped out while the new champion
+serves) has its runtimes' pools shrunk, on the inference thread between batches, and glibc's free lists
+go back to the system: the process returns to about its idle size instead of keeping the largest
+batch's memory, for every version it ever served, for ever.
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from pneumonia_zoo.errors import AtCapacity
-from pneumonia_zoo.package.classifier import Classifier
-from pneumonia_zoo.package.runtime import Outputs
+from pneumonia_zoo.package.classifier import Classifier, Forwarded
+from pneumonia_zoo.serving.admission import malloc_trim
+
+log = logging.getLogger(__name__)
+
+RELEASE_AFTER_S = 1.0  # idle this long after a burst: the memory pools are given back
 
 
 class QueueFull(AtCapacity):
@@ -48,12 +60,18 @@ class MicroBatcher:
         max_wait_ms: float,
         max_queue: int = 256,
         on_batch: Callable[[int, float, list[float]], None] | None = None,  # rows, seconds, queue waits
+        release_after_s: float | None = RELEASE_AFTER_S,  # None: never give memory back
     ) -> None:
         self.executor = executor
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
         self.max_queue = max_queue
         self.on_batch = on_batch
+        self.release_after_s = release_after_s
+        self.releases = 0  # how many times memory was given back (tests, and the curious)
+        # Classifiers that ran a batch of more than one image since their last release: id -> (the
+        # classifier, when it last ran), perf_counter seconds.
+        self._to_release: dict[int, tuple[Classifier, float]] = {}
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task | None = None
         self._incoming = 0  # requests announced but not queued yet
@@ -79,7 +97,7 @@ class MicroBatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def forward(self, classifier: Classifier, inputs: list[np.ndarray]) -> list[Outputs]:
+    async def forward(self, classifier: Classifier, inputs: list[np.ndarray]) -> list[Forwarded]:
         """The classifier's raw outputs for `inputs`, computed in some shared batch."""
         assert self._queue is not None, "MicroBatcher.start() was not called"
         future = asyncio.get_running_loop().create_future()
@@ -93,7 +111,7 @@ class MicroBatcher:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            items = [await self._queue.get()]
+            items = [await self._next_or_release()]
             rows = items[0].rows
             deadline = loop.time() + self.max_wait_s
             while rows < self.max_batch_size:
@@ -111,6 +129,29 @@ class MicroBatcher:
                 rows += item.rows
             for group in _by_classifier(items):
                 await self._run(group)
+            await self._release(idle_for=self.release_after_s)  # versions no request uses any more
+
+    async def _next_or_release(self) -> _Item:
+        """The next queued request; if none comes within `release_after_s` after a burst, the memory is
+        given back first (once per burst)."""
+        assert self._queue is not None
+        if self._to_release and self.release_after_s is not None:
+            try:
+                return await asyncio.wait_for(self._queue.get(), self.release_after_s)
+            except TimeoutError:
+                await self._release(idle_for=0.0)
+        return await self._queue.get()
+
+    async def _release(self, idle_for: float | None) -> None:
+        """Give back the pools of the classifiers that have not run for `idle_for` seconds (None: off)."""
+        if idle_for is None or not self._to_release:
+            return
+        now = time.perf_counter()
+        idle = [key for key, (_, last) in self._to_release.items() if now - last >= idle_for]
+        if idle:
+            classifiers = [self._to_release.pop(key)[0] for key in idle]
+            await asyncio.get_running_loop().run_in_executor(self.executor, _release, classifiers)
+            self.releases += 1
 
     async def _run(self, group: list[_Item]) -> None:
         group = [item for item in group if not item.future.done()]  # a client that left cancelled its future
@@ -118,6 +159,9 @@ class MicroBatcher:
             return
         inputs = [np.concatenate([item.inputs[k] for item in group]) for k in range(len(group[0].inputs))]
         started = time.perf_counter()
+        key = id(group[0].classifier)
+        if len(inputs[0]) > 1 or key in self._to_release:  # a batch-1 run grows no pool beyond its own
+            self._to_release[key] = (group[0].classifier, started)
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(
                 self.executor, group[0].classifier.forward, inputs
@@ -135,13 +179,17 @@ class MicroBatcher:
         for item in group:
             end = start + item.rows
             if not item.future.done():
-                item.future.set_result(
-                    [
-                        (logits[start:end], None if features is None else features[start:end])
-                        for logits, features in outputs
-                    ]
-                )
+                item.future.set_result([output.rows(start, end) for output in outputs])
             start = end
+
+
+def _release(classifiers: list[Classifier]) -> None:
+    for classifier in classifiers:
+        try:
+            classifier.release_memory()
+        except Exception as exc:  # a pool not shrunk is no reason to stop serving
+            log.warning("could not give the model's memory back: %s", exc)
+    malloc_trim()
 
 
 def _by_classifier(items: list[_Item]) -> list[list[_Item]]:

@@ -23,6 +23,7 @@ from pneumonia_zoo.errors import (
     RegistryUnavailable,
     TooLarge,
     Unavailable,
+    Unsupported,
     UnsupportedMediaType,
     UserError,
     ZooError,
@@ -57,6 +58,8 @@ ANSWERS: dict[type[ZooError], Answer] = {
     UserError: Answer(422),
     # A registered version the service cannot load (missing or altered files): the client cannot fix it.
     PackageRejected: Answer(503),
+    # What this installation cannot do (a heatmap needing PyTorch in the default image): not the client's.
+    Unsupported: Answer(501),
     AtCapacity: Answer(503, retry_after=True),
     DeadlineExceeded: Answer(TIMEOUT_STATUS, retry_after=True),
     RegistryUnavailable: Answer(503),

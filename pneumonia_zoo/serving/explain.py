@@ -5,7 +5,9 @@ For architectures whose CAM layer feeds only global average pooling and the line
 Lite, ResNet50, the small CNN), Grad-CAM equals the class activation map, computed from the ONNX
 export's activations without torch; the others run grad-cam on the PyTorch network. Grad-CAM hooks the
 network and needs gradients, so it must never overlap a PyTorch batch on the same network: callers run
-every explanation on the single inference thread.
+every explanation on the single inference thread. Where PyTorch is not installed (the default Docker
+image) those others have no heatmap: `heatmap_unavailable` says why (the pages show it), and `heatmap`
+raises Unsupported.
 """
 
 import io
@@ -14,7 +16,9 @@ import numpy as np
 from PIL import Image
 
 from pneumonia_zoo.data.images import DecodedImage
+from pneumonia_zoo.errors import Unsupported
 from pneumonia_zoo.package.classifier import Classifier, Member
+from pneumonia_zoo.package.runtime import torch_available
 from pneumonia_zoo.zoo.architectures import get_architecture
 
 DISPLAY_SIZE = 512  # long side of the overlay; the map itself is at the CAM layer's resolution
@@ -34,12 +38,25 @@ def jet(values: np.ndarray) -> np.ndarray:
     return np.clip(1.5 - np.abs(4.0 * values - offsets), 0.0, 1.0)
 
 
+def heatmap_unavailable(classifier: Classifier) -> str | None:
+    """Why no heatmap can be drawn for this version here (None: it can): its Grad-CAM needs PyTorch."""
+    member = classifier.explain_member
+    if member.linear_cam or torch_available():
+        return None
+    return (
+        f"Grad-CAM of {member.config.architecture} needs PyTorch, which this installation does not have "
+        "(the full image, `docker build --target full`, draws it)"
+    )
+
+
 def warm_up_explainer(classifier: Classifier) -> None:
     """Whatever the first explanation would load, loaded now: the map's weights, or torch and grad-cam."""
     member = classifier.explain_member
     if member.linear_cam:
         _ = member.head_weights
         return
+    if heatmap_unavailable(classifier):
+        return  # served without heatmaps
     import pytorch_grad_cam  # noqa: F401  (grad-cam and OpenCV take seconds to import)
 
     _ = member.network
@@ -71,6 +88,8 @@ def heatmap(classifier: Classifier, decoded: DecodedImage, class_index: int) -> 
     member = classifier.explain_member
     if member.linear_cam:
         return member.class_activation_map(decoded, class_index)
+    if reason := heatmap_unavailable(classifier):
+        raise Unsupported(f"no heatmap: {reason}")
     return _grad_cam(member, decoded, class_index)
 
 

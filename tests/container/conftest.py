@@ -174,13 +174,21 @@ def torch_index() -> str | None:
 
 
 def build(
-    tag: str, context: Path, args: dict[str, str], report_key: str, report: dict, dockerfile=None
+    tag: str,
+    context: Path,
+    args: dict[str, str],
+    report_key: str,
+    report: dict,
+    dockerfile=None,
+    target: str | None = None,
 ) -> str:
     command = ["build", "--network", "host", "--label", f"{LABEL}-build=1", "-t", tag]
     for key, value in args.items():
         command += ["--build-arg", f"{key}={value}"]
     if dockerfile is not None:
         command += ["-f", str(dockerfile)]
+    if target is not None:
+        command += ["--target", target]
     ARTIFACTS.mkdir(exist_ok=True)
     started = time.monotonic()
     result = docker(
@@ -191,18 +199,58 @@ def build(
     assert result.returncode == 0, f"docker build {tag}:\n{(result.stdout + result.stderr)[-6000:]}"
     size = int(docker("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
     remove_stale_images()
-    report[report_key] = {"tag": tag, "build_seconds": seconds, "size_bytes": size, "args": args}
+    report[report_key] = {
+        "tag": tag,
+        "target": target or "default",
+        "build_seconds": seconds,
+        "size_bytes": size,
+        "args": args,
+    }
     return tag
 
 
-@pytest.fixture(scope="session")
-def app_image(base_image: str, report: dict) -> str:
-    """The repository's Dockerfile, built as users build it but for the base (and torch index)."""
+def app_build_args(base_image: str) -> dict[str, str]:
+    """The base, and the torch index for the full image (the legacy builder also builds the full
+    image's stages for the default one: every stage before the target)."""
     args = {"PYTHON_IMAGE": base_image}
     index = torch_index()
     if index is not None:
         args["TORCH_INDEX_URL"] = index
-    return build("pneumonia-zoo:test", ROOT, args, "app_image", report)
+    return args
+
+
+@pytest.fixture(scope="session")
+def app_image(base_image: str, report: dict) -> str:
+    """The repository's Dockerfile, built as users build it (`docker build .`: ONNX Runtime, no PyTorch)
+    but for the base (and torch index)."""
+    return build("pneumonia-zoo:test", ROOT, app_build_args(base_image), "app_image", report)
+
+
+@pytest.fixture(scope="session")
+def full_image(base_image: str, report: dict) -> str:
+    """`docker build --target full .`: the same service with PyTorch."""
+    return build(
+        "pneumonia-zoo:test-full", ROOT, app_build_args(base_image), "full_image", report, target="full"
+    )
+
+
+def champion_without_onnx(tmp_path: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    """A SQLite store whose champion is a small package without an ONNX export (only PyTorch runs it),
+    registered from here: the container's environment and volume. The store is writable by the
+    container's user and mounted at the same absolute path (it records artifacts by absolute path)."""
+    from pneumonia_zoo.tracking.publish import register_package
+    from tests.conftest import store_for
+    from tests.package.helpers import make_package
+
+    package = tmp_path / "no-onnx"
+    make_package(package, size=64, onnx=False)
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    uri = f"sqlite:///{store_dir / 'mlflow.db'}"
+    register_package(store_for(uri), package, "container-test", alias="champion")
+    for path in [store_dir, *store_dir.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o777 if path.is_dir() else path.stat().st_mode | 0o666)
+    return {"MLFLOW_TRACKING_URI": uri, "REGISTER_STARTER": "0"}, (f"{store_dir}:{store_dir}",)
 
 
 @dataclass

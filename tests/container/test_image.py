@@ -1,5 +1,6 @@
-"""The service image in a real Docker engine: built from the Dockerfile, run as production runs it
-(read-only root filesystem, tmpfs /tmp, host network on a free port), checked from outside.
+"""The default service image (`docker build .`: ONNX Runtime, no PyTorch) in a real Docker engine: built
+from the Dockerfile, run as production runs it (read-only root filesystem, tmpfs /tmp, host network on a
+free port), checked from outside. test_full_image.py does the same for `--target full`.
 
 Nothing here depends on which base the image was built on (the official python image or the local
 Debian one): only the PYTHON_IMAGE build argument differs.
@@ -11,11 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.container.conftest import Container, container, docker
+from tests.container.conftest import Container, champion_without_onnx, container, docker
 
 ROOT = Path(__file__).resolve().parents[2]
 XRAY = ROOT / "pneumonia_zoo" / "assets" / "sample_images" / "person38_virus_84.jpeg"
 APP_UID = "10001"
+MAX_IMAGE_BYTES = 1.2e9  # issue 20: the default image at most 1.2 GB (goal 0.8 GB)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,29 @@ def test_runs_as_non_root_on_a_read_only_root(served: Container) -> None:
     assert "/opt/venv/lib/" in location and "site-packages/pneumonia_zoo" in location, location
     assert found == "True True"
     assert served.exec("test", "-e", "/src").returncode != 0
+
+
+def test_has_no_torch_and_stays_small(served: Container, app_image: str, report: dict) -> None:
+    probe = served.exec("python", "-c", "import torch")
+    assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr, probe.stderr
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", app_image).stdout.strip())
+    report["default_image_gb"] = round(size / 1e9, 3)
+    assert size <= MAX_IMAGE_BYTES, f"{size / 1e9:.2f} GB"
+
+
+def test_a_version_without_onnx_is_refused_in_one_line(app_image: str, tmp_path: Path) -> None:
+    """A champion only PyTorch can run: /readyz says so in one line, and what to do."""
+    env, volumes = champion_without_onnx(tmp_path)
+    with container(app_image, env=env, volumes=volumes) as app:
+        answer = app.wait_http("/readyz", 180, status=503)
+        while answer.json().get("status") == "starting":
+            time.sleep(0.5)
+            answer = httpx.get(app.url + "/readyz", timeout=10)
+        body = answer.json()
+        assert body["status"] == "invalid_artifact", body
+        assert "was refused: it has no ONNX export" in body["detail"], body
+        assert "--target full" in body["detail"] and "\n" not in body["detail"], body
+        assert "Traceback" not in app.logs()
 
 
 def test_healthcheck_turns_healthy(served: Container, report: dict) -> None:

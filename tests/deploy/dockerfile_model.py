@@ -85,6 +85,21 @@ def parse(path: Path = DOCKERFILE) -> tuple[dict[str, str], list[Stage]]:
     return global_args, stages
 
 
+def resolved(stages: list[Stage], stage: Stage) -> Stage:
+    """`stage` with the stages it is built FROM folded in (`FROM service AS slim`): the base image at the
+    root of the chain and every instruction in the order Docker applies them."""
+    by_name = {s.name: s for s in stages if s.name}
+    chain = [stage]
+    while chain[0].base in by_name:
+        chain.insert(0, by_name[chain[0].base])
+    return Stage(chain[0].base, stage.name, [i for s in chain for i in s.instructions])
+
+
+def target(stages: list[Stage], name: str) -> Stage:
+    """The stage `docker build --target NAME` ends with, resolved."""
+    return resolved(stages, next(s for s in stages if s.name == name))
+
+
 def copy_of(instruction: Instruction) -> Copy:
     words = instruction.exec_form() or shlex.split(instruction.args)
     flags = {}

@@ -62,6 +62,7 @@ def test_three_services_wired_by_health(config: dict) -> None:
 def test_app_is_the_image_on_8000_following_the_tracking_server(config: dict) -> None:
     app = config["services"]["app"]
     assert Path(app["build"]["context"]) == ROOT and app["build"]["dockerfile"] == "Dockerfile"
+    assert app["build"]["target"] == "slim", "the torch-free image by default"
     assert [p["target"] for p in app["ports"]] == [8000]
     assert app["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
 

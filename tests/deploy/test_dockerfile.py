@@ -12,12 +12,15 @@ import pytest
 from tests.deploy.dockerfile_model import (
     DOCKERFILE,
     ROOT,
+    Stage,
     copy_of,
     healthcheck_command,
     ignore_patterns,
     is_ignored,
     key_values,
     parse,
+    resolved,
+    target,
 )
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -30,34 +33,55 @@ def tool(name: str) -> str | None:
     return str(beside) if beside.exists() else shutil.which(name)
 
 
+# The images users build: the default (the last stage) and `--target full`, each from its builder.
+TARGETS = {"slim": "builder", "full": "builder-full"}
+
+
 @pytest.fixture(scope="module")
 def stages():
     return parse()[1]
 
 
+@pytest.fixture(scope="module")
+def runtime(stages) -> Stage:
+    """What `docker build .` makes: the last stage, with the stage it is built FROM folded in."""
+    return resolved(stages, stages[-1])
+
+
 def test_multi_stage_on_python_311_slim(stages) -> None:
-    assert len(stages) >= 2, "builder and runtime stages expected"
+    assert [s.name for s in stages] == ["builder", "service", "builder-full", "full", "slim"]
+    names = {s.name for s in stages}
     for stage in stages:
-        assert re.fullmatch(r"python:3\.11-slim(-\w+)?", stage.base), stage.base
-    runtime = stages[-1]
-    assert not any(
-        i.keyword == "RUN" and re.search(r"\b(pip|apt-get)\b", i.args) for i in runtime.instructions
-    ), "installs belong in the builder stage (docker/install.sh)"
-    assert any(copy_of(i).flags.get("from") == stages[0].name for i in runtime.all("COPY")), (
-        "runtime must copy the virtual environment from the builder"
-    )
+        assert stage.base in names or re.fullmatch(r"python:3\.11-slim(-\w+)?", stage.base), stage.base
+    for name, builder in TARGETS.items():
+        image = target(stages, name)
+        assert re.fullmatch(r"python:3\.11-slim(-\w+)?", image.base), image.base
+        assert not any(
+            i.keyword == "RUN" and re.search(r"\b(pip|apt-get)\b", i.args) for i in image.instructions
+        ), "installs belong in the builder stages (docker/install.sh)"
+        assert [copy_of(i).flags.get("from") for i in image.all("COPY") if "from" in copy_of(i).flags] == [
+            builder
+        ], f"{name} must copy the virtual environment from {builder}"
 
 
-def test_torch_comes_from_the_cpu_wheel_index(stages) -> None:
-    builder = stages[0]
-    args = {k: v for i in builder.all("ARG") for k, v in key_values(i).items()}
+def test_the_default_image_has_no_torch_and_full_adds_it(stages) -> None:
+    """`docker build .` is the last stage: the serving lock (no PyTorch); `--target full` adds
+    requirements-full.lock (PyTorch from the CPU wheel index) on top of the same builder."""
+    assert stages[-1].name == "slim"
+    builder = target(stages, "builder")
+    assert "TORCH_INDEX_URL" not in " ".join(i.args for i in builder.instructions)
+    full = next(s for s in stages if s.name == "builder-full")
+    assert full.base == "builder", "the full builder adds to the serving one"
+    args = {k: v for i in full.all("ARG") for k, v in key_values(i).items()}
     assert args.get("TORCH_INDEX_URL") == CPU_INDEX
-    runs = [i.args for i in builder.all("RUN")]
-    assert any("TORCH_INDEX_URL=" in run and "docker/install.sh" in run and " deps" in run for run in runs), (
-        runs
-    )
+    runs = [i.args for i in full.all("RUN")]
+    assert any(
+        "TORCH_INDEX_URL=" in run and "LOCK=requirements-full.lock" in run and " deps" in run for run in runs
+    ), runs
+    assert [s for i in full.all("COPY") for s in copy_of(i).sources] == ["requirements-full.lock"]
     script = INSTALL_SCRIPT.read_text()
     assert '--index-url "$torch_index"' in script and "torch.version.cuda" in script
+    assert "grep -q '^torch==' \"$lock\"" in script, "a lock without torch ignores TORCH_INDEX_URL"
     assert "nvidia" not in DOCKERFILE.read_text().lower()
 
 
@@ -74,23 +98,26 @@ def test_dependencies_come_from_the_lock_with_hashes(stages) -> None:
 
 
 def test_every_builder_run_is_the_shared_install_script(stages) -> None:
-    for run in stages[0].all("RUN"):
-        assert "docker/install.sh" in run.args, f"line {run.line}: put install steps into docker/install.sh"
+    for builder in TARGETS.values():
+        for run in next(s for s in stages if s.name == builder).all("RUN"):
+            assert "docker/install.sh" in run.args, (
+                f"line {run.line}: put install steps into docker/install.sh"
+            )
 
 
-def test_runtime_user_is_not_root(stages) -> None:
-    user = stages[-1].last("USER")
+def test_runtime_user_is_not_root(runtime) -> None:
+    user = runtime.last("USER")
     assert user is not None, "no USER in the runtime stage"
     name = user.args.split(":")[0]
     assert name not in ("root", "0"), user.args
-    created = " ".join(i.args for i in stages[-1].all("RUN"))
+    created = " ".join(i.args for i in runtime.all("RUN"))
     assert re.search(rf"useradd\b.*--uid {name}\b", created) or re.search(
         rf"useradd\b.*\b{name}$", created
     ), f"USER {name} is not created in the runtime stage"
 
 
-def test_healthcheck_probes_healthz_with_python(stages) -> None:
-    check = stages[-1].last("HEALTHCHECK")
+def test_healthcheck_probes_healthz_with_python(runtime) -> None:
+    check = runtime.last("HEALTHCHECK")
     assert check is not None
     options, command = healthcheck_command(check)
     assert command[0] == "python" and "urllib" in command[-1], "the slim image has no curl"
@@ -100,9 +127,8 @@ def test_healthcheck_probes_healthz_with_python(stages) -> None:
     assert {"interval", "timeout", "start-period", "retries"} <= options.keys()
 
 
-def test_one_server_process_on_port_8000(stages) -> None:
+def test_one_server_process_on_port_8000(runtime) -> None:
     """CMD is docker/serve.sh (starter registration, then `exec pneumonia-zoo serve`): the server is PID 1."""
-    runtime = stages[-1]
     assert runtime.last("EXPOSE").args.split() == ["8000"]
     assert runtime.last("ENTRYPOINT") is None
     command = runtime.last("CMD").exec_form()
@@ -123,9 +149,10 @@ def test_one_server_process_on_port_8000(stages) -> None:
     assert "register-starter" in serve and "--dir" not in serve, "the starter is the package's own"
 
 
-def test_runtime_holds_only_the_venv_and_the_start_script(stages) -> None:
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_runtime_holds_only_the_venv_and_the_start_script(stages, name: str) -> None:
     """No source tree at run time: the non-editable install carries pages, static files and assets."""
-    runtime = stages[-1]
+    runtime = target(stages, name)
     copies = [copy_of(i) for i in runtime.all("COPY")]
     from_builder = [c for c in copies if "from" in c.flags]
     assert [(c.sources, c.dest) for c in from_builder] == [(["/opt/venv"], "/opt/venv")]

@@ -5,8 +5,8 @@ its RUN lines (all calls of docker/install.sh) run there into a fresh virtual en
 the root is emptied but for what `COPY --from=builder` keeps, its COPY lines are mirrored, and its CMD
 and HEALTHCHECK run with its ENV. So the Dockerfile, the script and this test cannot drift apart.
 
-torch comes from the lock here (TORCH_INDEX_URL set empty): PyTorch's CPU index is not reachable from
-every machine that runs the tests.
+The replayed image is the default one (`docker build .`: the last stage, with the stage it is built FROM
+folded in): the serving lock without PyTorch. `make test-container` builds both targets in Docker.
 
 Cached like Docker's layer cache: the replay root is a fixed folder under ~/.cache/pneumonia-zoo (venvs
 hold absolute paths), and the venv the dependency RUN makes is kept as a hard-linked snapshot keyed by
@@ -39,6 +39,7 @@ from tests.deploy.dockerfile_model import (
     is_ignored,
     key_values,
     parse,
+    resolved,
 )
 from tests.servers import free_port, running, wait_http
 
@@ -142,7 +143,7 @@ def save_layer(key: str, venv: Path) -> None:
 
 def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root: Path) -> None:
     global_args, stages = parse()
-    builder, runtime = stages[0], stages[-1]
+    builder, runtime = stages[0], resolved(stages, stages[-1])
     replay = Replay(replay_root)
     base_env = {
         k: v
@@ -153,7 +154,7 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
     base_env["PATH"] = os.pathsep.join(
         p for p in base_env["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent
     )
-    args = {"TORCH_INDEX_URL": ""}  # build arg override: pip's configured index (see the docstring)
+    args: dict[str, str] = {}  # the default image takes no build argument but the base
 
     # --- builder
     env = dict(base_env)
@@ -232,9 +233,10 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
         [
             str(venv_python),
             "-c",
-            "import pneumonia_zoo, torch, torchvision; from pneumonia_zoo.resources import STARTER_DIR; "
+            "import importlib.util, pneumonia_zoo, onnxruntime; "
+            "from pneumonia_zoo.resources import STARTER_DIR; "
             "print(pneumonia_zoo.__file__, STARTER_DIR.is_dir()); "
-            "print(torch.__version__, torchvision.__version__)",
+            "print(onnxruntime.__version__, importlib.util.find_spec('torch') is None)",
         ],
         cwd=app_dir,
         env=env,
@@ -247,11 +249,9 @@ def test_the_image_install_replayed_in_a_fresh_venv(tmp_path: Path, replay_root:
     package_file, starter_found = location.split()
     assert Path(package_file).is_relative_to(replay.path("/opt/venv")), package_file
     assert "site-packages" in package_file and starter_found == "True"
-    pins = dict(re.findall(r"^(torch|torchvision)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
-    torch_version, vision_version = versions.split()
-    assert (
-        torch_version.split("+")[0] == pins["torch"] and vision_version.split("+")[0] == pins["torchvision"]
-    )
+    pins = dict(re.findall(r"^(onnxruntime)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
+    onnx_version, no_torch = versions.split()
+    assert onnx_version == pins["onnxruntime"] and no_torch == "True", "the default image has no PyTorch"
     cli = subprocess.run(
         [str(replay.path("/opt/venv/bin/pneumonia-zoo")), "--help"],
         cwd=app_dir,

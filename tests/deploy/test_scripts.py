@@ -197,6 +197,7 @@ def test_deploy_creates_everything_with_probes_scale_and_secret(tmp_path: Path) 
     build = az.called("acr", "build")
     assert len(build) == 1 and option(build[0], "--image") == "pneumonia-zoo:v7"
     assert build[0][-1] == str(ROOT) and option(build[0], "--file") == str(ROOT / "Dockerfile")
+    assert option(build[0], "--target") == "slim", "the torch-free image unless IMAGE_TARGET=full"
     role = az.called("role", "assignment", "create")
     assert role and option(role[0], "--role") == "AcrPull"
     assert az.called("containerapp", "env", "show")

@@ -29,6 +29,7 @@ def test_hot_swap_under_concurrent_load(tracking_store, tmp_path, originals, rec
         concurrency=16,
         logs=tmp_path,
         admin_reload=True,
+        settle_s=1.0,
     )
     swap, rss = report["swap"], report["rss"]
     record_property("rss_growth", rss["growth"])
@@ -40,3 +41,4 @@ def test_hot_swap_under_concurrent_load(tracking_store, tmp_path, originals, rec
     assert swap["workers_moving_back"] == 0  # each client saw old, then new, never old again
     assert swap["stale_after_switch"] == 0  # nothing sent after the first new answer got the old one
     assert rss["growth"] is not None and rss["growth"] < 0.5, rss  # loose: a leak, not the second model
+    assert rss["idle_mb"] > 0 and rss["settled_mb"] > 0 and rss["settled_vs_idle"] is not None, rss

@@ -4,6 +4,7 @@ own image's answer back, a full queue refuses at once, and a failure reaches eve
 import asyncio
 import copy
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -97,3 +98,80 @@ def test_a_full_queue_refuses_at_once(classifier, inputs) -> None:
                 await batcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_memory_is_given_back_once_the_queue_idles_after_a_burst(fixture_data: Path) -> None:
+    """The starter at 224 px: a batch of 32 grows ONNX Runtime's arena by hundreds of MB; a second of
+    idleness later the batcher has shrunk it and trimmed the heap, once, and predictions are unchanged."""
+    import psutil
+
+    from pneumonia_zoo.resources import STARTER_DIR
+
+    starter = load_classifier(STARTER_DIR, runtime="onnx")
+    paths = sorted(fixture_data.rglob("*.jpeg"))[:8]
+    one = starter.preprocess([read_image(paths[0], min_side=starter.input_size)])
+    burst = [
+        [np.repeat(batch, 4, axis=0) for batch in starter.preprocess([read_image(p, min_side=224)])]
+        for p in paths
+    ]
+    process = psutil.Process()
+
+    async def scenario():
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            batcher = MicroBatcher(executor, max_batch_size=32, max_wait_ms=200, release_after_s=0.2)
+            await batcher.start()
+            try:
+                before = await batcher.forward(starter, one)
+                await asyncio.sleep(0.5)
+                assert batcher.releases == 0  # batch-1 traffic leaves nothing to give back
+                for _ in burst:
+                    batcher.announce()
+                tasks = []
+                for item in burst:
+                    batcher.arrived()
+                    tasks.append(asyncio.create_task(batcher.forward(starter, item)))
+                await asyncio.gather(*tasks)
+                grown = process.memory_info().rss
+                for _ in range(50):  # the release runs on the inference thread after 0.2 s of idleness
+                    if batcher.releases:
+                        break
+                    await asyncio.sleep(0.1)
+                released = process.memory_info().rss
+                await asyncio.sleep(0.5)
+                releases = batcher.releases
+                after = await batcher.forward(starter, one)
+                return before, after, grown, released, releases
+            finally:
+                await batcher.stop()
+
+    before, after, grown, released, releases = asyncio.run(scenario())
+    assert releases == 1  # once per burst, not once per idle second
+    assert grown - released > 100 * 2**20, (grown / 2**20, released / 2**20)
+    np.testing.assert_allclose(after[0].logits, before[0].logits, atol=1e-5)
+    np.testing.assert_allclose(after[0].guard_ratios, before[0].guard_ratios, rtol=1e-5)
+
+
+def test_a_version_no_request_uses_gives_its_memory_back_while_another_serves(classifier, inputs) -> None:
+    """Version A's burst, then version B served without a pause: A's pools go back while B is busy
+    (a swapped-out champion does not keep its memory until the service idles); B's once it idles."""
+    other = load_classifier(classifier.directory)  # another loaded version: its own runtime
+    pair = [np.concatenate([a, b]) for a, b in zip(inputs[0], inputs[1], strict=True)]  # 2 images
+
+    async def scenario():
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            batcher = MicroBatcher(executor, max_batch_size=8, max_wait_ms=0, release_after_s=0.3)
+            await batcher.start()
+            try:
+                await batcher.forward(classifier, pair)
+                busy_until = time.perf_counter() + 1.5
+                while time.perf_counter() < busy_until:  # B without a pause longer than a batch
+                    await batcher.forward(other, pair)
+                while_busy = batcher.releases
+                await asyncio.sleep(1.0)
+                return while_busy, batcher.releases
+            finally:
+                await batcher.stop()
+
+    while_busy, after_idle = asyncio.run(scenario())
+    assert while_busy == 1, "A's memory went back while B served"
+    assert after_idle == 2, "and B's once the queue idled"

@@ -110,3 +110,47 @@ def test_wide_features_are_projected_and_still_flag_the_far_ones() -> None:
     assert guard.projection is not None and guard.projection.shape == (PROJECTED_DIMS, width)
     assert guard.precision.shape == (PROJECTED_DIMS, PROJECTED_DIMS)
     assert guard.flag(rng.normal(size=(20, width)) + 5).all()
+
+
+def direct_score(guard: GaussianGuard, features: np.ndarray) -> np.ndarray:
+    """The quadratic form class by class in float64, as the guard scored before its whitening."""
+    features = np.atleast_2d(np.asarray(features, dtype=np.float64))
+    precision = guard.precision.astype(np.float64)
+    squared = []
+    for mean in guard.means:
+        centred = features - mean
+        if guard.projection is not None:
+            centred = centred @ guard.projection.astype(np.float64).T
+        squared.append(((centred @ precision) * centred).sum(axis=1))
+    return np.sqrt(np.clip(np.min(squared, axis=0), 0.0, None))
+
+
+def test_the_whitened_score_equals_the_quadratic_form() -> None:
+    train, labels = _gaussian(3000, MEANS * 40 + 100, COVARIANCE * 9, seed=7)  # large, offset features
+    guard = fit_gaussian_guard(train, labels, train[:300])
+    assert guard.whitening.signs is None  # positive definite: a Cholesky factor
+    np.testing.assert_allclose(guard.score(train[:200]), direct_score(guard, train[:200]), rtol=1e-12)
+
+
+def test_a_precision_that_rounding_left_indefinite_scores_as_before() -> None:
+    # One negative eigenvalue (as float16 storage of a nearly singular precision could leave): the
+    # eigenvector factor with signs gives the same quadratic form, clipped at 0 as before.
+    rng = np.random.default_rng(8)
+    axes, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    precision = (axes * np.array([3.0, 2.0, 1.0, 0.5, 0.1, -0.01])) @ axes.T
+    guard = GaussianGuard(rng.normal(size=(2, 6)).astype(np.float32), precision.astype(np.float32), 1.0, 0.98)
+    points = rng.normal(size=(500, 6))
+    assert guard.whitening.signs is not None and (guard.whitening.signs < 0).sum() == 1
+    np.testing.assert_allclose(guard.score(points), direct_score(guard, points), rtol=1e-9, atol=1e-12)
+
+
+def test_a_projected_guard_folds_its_projection_into_one_product() -> None:
+    from pneumonia_zoo.stats.outliers import MAX_DIMS
+
+    rng = np.random.default_rng(9)
+    width = MAX_DIMS + 8
+    train = rng.normal(size=(700, width)) * rng.uniform(0.5, 3, width)
+    guard = fit_gaussian_guard(train, np.arange(700) % 2, train[:100])
+    assert guard.whitening.matrix.shape == (width, guard.precision.shape[0])
+    points = rng.normal(size=(50, width))
+    np.testing.assert_allclose(guard.score(points), direct_score(guard, points), rtol=1e-10)

@@ -15,7 +15,14 @@ from pneumonia_zoo.errors import InvalidInput, NotFound, ZooError
 from pneumonia_zoo.package.prediction import UNCERTAIN_MARGIN
 from pneumonia_zoo.serving.catalog import catalog
 from pneumonia_zoo.serving.deps import BodyDep, HolderDep, ServiceDep, SettingsDep, StoreDep, TemplatesDep
-from pneumonia_zoo.serving.explain import DISPLAY_SIZE, display_copy, explained_by, legend_png, to_bytes
+from pneumonia_zoo.serving.explain import (
+    DISPLAY_SIZE,
+    display_copy,
+    explained_by,
+    heatmap_unavailable,
+    legend_png,
+    to_bytes,
+)
 from pneumonia_zoo.serving.holder import LoadedModel
 from pneumonia_zoo.serving.inference import InferenceService
 from pneumonia_zoo.serving.schemas import ModelVersionInfo
@@ -111,9 +118,14 @@ async def _result_page(
     outcome = await service.classify(model, [upload], DISPLAY_SIZE)  # a display-sized copy for the page
     images = outcome.images
     prediction = outcome.prediction(0, upload.filename, operating_point)
-    overlay = await service.explain(model, images[0], outcome.label_index(0, operating_point))
+    no_heatmap = heatmap_unavailable(model.classifier)  # the page says why, and shows the prediction
+    label_index = outcome.label_index(0, operating_point)
+    overlay = None if no_heatmap else await service.explain(model, images[0], label_index)
     image_jpeg, overlay_jpeg = await anyio.to_thread.run_sync(
-        lambda: (to_bytes(display_copy(images[0].image), "JPEG"), to_bytes(overlay, "JPEG"))
+        lambda: (
+            to_bytes(display_copy(images[0].image), "JPEG"),
+            None if overlay is None else to_bytes(overlay, "JPEG"),
+        )
     )
     return templates.TemplateResponse(
         request,
@@ -122,7 +134,8 @@ async def _result_page(
             "prediction": prediction,
             "filename": upload.filename,
             "image_uri": _data_uri(image_jpeg, "image/jpeg"),
-            "heatmap_uri": _data_uri(overlay_jpeg, "image/jpeg"),
+            "heatmap_uri": None if overlay_jpeg is None else _data_uri(overlay_jpeg, "image/jpeg"),
+            "no_heatmap": no_heatmap,
             "champion": model is service.holder.current,
             "operating_points": _operating_points(model),
             "truth": truth,
@@ -156,19 +169,30 @@ async def _compare_page(
             model = await service.model(info.version)
             outcome = await service.classify(model, [upload], DISPLAY_SIZE)
             images = outcome.images
-            overlay = await service.explain(model, images[0], outcome.label_index(0))
-            heatmap = await anyio.to_thread.run_sync(to_bytes, overlay, "JPEG")
+            no_heatmap = heatmap_unavailable(model.classifier)
+            heatmap_uri = None
+            if not no_heatmap:
+                overlay = await service.explain(model, images[0], outcome.label_index(0))
+                heatmap = await anyio.to_thread.run_sync(to_bytes, overlay, "JPEG")
+                heatmap_uri = _data_uri(heatmap, "image/jpeg")
             rows.append(
                 {
                     "info": info,
                     "prediction": outcome.prediction(0),
                     "error": None,
-                    "heatmap_uri": _data_uri(heatmap, "image/jpeg"),
+                    "heatmap_uri": heatmap_uri,
+                    "no_heatmap": no_heatmap,
                     "explained_by": explained_by(model.classifier),
                 }
             )
         except ZooError as exc:  # this version cannot answer (not loadable, image refused): its row says why
-            failed = {"prediction": None, "error": str(exc), "heatmap_uri": None, "explained_by": None}
+            failed = {
+                "prediction": None,
+                "error": str(exc),
+                "heatmap_uri": None,
+                "no_heatmap": None,
+                "explained_by": None,
+            }
             rows.append({"info": info} | failed)
     if images is None:  # no version could answer: the page still shows the image (or why it cannot)
         images = await service.decode([upload], DISPLAY_SIZE)
