@@ -18,6 +18,7 @@ from pneumonia_zoo.serving.deps import BodyDep, HolderDep, ServiceDep, SettingsD
 from pneumonia_zoo.serving.explain import DISPLAY_SIZE, display_copy, explained_by, legend_png, to_bytes
 from pneumonia_zoo.serving.holder import LoadedModel
 from pneumonia_zoo.serving.inference import InferenceService
+from pneumonia_zoo.serving.recording import PAGE, get_recorder
 from pneumonia_zoo.serving.schemas import ModelVersionInfo
 from pneumonia_zoo.serving.uploads import UploadedFile, UploadForm
 from pneumonia_zoo.tracking.records import evaluations_by_context
@@ -111,6 +112,9 @@ async def _result_page(
     outcome = await service.classify(model, [upload], DISPLAY_SIZE)  # a display-sized copy for the page
     images = outcome.images
     prediction = outcome.prediction(0, upload.filename, operating_point)
+    await get_recorder(request).record(
+        request, model, outcome, [upload], [prediction], version is not None, PAGE
+    )
     overlay = await service.explain(model, images[0], outcome.label_index(0, operating_point))
     image_jpeg, overlay_jpeg = await anyio.to_thread.run_sync(
         lambda: (to_bytes(display_copy(images[0].image), "JPEG"), to_bytes(overlay, "JPEG"))
