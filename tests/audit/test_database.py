@@ -48,7 +48,8 @@ def test_migrate_makes_the_schema_once_and_matches_the_models(tmp_path: Path) ->
         with engine.begin() as connection:
             connection.execute(
                 text(
-                    "INSERT INTO feedback (request_id, source, label, created_at, updated_at, updated_ms) VALUES ('r', 's', 'NORMAL', '2024-01-01', '2024-01-01', 0)"
+                    "INSERT INTO feedback (request_id, source, label, created_at, updated_at, updated_ms) "
+                    "VALUES ('r', 's', 'NORMAL', '2024-01-01', '2024-01-01', 0)"
                 )
             )
         assert migrate(engine) == first  # again: nothing to do, nothing lost
