@@ -8,7 +8,7 @@ to every answered request of that input (the same image sent several times).
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, ScalarSelect, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -97,6 +97,7 @@ def _label_one(engine: Engine, request_id: str, label: str, source: str, patient
                 except IntegrityError:
                     connection.rollback()
                     continue
+                _set_truth(connection, request_id, label)
                 return CREATED
             if existing.label == label and (patient is None or existing.patient == patient):
                 return UNCHANGED
@@ -104,8 +105,29 @@ def _label_one(engine: Engine, request_id: str, label: str, source: str, patient
             if patient is not None:
                 changes["patient"] = patient
             connection.execute(update(FeedbackRow).where(*key).values(**changes))
-            return UPDATED if existing.label != label else UNCHANGED
+            if existing.label == label:
+                return UNCHANGED
+            _set_truth(connection, request_id, label)
+            return UPDATED
     return UNCHANGED
+
+
+def _set_truth(connection: Connection, request_id: str, label: str) -> None:
+    """The label just given is the request's most recent: its records (shadow ones too) carry it."""
+    connection.execute(
+        update(PredictionRow).where(PredictionRow.request_id == request_id).values(truth=label)
+    )
+
+
+def latest_label() -> ScalarSelect:
+    """The most recent label fed back for the outer query's prediction row's request."""
+    return (
+        select(FeedbackRow.label)
+        .where(FeedbackRow.request_id == PredictionRow.request_id)
+        .order_by(FeedbackRow.updated_ms.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 def prediction_record(engine: Engine, request_id: str) -> dict:

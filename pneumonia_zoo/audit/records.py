@@ -41,6 +41,8 @@ class PredictionRecord:
     input_bytes: int | None = None
     input_format: str | None = None  # JPEG, PNG, DICOM: the kept file's suffix
     input_path: str | None = None
+    champion_version: str | None = None  # a shadow record's champion answer
+    champion_label: str | None = None
     data: bytes | bytearray | memoryview | None = field(default=None, repr=False)
 
     def row(self) -> dict:
@@ -68,6 +70,8 @@ class PredictionRecord:
             "input_sha256": self.input_sha256,
             "input_bytes": self.input_bytes,
             "input_path": self.input_path,
+            "champion_version": self.champion_version,
+            "champion_label": self.champion_label,
         }
 
 

@@ -8,7 +8,18 @@ input (an operator's opt-in) is a path named by that sha256.
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite gives INTEGER PRIMARY KEY its rowid (autoincrement); BIGINT elsewhere.
@@ -30,7 +41,14 @@ class PredictionRow(Base):
     __table_args__ = (
         UniqueConstraint("request_id", "kind", name="uq_predictions_request_kind"),
         Index("ix_predictions_model_time", "model_name", "created_ms"),
-        Index("ix_predictions_version_time", "model_name", "version", "created_ms"),
+        # Labelled records only (partial): the monitor reads them without scanning the rest.
+        Index(
+            "ix_predictions_labelled",
+            "model_name",
+            "created_ms",
+            sqlite_where=text("truth IS NOT NULL"),
+            postgresql_where=text("truth IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
@@ -56,6 +74,11 @@ class PredictionRow(Base):
     input_sha256: Mapped[str] = mapped_column(String(64), index=True)
     input_bytes: Mapped[int] = mapped_column(BigInteger)
     input_path: Mapped[str | None] = mapped_column(String(1024))  # only with PNEUMONIA_ZOO_KEEP_INPUTS_DIR
+    # The request's most recent label fed back (feedback holds each source's): set with the feedback.
+    truth: Mapped[str | None] = mapped_column(String(16))
+    # A shadow record's champion answer (version, label): agreement is counted without a self-join.
+    champion_version: Mapped[str | None] = mapped_column(String(32))
+    champion_label: Mapped[str | None] = mapped_column(String(16))
 
 
 class FeedbackRow(Base):
@@ -88,3 +111,47 @@ class ModelVersionRow(Base):
     architecture: Mapped[str] = mapped_column(String(64))
     reference: Mapped[dict | None] = mapped_column(JSON)  # ReferenceDistributions, None: no reference
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HourRow(Base):
+    """Counts of one hour of records per version, kind and (for shadow records) champion version, kept
+    by the writer in the transaction of the records themselves: the monitor reads hours, not records."""
+
+    __tablename__ = "prediction_hours"
+    __table_args__ = (
+        UniqueConstraint(
+            "model_name", "version", "kind", "champion_version", "hour", name="uq_prediction_hours"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    champion_version: Mapped[str] = mapped_column(String(32))  # "" unless shadow (NULLs would never conflict)
+    hour: Mapped[int] = mapped_column(BigInteger)  # its first millisecond since the epoch
+    n: Mapped[int] = mapped_column(BigInteger)
+    positive: Mapped[int] = mapped_column(BigInteger)
+    flagged: Mapped[int] = mapped_column(BigInteger)
+    uncertain: Mapped[int] = mapped_column(BigInteger)
+    sum_p: Mapped[float] = mapped_column(Float)
+    latency_n: Mapped[int] = mapped_column(BigInteger)
+    sum_latency: Mapped[float] = mapped_column(Float)
+    agreed: Mapped[int] = mapped_column(BigInteger)  # shadow records that gave the champion's label
+
+
+class DriftHourRow(Base):
+    """How many of one hour's records of a version fell in each bin of its reference, per score."""
+
+    __tablename__ = "drift_hours"
+    __table_args__ = (
+        UniqueConstraint("model_name", "version", "score", "hour", "bin", name="uq_drift_hours"),
+    )
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(32))
+    score: Mapped[str] = mapped_column(String(16))  # p_pneumonia, guard_score
+    hour: Mapped[int] = mapped_column(BigInteger)
+    bin: Mapped[int] = mapped_column(Integer)
+    n: Mapped[int] = mapped_column(BigInteger)

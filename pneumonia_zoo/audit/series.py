@@ -1,12 +1,14 @@
 """Time series for the monitor page's charts: per version and time bucket, volume, label mix, flag rate
-and mean P(PNEUMONIA), counted by the database."""
+and mean P(PNEUMONIA), from the hourly rollups."""
 
 import time
+from collections import defaultdict
 
 from sqlalchemy import Engine, func, select
 
-from pneumonia_zoo.audit.monitor import POSITIVE, Window, count_where
-from pneumonia_zoo.audit.schema import PredictionRow
+from pneumonia_zoo.audit.monitor import Window
+from pneumonia_zoo.audit.rollup import hour_of
+from pneumonia_zoo.audit.schema import HourRow
 
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 TARGET_BUCKETS = 48
@@ -21,41 +23,33 @@ def bucket_ms(span_ms: int) -> int:
 
 
 def series(engine: Engine, model_name: str, window: Window, now_ms: int | None = None) -> dict:
-    """{"bucket_ms", "since_ms", "versions": {version: [{"t", "n", "pneumonia", "flagged", "mean_p"}]}}."""
+    """{"bucket_ms", "since_ms", "versions": {version: [{"t", "n", "pneumonia", "flagged", "mean_p"}]}},
+    summed from the hourly rollups (answered and shadow records alike)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    P = PredictionRow
+    H = HourRow
     with engine.connect() as connection:
         since = window.since_ms(now_ms)
         if window.seconds is None:
-            first = connection.execute(
-                select(func.min(P.created_ms)).where(P.model_name == model_name)
-            ).scalar()
-            since = int(first) if first is not None else now_ms
+            first = connection.execute(select(func.min(H.hour)).where(H.model_name == model_name)).scalar()
+            since = int(first) if first is not None else hour_of(now_ms)
         size = bucket_ms(max(now_ms - since, 1))
         start = since - since % size  # buckets on whole hours and days
-        bucket = ((P.created_ms - start) // size).label("bucket")
-        query = (
-            select(
-                P.version,
-                bucket,
-                func.count(),
-                count_where(P.label == POSITIVE),
-                count_where(P.flagged),
-                func.avg(P.p_pneumonia),
-            )
-            .where(P.model_name == model_name, P.created_ms >= since)
-            .group_by(P.version, bucket)
-            .order_by(P.version, bucket)
+        query = select(H.version, H.hour, H.n, H.positive, H.flagged, H.sum_p).where(
+            H.model_name == model_name, H.hour >= since
         )
-        versions: dict[str, list[dict]] = {}
-        for version, index, count, positive, flagged, mean_p in connection.execute(query):
-            versions.setdefault(version, []).append(
-                {
-                    "t": start + int(index) * size,
-                    "n": int(count),
-                    "pneumonia": int(positive or 0),
-                    "flagged": int(flagged or 0),
-                    "mean_p": float(mean_p or 0.0),
-                }
-            )
+        buckets: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0.0]))
+        for version, hour, n, positive, flagged, sum_p in connection.execute(query):
+            cell = buckets[version][start + (hour - start) // size * size]
+            cell[0] += n
+            cell[1] += positive
+            cell[2] += flagged
+            cell[3] += sum_p
+    versions = {
+        version: [
+            {"t": t, "n": int(n), "pneumonia": int(positive), "flagged": int(flagged), "mean_p": sum_p / n}
+            for t, (n, positive, flagged, sum_p) in sorted(cells.items())
+            if n
+        ]
+        for version, cells in sorted(buckets.items())
+    }
     return {"bucket_ms": size, "since_ms": start, "until_ms": now_ms, "versions": versions}

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pneumonia_zoo.audit import rollup
+from pneumonia_zoo.audit.feedback import latest_label
 from pneumonia_zoo.audit.inputs import KeptInputs, sha256_of
 from pneumonia_zoo.audit.records import PredictionRecord, now
-from pneumonia_zoo.audit.schema import ModelVersionRow, PredictionRow
+from pneumonia_zoo.audit.schema import SHADOW, ModelVersionRow, PredictionRow
 from pneumonia_zoo.errors import AuditUnavailable
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,17 @@ def brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[0][:200]}" if first else type(exc).__name__
 
 
+def _label_late_shadows(connection: Connection, records: list[PredictionRecord]) -> None:
+    """A shadow record written after its request was labelled gets that label too."""
+    shadows = [record.request_id for record in records if record.kind == SHADOW]
+    if shadows:
+        connection.execute(
+            update(PredictionRow)
+            .where(PredictionRow.kind == SHADOW, PredictionRow.request_id.in_(shadows))
+            .values(truth=latest_label())
+        )
+
+
 class RecordWriter:
     def __init__(
         self,
@@ -66,6 +79,7 @@ class RecordWriter:
         self._schema_tried = float("-inf")
         self._queue: queue.SimpleQueue[_Job | VersionInfo | None] = queue.SimpleQueue()
         self._known: set[tuple[str, str]] = set()
+        self._references: dict[tuple[str, str], dict | None] = {}
         self._thread: threading.Thread | None = None
         self._last_purge = float("-inf")
         self._failures, self._last_error_log = 0, float("-inf")
@@ -169,6 +183,8 @@ class RecordWriter:
             with self.engine.begin() as connection:
                 if records:
                     connection.execute(insert(PredictionRow), [record.row() for record in records])
+                    _label_late_shadows(connection, records)
+                    rollup.add(connection, rollup.cells(records, self._references_of(records)))
         except Exception as exc:
             if not isinstance(exc, AuditUnavailable):
                 self._failed(f"{len(records)} audit record(s) were not written ({brief(exc)})")
@@ -202,9 +218,24 @@ class RecordWriter:
                         self._failed(f"an input could not be kept ({brief(exc)})")
                 record.data = None
 
+    def _references_of(self, records: list[PredictionRecord]) -> dict[tuple[str, str], dict | None]:
+        """Each record's version's drift reference: remembered, else read once from the database."""
+        missing = {(r.model_name, r.version) for r in records} - set(self._references)
+        if missing:
+            with self.engine.connect() as connection:
+                for name, version in missing:
+                    found = connection.execute(
+                        select(ModelVersionRow.reference).where(
+                            ModelVersionRow.model_name == name, ModelVersionRow.version == version
+                        )
+                    ).first()
+                    self._references[(name, version)] = found[0] if found is not None else None
+        return self._references
+
     def _versions(self, versions: list[VersionInfo]) -> None:
         for info in versions:
             key = (info.model_name, info.version)
+            self._references[key] = info.reference
             if key in self._known:
                 continue
             with self.engine.begin() as connection:

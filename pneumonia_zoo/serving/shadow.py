@@ -226,4 +226,6 @@ def _shadow_record(
         input_bytes=answered.input_bytes,
         input_format=answered.input_format,
         input_path=answered.input_path,
+        champion_version=answered.version,
+        champion_label=answered.label,
     )

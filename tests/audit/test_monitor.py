@@ -96,7 +96,14 @@ def test_shadow_pairs_agreement_and_paired_figures(trail: AuditTrail) -> None:
     champion = [("a", "PNEUMONIA", 0.9), ("b", "NORMAL", 0.2), ("c", "NORMAL", 0.3), ("d", "PNEUMONIA", 0.7)]
     shadow = [("a", "PNEUMONIA", 0.8), ("b", "PNEUMONIA", 0.6), ("c", "NORMAL", 0.1), ("d", "NORMAL", 0.4)]
     write(trail, *[record(r, label, p) for r, label, p in champion])
-    write(trail, *[record(r, label, p, kind="shadow", version="2") for r, label, p in shadow])
+    answered = {r: label for r, label, _ in champion}
+    write(
+        trail,
+        *[
+            record(r, label, p, kind="shadow", version="2", champion_version="1", champion_label=answered[r])
+            for r, label, p in shadow
+        ],
+    )
     for rid, truth in (("a", "PNEUMONIA"), ("b", "NORMAL"), ("c", "NORMAL")):
         trail.add_feedback(truth, request_id=rid)
     found = trail.monitor(MODEL, Window.parse("7d"))

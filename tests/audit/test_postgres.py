@@ -28,7 +28,16 @@ def test_the_audit_trail_on_postgresql(tmp_path: Path) -> None:
             write(
                 trail, record("a", "PNEUMONIA", 0.9), record("b", "NORMAL", 0.2), record("c", "NORMAL", 0.4)
             )
-            write(trail, record("a", "NORMAL", 0.1, kind="shadow", version="2"))
+            shadow = record(
+                "a",
+                "NORMAL",
+                0.1,
+                kind="shadow",
+                version="2",
+                champion_version="1",
+                champion_label="PNEUMONIA",
+            )
+            write(trail, shadow)
             trail.add_feedback("PNEUMONIA", request_id="a")
             trail.add_feedback("PNEUMONIA", request_id="c", source="pacs")
             assert trail.add_feedback("PNEUMONIA", request_id="c", source="pacs").statuses == {
