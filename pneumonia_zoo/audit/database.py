@@ -98,10 +98,17 @@ def migrate(engine: Engine) -> str:
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
     ensure_database(engine)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as connection:
+        if MigrationContext.configure(connection).get_current_revision() == head:
+            return str(head)  # the usual case: nothing to do, and alembic's global context untouched
+    # command.upgrade runs env.py through alembic's process-wide context, which MLflow's own store
+    # migrations use too: the service runs this before its model holder first opens the registry.
     for attempt in range(_MIGRATE_TRIES):
         try:
             with engine.begin() as connection:

@@ -62,7 +62,14 @@ class AuditTrail:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.writer.start()  # it makes the schema first; a database that is down is retried
+        """Make the schema now (before the service opens the registry: see database.migrate), then start
+        the writer; a database that is down is logged and retried by the writer."""
+        try:
+            self.migrate()
+            self.writer.schema_ready = True
+        except Exception as exc:
+            self.writer.schema_failed(exc)
+        self.writer.start()
 
     def stop(self) -> None:
         self.writer.stop()

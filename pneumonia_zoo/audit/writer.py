@@ -167,10 +167,15 @@ class RecordWriter:
         try:
             self.ensure_schema()
         except Exception as exc:
-            self._failed(f"the audit database's schema could not be made ({brief(exc)})")
+            self.schema_failed(exc)
             return False
         self.schema_ready = True
         return True
+
+    def schema_failed(self, exc: Exception) -> None:
+        """The schema could not be made (the database is down): said once, tried again later."""
+        self._schema_tried = time.monotonic()
+        self._failed(f"the audit database's schema could not be made ({brief(exc)}): retrying")
 
     def _write(self, jobs: list[_Job], versions: list[VersionInfo]) -> None:
         started = time.perf_counter()

@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         _watch(metrics, service)
         await service.start()
-        live.start()  # the audit writer (it makes the schema), the shadow challenger, the gauges
+        # The audit schema (before the holder opens the registry), its writer, the shadow challenger.
+        await anyio.to_thread.run_sync(live.start)
         holder.start()  # in the background: /healthz answers while the champion downloads
         yield
         await anyio.to_thread.run_sync(holder.stop)

@@ -73,7 +73,7 @@ def line_chart(
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates)
             body.append(f'<polyline fill="none" stroke="{stroke}" stroke-width="2" points="{path}"/>')
         body += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{stroke}"/>' for x, y in coordinates]
-        body.append(_text(LEFT + 6 + 90 * index, TOP + 8, f"v{name}", fill=stroke))
+        body.append(_text(WIDTH - RIGHT - 48 * index, TOP + 8, f"v{name}", "end", fill=stroke))
     return _svg(body, title)
 
 

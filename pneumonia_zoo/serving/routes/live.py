@@ -70,7 +70,8 @@ class FeedbackOut(BaseModel):
 
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "No answered prediction has this id (or sha256)"}
+    404: {"model": ErrorResponse, "description": "No answered prediction has this id (or sha256)"},
+    422: {"model": ErrorResponse, "description": "A malformed id, label or body"},
 }
 
 
