@@ -6,10 +6,13 @@ HTTP or asyncio: serving awaits the futures and maps the errors.
 """
 
 import logging
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from pneumonia_zoo.audit import feedback as feedback_store
 from pneumonia_zoo.audit.database import audit_url, migrate, open_engine, safe_url
@@ -17,8 +20,9 @@ from pneumonia_zoo.audit.inputs import KeptInputs
 from pneumonia_zoo.audit.monitor import Window, monitor
 from pneumonia_zoo.audit.records import PredictionRecord
 from pneumonia_zoo.audit.series import series
-from pneumonia_zoo.audit.writer import BatchObserver, RecordWriter, VersionInfo
+from pneumonia_zoo.audit.writer import BatchObserver, RecordWriter, VersionInfo, brief
 from pneumonia_zoo.config import Settings
+from pneumonia_zoo.errors import AuditUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +97,29 @@ class AuditTrail:
         source: str | None = None,
         patient: str | None = None,
     ) -> feedback_store.FeedbackOutcome:
-        return feedback_store.add_feedback(self.engine, label, request_id, sha256, source, patient)
+        with _unavailable("written"):
+            return feedback_store.add_feedback(self.engine, label, request_id, sha256, source, patient)
 
     # -- reads -------------------------------------------------------------------------------------
 
     def prediction(self, request_id: str) -> dict:
-        return feedback_store.prediction_record(self.engine, request_id)
+        with _unavailable("read"):
+            return feedback_store.prediction_record(self.engine, request_id)
 
     def monitor(self, model_name: str, window: Window) -> dict:
-        return monitor(self.engine, model_name, window)
+        with _unavailable("read"):
+            return monitor(self.engine, model_name, window)
 
     def series(self, model_name: str, window: Window) -> dict:
-        return series(self.engine, model_name, window)
+        with _unavailable("read"):
+            return series(self.engine, model_name, window)
+
+
+@contextmanager
+def _unavailable(what: str) -> Iterator[None]:
+    """A database that is down or broken is AuditUnavailable (503), not an unexpected error."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        log.warning("the audit database could not be %s (%s)", what, brief(exc))
+        raise AuditUnavailable(f"the audit database could not be {what} ({type(exc).__name__})") from None

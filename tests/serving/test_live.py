@@ -248,3 +248,5 @@ def test_a_database_that_fails_follows_the_policy(
             assert "could not be recorded" in answer.json()["detail"]
             assert "pneumonia_zoo_audit_refused_answers_total 1.0" in metrics
         assert 'pneumonia_zoo_audit_records_total{outcome="failed"} 1.0' in metrics
+        for lookup in (client.get("/api/v1/monitor"), client.get("/api/v1/predictions/abc")):
+            assert lookup.status_code == 503 and "audit database could not be read" in lookup.json()["detail"]
