@@ -69,6 +69,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
     mlflow_ui_url: str = "http://127.0.0.1:5000"
+    # The live loop (pneumonia_zoo/audit): every answer recorded, feedback, the monitor, a shadow challenger.
+    # Any SQLAlchemy URL; unset: audit.db beside a sqlite MLflow store (else in the working folder);
+    # "off": no recording.
+    audit_url: str | None = None
+    audit_on_error: Literal["serve", "refuse"] = "serve"  # the database is down or full: answer, or 503
+    audit_timeout_s: float = Field(default=10, gt=0)  # an answer waits this long for its record's commit
+    audit_batch_size: int = Field(default=256, gt=0)  # records committed in one transaction at most
+    # Opt-in: the uploaded bytes kept (PHI) under this folder, named by their sha256, for this many days.
+    keep_inputs_dir: Path | None = None
+    keep_inputs_days: float = Field(default=30, gt=0)
+    monitor_window: str = "7d"  # /api/v1/monitor's default window (30m, 24h, 7d, 4w or all)
+    monitor_refresh_s: float = Field(default=60, gt=0)  # the Prometheus live gauges are recomputed this often
+    challenger_alias: str = "challenger"  # when it names a version, a share of answers is shadow-scored
+    shadow_sample: float = Field(default=0.2, ge=0, le=1)  # share of champion requests scored by it
+    shadow_queue: int = Field(default=16, ge=1)  # shadow jobs waiting; more are dropped and counted
     sample_images_dir: Path = SAMPLE_IMAGES_DIR
 
     @field_validator("cors_origins", mode="before")

@@ -69,6 +69,10 @@ class NotReady(Unavailable):
     """No model is serving yet (loading, or no champion registered)."""
 
 
+class AuditUnavailable(Unavailable):
+    """An answer's audit record could not be committed (the database is down, full or too slow)."""
+
+
 class AtCapacity(Unavailable):
     """Every budget or queue is full: the caller should retry after `retry_after_s`."""
 

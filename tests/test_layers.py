@@ -19,6 +19,7 @@ LAYERS = (
     "evaluation",
     "tracking",
     "workflows",
+    "audit",
     "serving",
     "cli",
 )

@@ -1,22 +1,22 @@
 """`pneumonia-zoo`: train | sweep | ensemble | evaluate | split-manifest | adapt | promote | predict |
-compare | card | register-starter | export-starter | backfill-guard | serve | ui.
+compare | card | register-starter | export-starter | backfill-guard | serve | ui | feedback export |
+shadow start|stop|promote.
 
-One module per group of commands (train.py, evaluate.py, site.py, predict.py, registry.py, service.py); what
+One module per group of commands (train.py, evaluate.py, site.py, predict.py, registry.py, service.py,
+live.py); what
 they print is in output.py. Options are validated before torch or MLflow are imported (they load inside
 the commands), so a typo is refused at once and `--help` is fast.
 """
 
-import functools
 import os
 import signal
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import typer
 
-from pneumonia_zoo.cli import evaluate, output, predict, registry, service, site, train
-from pneumonia_zoo.errors import ZooError
+from pneumonia_zoo.cli import evaluate, live, predict, registry, service, site, train
+from pneumonia_zoo.cli.common import one_line_errors
 
 app = typer.Typer(
     help="Pneumonia Zoo: train, track, compare and serve chest X-ray classifiers.",
@@ -24,21 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-
-def one_line_errors(function: Callable[..., None]) -> Callable[..., None]:
-    """`function` as a command whose ZooError becomes one line on stderr and the error's exit code,
-    never a traceback (Typer reads the signature of `function` itself)."""
-
-    @functools.wraps(function)
-    def command(*args: Any, **kwargs: Any) -> None:
-        try:
-            function(*args, **kwargs)
-        except ZooError as exc:  # includes a refused (tampered or incomplete) model package
-            output.show_error(exc)
-            raise typer.Exit(exc.exit_code) from None
-
-    return command
 
 
 # (function, command name), in the order --help lists them.
@@ -61,6 +46,8 @@ COMMANDS: list[tuple[Callable[..., None], str]] = [
 ]
 for function, name in COMMANDS:
     app.command(name)(one_line_errors(function))
+app.add_typer(live.feedback, name="feedback")
+app.add_typer(live.shadow, name="shadow")
 
 
 def main() -> None:

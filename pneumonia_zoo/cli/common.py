@@ -1,11 +1,15 @@
 """What the commands share: the settings and store from the environment, and the checks of paths
 made before anything heavy is imported (so a typo is refused at once)."""
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pneumonia_zoo.errors import UserError
+import typer
+
+from pneumonia_zoo.cli import output
+from pneumonia_zoo.errors import UserError, ZooError
 
 if TYPE_CHECKING:
     from pneumonia_zoo.config import Settings
@@ -41,3 +45,18 @@ def require_files(paths: Iterable[Path]) -> None:
     for path in paths:
         if not path.is_file():
             raise UserError(f"{path} is not a file")
+
+
+def one_line_errors(function: Callable[..., None]) -> Callable[..., None]:
+    """`function` as a command whose ZooError becomes one line on stderr and the error's exit code,
+    never a traceback (Typer reads the signature of `function` itself)."""
+
+    @functools.wraps(function)
+    def command(*args: Any, **kwargs: Any) -> None:
+        try:
+            function(*args, **kwargs)
+        except ZooError as exc:  # includes a refused (tampered or incomplete) model package
+            output.show_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+
+    return command

@@ -61,6 +61,43 @@ class GuardConfig(BaseModel):
     part_thresholds: list[float] = Field(default_factory=list)
 
 
+class ScoreDistribution(BaseModel):
+    """A score's distribution on validation as quantile bins (stats/drift.py): what live drift is
+    measured against."""
+
+    edges: list[float]  # interior bin edges
+    proportions: list[float]  # share of validation images in each of the len(edges) + 1 bins
+    n: int  # validation images counted
+
+
+class ReferenceDistributions(BaseModel):
+    """Calibrated P(PNEUMONIA) and the guard score of the package on its validation images, as served.
+    Absent from packages made before it was recorded: their drift has "no reference"."""
+
+    split: str = "validation"
+    p_pneumonia: ScoreDistribution
+    guard_score: ScoreDistribution | None = None  # None: no guard, so no score
+
+    @classmethod
+    def from_scores(cls, probabilities: Any, guard_scores: Any) -> "ReferenceDistributions":
+        import numpy as np
+
+        from pneumonia_zoo.stats.drift import reference_bins
+
+        def distribution(values: Any) -> ScoreDistribution | None:
+            finite = np.asarray(values, dtype=np.float64)
+            finite = finite[np.isfinite(finite)]
+            if not len(finite):
+                return None
+            edges, proportions = reference_bins(finite)
+            return ScoreDistribution(edges=edges, proportions=proportions, n=len(finite))
+
+        p_pneumonia = distribution(probabilities)
+        if p_pneumonia is None:
+            raise ValueError("no validation probabilities to make a reference of")
+        return cls(p_pneumonia=p_pneumonia, guard_score=distribution(guard_scores))
+
+
 class MemberRef(BaseModel):
     path: str  # folder of the member's own (single) package, relative to the ensemble's
     architecture: str
@@ -129,6 +166,8 @@ class PackageConfig(BaseModel):
     class_names: tuple[str, ...] = CLASS_NAMES
     metrics: dict[str, float] = Field(default_factory=dict)
     info: PackageInfo = Field(default_factory=PackageInfo)
+    # Validation distributions of P and the guard score (live drift is measured against them).
+    reference: ReferenceDistributions | None = None
     files: dict[str, str] = Field(default_factory=dict)  # relative path -> sha256
 
     @field_validator("metrics", mode="before")

@@ -22,16 +22,18 @@ from pneumonia_zoo.serving.admission import Budget
 from pneumonia_zoo.serving.errors import http_error
 from pneumonia_zoo.serving.holder import ModelHolder
 from pneumonia_zoo.serving.inference import InferenceService
+from pneumonia_zoo.serving.live import LiveLoop
 from pneumonia_zoo.serving.logs import REQUEST_ID_HEADER, RequestIdMiddleware, configure_logging
 from pneumonia_zoo.serving.metrics import MetricsMiddleware, ServiceMetrics
-from pneumonia_zoo.serving.routes import api, health, html
+from pneumonia_zoo.serving.routes import api, health, html, monitor_page
+from pneumonia_zoo.serving.routes import live as live_routes
 from pneumonia_zoo.serving.security import API_KEY_HEADER, SecurityHeadersMiddleware, security_headers
 from pneumonia_zoo.tracking.store import Store
 
 log = logging.getLogger(__name__)
 
 NOTICE = "Research tool — not a diagnostic device."
-_HTML_PREFIXES = ("/predict", "/compare", "/models", "/samples/")
+_HTML_PREFIXES = ("/predict", "/compare", "/models", "/samples/", "/monitor")
 _MACHINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi")
 
 DESCRIPTION = f"""
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = ServiceMetrics()
     store = Store(settings)
     holder = ModelHolder(settings, store, on_swap=lambda model: metrics.set_model(model.describe()))
+    live = LiveLoop(settings, store, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,10 +62,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         _watch(metrics, service)
         await service.start()
+        # The audit schema (before the holder opens the registry), its writer, the shadow challenger.
+        await anyio.to_thread.run_sync(live.start)
         holder.start()  # in the background: /healthz answers while the champion downloads
         yield
         await anyio.to_thread.run_sync(holder.stop)
         await service.stop()
+        await anyio.to_thread.run_sync(live.stop)  # after the last answer: every record is committed
 
     app = FastAPI(
         title="Pneumonia Zoo",
@@ -81,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store,
     )
     app.state.templates = templates
+    app.state.live = live
 
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.cors_origins:  # closed by default: browsers then refuse cross-site calls
@@ -101,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(api.router)
+    app.include_router(live_routes.router)
+    app.include_router(monitor_page.router)
     app.include_router(html.router)
     app.include_router(docs.router)
     _add_error_handlers(app, templates, settings)

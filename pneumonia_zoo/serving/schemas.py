@@ -28,6 +28,7 @@ class Prediction(BaseModel):
         json_schema_extra={
             "examples": [
                 {
+                    "request_id": "5f0c2a7e9d8b4c1fa3e6b2d4c8a9e0f1",
                     "label": "PNEUMONIA",
                     "probabilities": {"NORMAL": 0.03, "PNEUMONIA": 0.97},
                     "threshold": 0.74,
@@ -51,6 +52,10 @@ class Prediction(BaseModel):
         }
     )
 
+    request_id: str | None = Field(
+        default=None,
+        description="This answer's id: its audit record (GET /api/v1/predictions/{id}) and feedback key",
+    )
     label: str = Field(description="PNEUMONIA when calibrated P(PNEUMONIA) >= threshold, else NORMAL")
     probabilities: dict[str, float] = Field(description="Temperature-calibrated class probabilities")
     threshold: float = Field(description="Decision threshold on P(PNEUMONIA) of the operating point used")

@@ -4,10 +4,12 @@ Images of one patient are not independent, so resampling images understates the 
 test-set metric; `cluster_bootstrap` resamples patients instead and takes all of each patient's images.
 """
 
+import functools
+import math
 import warnings
 
 import numpy as np
-from scipy.stats import DegenerateDataWarning, binomtest, bootstrap, rankdata
+from scipy.stats import DegenerateDataWarning, bootstrap, norm, rankdata
 
 from pneumonia_zoo.stats.calibration import ECE_BINS, expected_calibration_error
 from pneumonia_zoo.stats.classification import METRIC_NAMES
@@ -25,8 +27,18 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     """
     if trials == 0:
         return _NAN_PAIR
-    ci = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(ci.low), float(ci.high)
+    # The closed form (what binomtest(...).proportion_ci(method="wilson") computes, ~100x faster: the
+    # live monitor asks for dozens per request): centre (k + z^2/2) / (n + z^2), half-width
+    # z sqrt(k (n - k) / n + z^2 / 4) / (n + z^2).
+    k, n, z = float(successes), float(trials), _normal_quantile(confidence)
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@functools.cache
+def _normal_quantile(confidence: float) -> float:
+    return float(norm.ppf(0.5 + confidence / 2))
 
 
 def wilson_rates(

@@ -83,6 +83,20 @@ def delong_components(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarra
     return v10, v01, float(v10.mean())
 
 
+def delong_auc(labels: np.ndarray, scores: np.ndarray, confidence: float = 0.95) -> tuple[float, Interval]:
+    """One AUC and DeLong's normal-approximation interval of it, clipped to [0, 1]; nan without both
+    classes. For independent images (live records: one per answer); cheap enough for every request."""
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)
+    m, n = int((labels == 1).sum()), int((labels == 0).sum())
+    if not m or not n:
+        return float("nan"), (float("nan"), float("nan"))
+    v10, v01, auc = delong_components(labels, scores)
+    variance = (np.var(v10, ddof=1) / m if m > 1 else 0.0) + (np.var(v01, ddof=1) / n if n > 1 else 0.0)
+    half = float(norm.ppf(0.5 + confidence / 2) * np.sqrt(variance))
+    return auc, (max(0.0, auc - half), min(1.0, auc + half))
+
+
 def delong_paired(
     labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, confidence: float = 0.95
 ) -> DeLongResult:

@@ -6,6 +6,7 @@ reads global settings. MLflow's fluent logging API is global by design; `activat
 this store, and only code that logs runs calls it.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -228,6 +229,11 @@ class Store:
 
     def set_alias(self, version: str, alias: str | None = None) -> None:
         self._client.set_registered_model_alias(self.model_name, alias or self.champion_alias, version)
+
+    def remove_alias(self, alias: str) -> None:
+        """Delete `alias` from the registered model (nothing happens when it is not set)."""
+        with contextlib.suppress(MlflowException):
+            self._client.delete_registered_model_alias(self.model_name, alias)
 
     def set_version_tags(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():

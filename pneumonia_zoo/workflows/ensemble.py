@@ -32,7 +32,7 @@ from pneumonia_zoo.tracking.cards import log_model_card
 from pneumonia_zoo.tracking.publish import publish
 from pneumonia_zoo.tracking.records import VersionRecord
 from pneumonia_zoo.tracking.store import Store
-from pneumonia_zoo.workflows.train import log_evaluations
+from pneumonia_zoo.workflows.train import log_evaluations, reference_of
 
 SPLIT_KEYS = ("seed", "val_fraction", "limit")
 
@@ -135,6 +135,7 @@ def build_ensemble(
             ensemble, prepared.test, originals if originals.is_dir() else None, Path(data) / "train"
         )
         config.metrics = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+        config.reference = reference_of(evaluations[0])
         record_files(package_dir, config)
         store.activate()
         names = "+".join(c.config.architecture.removeprefix("efficientnet_") for _, c in members)

@@ -30,7 +30,7 @@ from pneumonia_zoo.evaluation.report import Evaluation, evaluate
 from pneumonia_zoo.evaluation.robustness import robustness_metrics
 from pneumonia_zoo.package.build import write_single
 from pneumonia_zoo.package.classifier import load_classifier
-from pneumonia_zoo.package.format import PackageConfig, PackageInfo
+from pneumonia_zoo.package.format import PackageConfig, PackageInfo, ReferenceDistributions
 from pneumonia_zoo.package.io import guard_config, record_files
 from pneumonia_zoo.resources import PACKAGE_ROOT
 from pneumonia_zoo.tracking.cards import log_model_card
@@ -167,6 +167,11 @@ def evaluate_package(
     return metrics, evaluations
 
 
+def reference_of(validation: Evaluation) -> ReferenceDistributions:
+    """The package's validation P and guard scores as served: the monitor's drift reference."""
+    return ReferenceDistributions.from_scores(validation.predictions.probs, validation.predictions.ood_scores)
+
+
 def log_evaluations(evaluations: list[Evaluation], data: PreparedData) -> None:
     for evaluation in evaluations:
         name = evaluation.name
@@ -285,6 +290,7 @@ def _train(
                 config, package_dir, data, fit_result, str(runtime.device)
             )
             package.metrics = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+            package.reference = reference_of(evaluations[0])  # live drift is measured against it
             record_files(package_dir, package)  # model.json now carries the metrics the package earned
             # Final values go one step after the last epoch, so each curve ends on the restored best model.
             mlflow.log_metrics(package.metrics, step=len(fit_result.history))

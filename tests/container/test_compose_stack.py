@@ -2,8 +2,9 @@
 override (tests/container/compose.override.yaml: host networking and local images, nothing else).
 
 A tiny model is trained and promoted from the host CLI against the stack's tracking server; the app
-names it in /readyz. The stack is taken down (volumes kept) and brought up again: the run, the version
-and its alias are still there and the app serves them again. Then everything goes, volumes included.
+names it in /readyz, and its answer's audit record (and the label fed back) is read from PostgreSQL.
+The stack is taken down (volumes kept) and brought up again: the run, the version, its alias and the
+audit record are still there and the app serves them again. Then everything goes, volumes included.
 """
 
 import os
@@ -66,6 +67,25 @@ def stack_images(app_image: str, base_image: str, report: dict) -> dict[str, str
         )
     report["compose_images"] = images
     return images
+
+
+def audit_rows(env: dict[str, str], port: int, request_id: str) -> list[tuple]:
+    """(version, answered label, label fed back) of a request, read from PostgreSQL itself."""
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host="127.0.0.1", port=port, user="mlflow", password=env["POSTGRES_PASSWORD"], dbname="audit"
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT p.version, p.label, f.label FROM predictions p JOIN feedback f USING (request_id) "
+                "WHERE p.request_id = %s",
+                (request_id,),
+            )
+            return cursor.fetchall()
+    finally:
+        connection.close()
 
 
 def test_stack_trains_promotes_serves_and_survives_a_restart(
@@ -157,6 +177,21 @@ def test_stack_trains_promotes_serves_and_survives_a_restart(
 
         wait_for(app + "/readyz", 120, serves_version_1, logs)
 
+        # Every answer is recorded in the audit database, a second database of the stack's PostgreSQL.
+        image = next((ROOT / "tests" / "fixtures" / "chest_xray" / "test" / "PNEUMONIA").glob("*.jpeg"))
+        answer = httpx.post(
+            app + "/api/v1/predict",
+            files={"file": (image.name, image.read_bytes(), "image/jpeg")},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text + logs()
+        request_id = answer.json()["request_id"]
+        labelled = httpx.post(app + "/api/v1/feedback", json={"request_id": request_id, "label": "PNEUMONIA"})
+        assert labelled.status_code == 201, labelled.text
+        assert audit_rows(env, ports["POSTGRES_PORT"], request_id) == [
+            ("1", answer.json()["label"], "PNEUMONIA")
+        ]
+
         import mlflow
         from mlflow import MlflowClient
 
@@ -179,6 +214,9 @@ def test_stack_trains_promotes_serves_and_survives_a_restart(
         artifacts = mlflow.artifacts.list_artifacts(run_id=before[1], tracking_uri=tracking)
         assert artifacts, "the run's artifacts survived the restart"
         wait_for(app + "/readyz", 180, serves_version_1, logs)
+        assert (
+            httpx.get(f"{app}/api/v1/predictions/{request_id}").json()["feedback"][0]["label"] == "PNEUMONIA"
+        )
         report["compose_total_seconds"] = round(time.monotonic() - started, 1)
     finally:
         run("down", "--volumes", "--remove-orphans", timeout=180, check=False)

@@ -65,6 +65,12 @@ def test_app_is_the_image_on_8000_following_the_tracking_server(config: dict) ->
     assert app["build"]["target"] == "slim", "the torch-free image by default"
     assert [p["target"] for p in app["ports"]] == [8000]
     assert app["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    # Its audit records: a second database of the postgres service, through the driver the image has.
+    assert re.fullmatch(
+        r"postgresql\+psycopg2://mlflow:change-me@postgres:5432/audit",
+        app["environment"]["PNEUMONIA_ZOO_AUDIT_URL"],
+    )
+    assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
 def test_tracking_server_on_postgres_with_an_artifacts_volume(config: dict) -> None:
@@ -92,7 +98,7 @@ def test_postgres_16_with_a_volume_and_pg_isready(config: dict) -> None:
     assert postgres["image"] == "postgres:16"
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     assert [v["target"] for v in postgres["volumes"]] == ["/var/lib/postgresql/data"]
-    assert "ports" not in postgres, "only the tracking server talks to the database"
+    assert "ports" not in postgres, "only the tracking server and the app talk to the database"
     assert set(config["volumes"]) >= {"pgdata", "mlartifacts"}
 
 
@@ -114,8 +120,8 @@ def test_tracking_server_image_matches_what_the_tests_run() -> None:
     """The compose server runs the mlflow of requirements.txt with the driver the postgres test uses."""
     server = pins(ROOT / "docker" / "mlflow-requirements.txt")
     assert server["mlflow"] == pins(ROOT / "requirements.txt")["mlflow"]
-    assert server["psycopg2-binary"] == pins(ROOT / "requirements-test.txt").get("psycopg2-binary"), (
-        "add psycopg2-binary to requirements-test.txt with the same pin"
+    assert server["psycopg2-binary"] == pins(ROOT / "requirements.txt").get("psycopg2-binary"), (
+        "the app (its audit database) and the tracking server use the same psycopg2-binary"
     )
     assert "azure-storage-blob" in server, "for the wasbs:// artifact store of the production option"
 
@@ -149,6 +155,7 @@ def test_the_test_override_changes_only_what_the_sandbox_forces() -> None:
     assert after["app"]["environment"]["PORT"] == "18001"
     assert "127.0.0.1:18003" in after["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
     assert after["postgres"]["environment"]["PGPORT"] == "18003"
+    assert "127.0.0.1:18003/audit" in after["app"]["environment"]["PNEUMONIA_ZOO_AUDIT_URL"]
     # Everything else of the app is compose.yaml's: the alias it follows, the starter switch.
     for key in ("PNEUMONIA_ZOO_CHAMPION_ALIAS", "REGISTER_STARTER", "PNEUMONIA_ZOO_RELOAD_INTERVAL_S"):
         assert after["app"]["environment"][key] == before["app"]["environment"][key]

@@ -31,6 +31,7 @@ def test_predict_single(client, xray_bytes):
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {
+        "request_id",
         "label",
         "probabilities",
         "threshold",

@@ -4,6 +4,7 @@ request, no 5xx, every status code is documented, every body matches its documen
 Bounded and derandomized, so it is the same few requests on every run (well under a minute).
 """
 
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -30,7 +31,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 # Built at import, as @schema.parametrize needs the operations at collection time (schemathesis's
 # lazy from_fixture does not work with this pytest). Nothing runs until the fixture starts its lifespan.
-SETTINGS = TEST_LIMITS | {"reload_interval_s": 0, "admin_token": "fuzz-token"}
+SETTINGS = TEST_LIMITS | {
+    "reload_interval_s": 0,
+    "admin_token": "fuzz-token",
+    # Its records in a folder of its own, not beside the default store in the working folder.
+    "audit_url": f"sqlite:///{tempfile.mkdtemp(prefix='pneumonia-zoo-fuzz-')}/audit.db",
+}
 APP: FastAPI = create_app(Settings(**SETTINGS))
 schema = schemathesis.openapi.from_dict(APP.openapi())
 schema.app = APP  # in process: schemathesis's ASGI transport, which starts the app's lifespan once

@@ -146,3 +146,15 @@ def test_a_thousand_resamples_of_a_test_set_take_seconds() -> None:
     intervals = cluster_bootstrap(labels, probs, groups, 0.5, n_resamples=1000)
     assert time.perf_counter() - start < 10.0  # measured 0.17-0.21 s on a busy 2-core machine
     assert all(np.isfinite(intervals[name]).all() for name in INTERVAL_METRICS)
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_wilson_is_scipys_wilson_interval(confidence: float) -> None:
+    from scipy.stats import binomtest
+
+    for trials in (1, 2, 7, 40, 1000):
+        for successes in sorted({0, 1, trials // 3, trials - 1, trials}):
+            ci = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
+            assert wilson_interval(successes, trials, confidence) == pytest.approx(
+                (ci.low, ci.high), abs=1e-12
+            )

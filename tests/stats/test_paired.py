@@ -151,3 +151,18 @@ def test_one_class_is_refused() -> None:
         paired_auc_bootstrap(np.ones(5), np.arange(5), np.arange(5), np.arange(5))
     with pytest.raises(ValueError, match="both classes"):
         delong_paired(np.zeros(5), np.arange(5), np.arange(5))
+
+
+def test_delong_auc_is_the_mann_whitney_auc_inside_its_interval() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from pneumonia_zoo.stats.paired import delong_auc
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 300)
+    scores = labels * 0.8 + rng.normal(size=300)
+    auc, (low, high) = delong_auc(labels, scores)
+    assert auc == pytest.approx(roc_auc_score(labels, scores))
+    assert 0 <= low < auc < high <= 1
+    one_class, interval = delong_auc(np.ones(5), np.arange(5))
+    assert np.isnan(one_class) and all(np.isnan(interval))

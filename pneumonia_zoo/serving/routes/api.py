@@ -3,12 +3,13 @@
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from pneumonia_zoo.errors import InvalidInput, NotFound, PackageRejected, RegistryUnavailable, Unavailable
 from pneumonia_zoo.serving.catalog import all_versions
 from pneumonia_zoo.serving.deps import BodyDep, HolderDep, ServiceDep, SettingsDep, StoreDep, require_admin
 from pneumonia_zoo.serving.explain import DISPLAY_SIZE, explained_by, to_bytes
+from pneumonia_zoo.serving.recording import EXPLAIN, RecorderDep
 from pneumonia_zoo.serving.schemas import ErrorResponse, ModelRef, ModelsResponse, Prediction, ReloadResult
 from pneumonia_zoo.serving.security import require_api_key
 from pneumonia_zoo.serving.uploads import UploadedFile, UploadForm
@@ -86,9 +87,11 @@ def _single_or_batch(form: UploadForm) -> tuple[list[UploadedFile], bool]:
     summary="Classify one X-ray (field `file`) or a batch (field `files`: answers a list)",
 )
 async def predict(
+    request: Request,
     body: BodyDep,
     service: ServiceDep,
     settings: SettingsDep,
+    recorder: RecorderDep,
     version: Version = None,
     operating_point: OperatingPoint = None,
 ) -> dict | list[dict]:
@@ -97,9 +100,11 @@ async def predict(
     async with service.receive(body, settings.max_batch_files) as form:
         uploads, is_batch = _single_or_batch(form)
         outcome = await service.classify(model, uploads)
-    predictions = [
-        outcome.prediction(row, upload.filename, operating_point) for row, upload in enumerate(uploads)
-    ]
+        predictions = [
+            outcome.prediction(row, upload.filename, operating_point) for row, upload in enumerate(uploads)
+        ]
+        # Committed before the answer leaves (the uploads still count against their budget meanwhile).
+        await recorder.record(request, model, outcome, uploads, predictions, pinned=version is not None)
     return predictions if is_batch else predictions[0]
 
 
@@ -111,8 +116,10 @@ async def predict(
     summary="Grad-CAM heatmap of one X-ray (field `file`), as a PNG",
 )
 async def explain(
+    request: Request,
     body: BodyDep,
     service: ServiceDep,
+    recorder: RecorderDep,
     version: Version = None,
     operating_point: OperatingPoint = None,
 ) -> Response:
@@ -121,7 +128,10 @@ async def explain(
     async with service.receive(body, max_files=1) as form:
         if form.files_named("files"):
             raise InvalidInput("/explain takes one image in the field 'file'")
-        outcome = await service.classify(model, form.files_named("file"), DISPLAY_SIZE)  # display-sized copy
+        uploads = form.files_named("file")
+        outcome = await service.classify(model, uploads, DISPLAY_SIZE)  # display-sized copy
+        answered = [outcome.prediction(0, None, operating_point)]
+        await recorder.record(request, model, outcome, uploads, answered, version is not None, EXPLAIN)
     label_index = outcome.label_index(0, operating_point)
     overlay = await service.explain(model, outcome.images[0], label_index)
     png = await anyio.to_thread.run_sync(to_bytes, overlay)
@@ -133,6 +143,7 @@ async def explain(
             "X-Model-Version": model.version,
             "X-Explained-By": explained_by(model.classifier),
             "X-Out-Of-Population": str(bool(outcome.scores.ood_flags[0])).lower(),
+            "X-Prediction-Request-ID": answered[0]["request_id"],  # the record's id (feedback, lookup)
         },
     )
 

@@ -25,6 +25,7 @@ from pneumonia_zoo.serving.explain import (
 )
 from pneumonia_zoo.serving.holder import LoadedModel
 from pneumonia_zoo.serving.inference import InferenceService
+from pneumonia_zoo.serving.recording import PAGE, get_recorder
 from pneumonia_zoo.serving.schemas import ModelVersionInfo
 from pneumonia_zoo.serving.uploads import UploadedFile, UploadForm
 from pneumonia_zoo.tracking.records import evaluations_by_context
@@ -118,6 +119,9 @@ async def _result_page(
     outcome = await service.classify(model, [upload], DISPLAY_SIZE)  # a display-sized copy for the page
     images = outcome.images
     prediction = outcome.prediction(0, upload.filename, operating_point)
+    await get_recorder(request).record(
+        request, model, outcome, [upload], [prediction], version is not None, PAGE
+    )
     no_heatmap = heatmap_unavailable(model.classifier)  # the page says why, and shows the prediction
     label_index = outcome.label_index(0, operating_point)
     overlay = None if no_heatmap else await service.explain(model, images[0], label_index)
