@@ -200,6 +200,15 @@ def export_starter(
             help="Round weights to float16 (half the size); ONNX is rebuilt from exactly those weights.",
         ),
     ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="The chest_xray/ folder it was trained on: a package without the monitor's drift "
+            "reference gets it, from its validation split.",
+        ),
+    ] = None,
 ) -> None:
     """Write a registered version as the starter model: its package plus its model card."""
     from pneumonia_zoo.workflows.compare import timing_images
@@ -207,7 +216,9 @@ def export_starter(
 
     samples = settings().sample_images_dir
     check = timing_images(samples, count=8) if samples.is_dir() else None
-    result = run_export(open_store(), model, out, fp16, check)
+    if data is not None:
+        require_data_folder(data)
+    result = run_export(open_store(), model, out, fp16, check, data)
     output.show(
         output.render_starter_written(
             out, result.total_bytes, result.float16, result.max_probability_change, len(check or [])

@@ -16,7 +16,7 @@ import numpy as np
 from pneumonia_zoo.data.images import read_image
 from pneumonia_zoo.package.build import to_float16
 from pneumonia_zoo.package.classifier import load_classifier
-from pneumonia_zoo.package.format import CONFIG_FILE
+from pneumonia_zoo.package.format import CONFIG_FILE, ReferenceDistributions
 from pneumonia_zoo.package.io import read_config, record_files, sha256_file
 from pneumonia_zoo.resources import STARTER_DIR
 from pneumonia_zoo.tracking.cards import CARD_ARTIFACT, render_card
@@ -81,6 +81,25 @@ def _register_starter(store: Store, starter_dir: Path, digest: str) -> str:
         )
 
 
+def add_reference(directory: Path, data: Path) -> None:
+    """The monitor's drift reference (validation P and guard scores, as this package serves them),
+    for a package made before packages kept it; its validation split is rebuilt from its own seed."""
+    from pneumonia_zoo.data.cache import decode_all
+    from pneumonia_zoo.data.transforms import Preprocessing
+    from pneumonia_zoo.evaluation.predict import predict_images
+    from pneumonia_zoo.evaluation.report import evaluate
+    from pneumonia_zoo.workflows.evaluate import select_data
+
+    classifier = load_classifier(directory)
+    validation = select_data(classifier, data, None, "val", None)
+    images = decode_all(validation.samples, Preprocessing(classifier.input_size), "decode val", quiet=True)
+    evaluation = evaluate("val", predict_images(classifier, images), classifier.config, bootstrap=0)
+    config = read_config(directory)
+    predictions = evaluation.predictions
+    config.reference = ReferenceDistributions.from_scores(predictions.probs, predictions.ood_scores)
+    record_files(directory, config)
+
+
 # --- export: a registered version -> assets/starter/ ---------------------------------------------
 
 
@@ -93,12 +112,19 @@ class ExportResult:
 
 
 def export_starter(
-    store: Store, model_uri: str, out: Path, float16: bool = False, check_images: list[Path] | None = None
+    store: Store,
+    model_uri: str,
+    out: Path,
+    float16: bool = False,
+    check_images: list[Path] | None = None,
+    data: Path | None = None,
 ) -> ExportResult:
     """Write a registered version's package (and its model card) to `out`; the result is verified.
 
     With `float16`, weights are rounded to float16 and the ONNX exports rebuilt from exactly those
-    weights; `check_images` then measure the largest change in a probability.
+    weights; `check_images` then measure the largest change in a probability. `data` (the Kaggle folder
+    it was trained on): a package without the monitor's drift reference gets it, from its own
+    validation split as exported.
     """
     with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-export-") as tmp:
         resolved, source = store.load(model_uri, destination=Path(tmp) / "download")
@@ -109,6 +135,8 @@ def export_starter(
         record_files(staging, config)
         if float16:
             to_float16(staging)
+        if data is not None and read_config(staging).reference is None:
+            add_reference(staging, data)
         exported = load_classifier(staging)  # refuse to leave behind a package that does not load
         change = None
         if check_images:

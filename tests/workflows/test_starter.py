@@ -3,6 +3,7 @@ when the registry has none, and never registered twice."""
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,11 @@ from safetensors import safe_open
 from pneumonia_zoo.data.images import read_image
 from pneumonia_zoo.package.classifier import Classifier, load_classifier
 from pneumonia_zoo.package.format import CONFIG_FILE, GUARD_FILE, ONNX_FILE, WEIGHTS_FILE
-from pneumonia_zoo.package.io import sha256_file
+from pneumonia_zoo.package.io import read_config, record_files, sha256_file
 from pneumonia_zoo.tracking.params import train_command, train_config_from_params
 from pneumonia_zoo.tracking.records import PACKAGE_SHA_TAG
 from pneumonia_zoo.tracking.store import Store
-from pneumonia_zoo.workflows.starter import MODEL_CARD, ensure_champion, export_starter
+from pneumonia_zoo.workflows.starter import MODEL_CARD, add_reference, ensure_champion, export_starter
 from tests.conftest import all_runs, registry_client, store_for
 from tests.integration.test_train_register import cli
 from tests.training.test_config import parse_train_command
@@ -190,3 +191,26 @@ def test_register_starter_cli(exported: Path, tmp_path: Path) -> None:
     result = cli("register-starter", "--dir", str(exported), store=uri)
     assert "pneumonia-classifier@champion is version 1" in result.stdout
     assert store_for(uri).champion_version() == "1"
+
+
+def test_a_package_without_a_drift_reference_gets_the_one_training_would_have_kept(
+    exported: Path, tmp_path: Path, fixture_data: Path
+) -> None:
+    """add_reference rebuilds the validation split from the package's own seed and scores it as served:
+    the distributions training keeps, up to the decoding path (training's cache vs a fresh decode: P
+    differs by a few thousandths)."""
+    kept = read_config(exported).reference
+    assert kept is not None
+    package = tmp_path / "package"
+    shutil.copytree(exported, package, ignore=shutil.ignore_patterns(MODEL_CARD))
+    config = read_config(package)
+    config.reference = None
+    record_files(package, config)
+    add_reference(package, fixture_data)
+    rebuilt = read_config(package).reference
+    assert rebuilt is not None and kept.guard_score is not None and rebuilt.guard_score is not None
+    for new, old in ((rebuilt.p_pneumonia, kept.p_pneumonia), (rebuilt.guard_score, kept.guard_score)):
+        assert new.n == old.n > 0
+        assert new.edges == pytest.approx(old.edges, abs=0.02)
+        assert new.proportions == pytest.approx(old.proportions, abs=1.01 / old.n)
+    load_classifier(package)  # every hash still matches
