@@ -164,11 +164,13 @@ def run_one(command: list[str], env: dict[str, str], timeout: float) -> str:
 
 def finish_store(uri: str) -> None:
     """Tag every run and version as this recipe's; a run left RUNNING by a kill is marked KILLED."""
+    from mlflow import MlflowClient
+
     from pneumonia_zoo.config import Settings
     from pneumonia_zoo.tracking.store import Store
 
     store = Store(Settings(tracking_uri=uri))
-    client = store.client
+    client = MlflowClient(tracking_uri=uri)  # every run of every experiment: below Store's view
     for experiment in client.search_experiments():
         for run in client.search_runs([experiment.experiment_id]):
             for key, value in RECIPE_TAG.items():

@@ -82,6 +82,13 @@ def all_runs(store, experiment: str | None = None) -> list:
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
+def client_for(uri: str):
+    """MLflow's own client on `uri`: tests read the real store below the Store's typed view."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def store_for(uri: str, **settings):
     """A Store on `uri`, from settings built here (not from the environment)."""
     from pneumonia_zoo.tracking.store import Store

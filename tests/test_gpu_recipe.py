@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, store_for
+from tests.conftest import PROJECT_ROOT, client_for, store_for
 
 RECIPE = PROJECT_ROOT / "results" / "gpu_recipe.py"
 
@@ -41,8 +41,9 @@ def test_tiny_recipe_on_cpu_trains_tags_and_packs(tmp_path: Path, train_only_dat
     assert not [n for n in names if "/models/" in n or n.endswith(".safetensors")]  # no packages travel
     assert any(n.endswith("plots/val_reliability.png") for n in names)  # the runs' plots do
 
-    store = store_for(f"sqlite:///{tmp_path / 'unpacked' / 'gpu-store' / 'mlflow.db'}")
-    runs = {run.data.tags["architecture"]: run for run in store.client.search_runs(["0", "1"])}
+    unpacked = f"sqlite:///{tmp_path / 'unpacked' / 'gpu-store' / 'mlflow.db'}"
+    store, client = store_for(unpacked), client_for(unpacked)
+    runs = {run.data.tags["architecture"]: run for run in client.search_runs(["0", "1"])}
     assert set(runs) == {"efficientnet_lite0", "alexnet"}
     for arch, run in runs.items():
         assert run.info.status == "FINISHED"
@@ -63,7 +64,7 @@ def test_tiny_recipe_on_cpu_trains_tags_and_packs(tmp_path: Path, train_only_dat
         )
         assert version.tags["recipe"] == "gpu_recipe"
     # The packed store's artifacts are found where they were unpacked, relative to that folder's parent.
-    location = store.client.get_experiment(runs["alexnet"].info.experiment_id).artifact_location
+    location = client.get_experiment(runs["alexnet"].info.experiment_id).artifact_location
     assert location.startswith("./gpu-store/mlruns")
 
 

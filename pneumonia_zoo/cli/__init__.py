@@ -3,8 +3,7 @@ compare | card | register-starter | export-starter | backfill-guard | serve | ui
 shadow start|stop|promote.
 
 One module per group of commands (train.py, evaluate.py, site.py, predict.py, registry.py, service.py,
-live.py); what
-they print is in output.py. Options are validated before torch or MLflow are imported (they load inside
+live.py); what they print is in output.py. Options are validated before torch or MLflow are imported (they load inside
 the commands), so a typo is refused at once and `--help` is fast.
 """
 
@@ -46,8 +45,10 @@ COMMANDS: list[tuple[Callable[..., None], str]] = [
 ]
 for function, name in COMMANDS:
     app.command(name)(one_line_errors(function))
-app.add_typer(live.feedback, name="feedback")
-app.add_typer(live.shadow, name="shadow")
+# Sub-apps (name, group), listed after the commands.
+GROUPS: list[tuple[str, typer.Typer]] = [("feedback", live.feedback), ("shadow", live.shadow)]
+for name, group in GROUPS:
+    app.add_typer(group, name=name)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 import pneumonia_zoo
-from pneumonia_zoo.cli import COMMANDS, one_line_errors
+from pneumonia_zoo.cli import COMMANDS, GROUPS, one_line_errors
 from pneumonia_zoo.errors import InvalidInput, RegistryUnavailable
 from tests.cli.helpers import flat, invoke
 
@@ -36,7 +36,7 @@ def test_the_app_lists_every_command_in_order(monkeypatch: pytest.MonkeyPatch, t
     result = invoke(monkeypatch, tracking_store, "--help")
     assert result.exit_code == 0
     listed = [line.strip("│ ").split(" ")[0] for line in result.stdout.splitlines() if line.startswith("│ ")]
-    assert listed == ["--help", *(name for _, name in COMMANDS)]
+    assert listed == ["--help", *(name for _, name in COMMANDS), *(name for name, _ in GROUPS)]
     assert set(HELP_SHOWS) == {name for _, name in COMMANDS}
 
 

@@ -103,7 +103,7 @@ def test_an_unknown_operating_point_fails_before_decoding(
     not_an_image.write_text("not an image")
     args = ("predict", str(not_an_image), "--model", str(STARTER_DIR))
     result = invoke(monkeypatch, tracking_store, *args, "--operating-point", "lenient")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # invalid input: the usage-error code, as Click gives a bad option
     assert result.stderr.startswith("error: unknown operating point 'lenient': choose one of ")
     result = invoke(monkeypatch, tracking_store, *args)  # with a known point, the file itself is refused
     assert result.exit_code == 1 and result.stderr.startswith(f"error: {not_an_image}: ")

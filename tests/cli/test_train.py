@@ -8,7 +8,7 @@ import pytest
 from pneumonia_zoo.training.schedules import SCHEDULE_NAMES
 from pneumonia_zoo.zoo.architectures import ARCHITECTURES
 from tests.cli.helpers import flat, invoke
-from tests.conftest import store_for
+from tests.conftest import client_for
 
 TINY = ("--arch", "small_cnn", "--image-size", "32", "--epochs", "1")
 
@@ -66,8 +66,7 @@ def test_a_missing_data_folder_is_one_line_and_nothing_is_logged(
     missing = tmp_path / "nowhere"
     result = invoke(monkeypatch, tracking_store, command, *TINY, "--data", str(missing))
     assert (result.exit_code, result.stderr) == (1, f"error: data folder {missing} does not exist\n")
-    store = store_for(tracking_store)
-    assert store.client.search_experiments(filter_string="name = 'pneumonia-zoo'") == []
+    assert client_for(tracking_store).search_experiments(filter_string="name = 'pneumonia-zoo'") == []
     assert store.versions() == []
 
 
@@ -102,4 +101,4 @@ def test_a_sweep_checks_its_backend_and_every_schedule_before_any_run(
     assert result.stderr.startswith(
         "error: invalid --schedule: unknown schedule 'linear': choose one of constant,"
     )
-    assert store_for(tracking_store).client.search_experiments(filter_string="name = 'pneumonia-zoo'") == []
+    assert client_for(tracking_store).search_experiments(filter_string="name = 'pneumonia-zoo'") == []

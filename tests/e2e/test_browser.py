@@ -258,8 +258,8 @@ def test_api_docs_render_without_internet(page, url):
 
     page.goto(f"{url}/docs")
     expect(page.locator(".opblock").first).to_be_visible()
-    expect(page.locator(".opblock-summary-path", has_text="/api/v1/predict")).to_be_visible()
-    page.locator(".opblock-summary-path", has_text="/api/v1/predict").click()
+    expect(page.locator('.opblock-summary-path[data-path="/api/v1/predict"]')).to_be_visible()
+    page.locator('.opblock-summary-path[data-path="/api/v1/predict"]').click()
     expect(page.get_by_role("button", name="Try it out")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "10-docs.png", full_page=True)
     assert csp_violations(page) == [] and page.external_requests == []

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from pneumonia_zoo.errors import MissingWeightsError
 from pneumonia_zoo.zoo.factory import create_model, pretrained_available
-from tests.conftest import PROJECT_ROOT, store_for
+from tests.conftest import PROJECT_ROOT, client_for
 
 DESIGN_CARD = ("vgg16", "densenet201", "alexnet", "resnet50")
 # A backbone convolution near the input and one deep inside, per network (torchvision's key names).
@@ -101,7 +101,7 @@ def test_train_pretrained_loads_the_cached_checkpoint_and_fine_tunes_a_step(
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "Downloading" not in result.stdout + result.stderr  # the cache answered: no download was tried
 
-    client = store_for(store).client
+    client = client_for(store)
     (run,) = client.search_runs([client.get_experiment_by_name("pneumonia-zoo").experiment_id])
     assert run.data.tags["pretrained"] == "True" and run.data.params["pretrained"] == "True"
     assert run.data.metrics["epochs_run"] == 1
