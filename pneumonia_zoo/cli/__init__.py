@@ -3,8 +3,8 @@ compare | card | register-starter | export-starter | backfill-guard | serve | ui
 shadow start|stop|promote.
 
 One module per group of commands (train.py, evaluate.py, site.py, predict.py, registry.py, service.py,
-live.py); what they print is in output.py. Options are validated before torch or MLflow are imported (they load inside
-the commands), so a typo is refused at once and `--help` is fast.
+live.py); what they print is in output.py. Options are validated before torch or MLflow are imported
+(they load inside the commands), so a typo is refused at once and `--help` is fast.
 """
 
 import os

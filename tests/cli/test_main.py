@@ -20,6 +20,8 @@ HELP_SHOWS = {
     "sweep": "--max-concurrent",
     "ensemble": "--tta",
     "evaluate": "--split",
+    "split-manifest": "--test-fraction",
+    "adapt": "--holdout",
     "promote": "--metric",
     "predict": "--runtime",
     "compare": "--latest-per-arch",

@@ -8,7 +8,7 @@ import pytest
 from pneumonia_zoo.training.schedules import SCHEDULE_NAMES
 from pneumonia_zoo.zoo.architectures import ARCHITECTURES
 from tests.cli.helpers import flat, invoke
-from tests.conftest import client_for
+from tests.conftest import client_for, store_for
 
 TINY = ("--arch", "small_cnn", "--image-size", "32", "--epochs", "1")
 
@@ -67,7 +67,7 @@ def test_a_missing_data_folder_is_one_line_and_nothing_is_logged(
     result = invoke(monkeypatch, tracking_store, command, *TINY, "--data", str(missing))
     assert (result.exit_code, result.stderr) == (1, f"error: data folder {missing} does not exist\n")
     assert client_for(tracking_store).search_experiments(filter_string="name = 'pneumonia-zoo'") == []
-    assert store.versions() == []
+    assert store_for(tracking_store).versions() == []
 
 
 def test_a_required_option_is_asked_for(monkeypatch: pytest.MonkeyPatch, tracking_store: str) -> None:
