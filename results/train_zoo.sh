@@ -7,8 +7,9 @@
 #
 # Versions 1-2: EfficientNet-Lite0 and -Lite1 from ImageNet weights (offline packages), the robust recipe.
 # Versions 3-6: the design-card networks from random weights (no ImageNet weights offline), at 64 px with
-# a 7-minute budget each. Version 7: the ensemble of versions 1 and 2. Then the champion (lowest validation
-# Brier since issue 21; validation AUC when results/store was made), evaluations logged against it, the shipped starter and the compare report.
+# a 7-minute budget each. Version 7: the ensemble of versions 1 and 2. Then the champion (lowest
+# validation Brier since issue 21; validation AUC when results/store was made), evaluations logged
+# against it, the shipped starter and the compare report.
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
 PZ=${PZ:-.venv/bin/pneumonia-zoo}
