@@ -16,6 +16,7 @@ REGISTRY_URI_FORMS = f"{ALIAS_FORM} or {VERSION_FORM}"
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[0-9]+))$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-f]+)$")
 _VERSION = re.compile(r"^[0-9]+$")  # ASCII digits only: str.isdigit() also accepts "١" or "²"
+_MAX_DIGITS = 18  # MLflow's version numbers are 64-bit integers
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,10 @@ def normalize_version(text: str) -> str:
     """'0001' -> '1'; InvalidInput for anything but ASCII digits (a registry version number)."""
     if not _VERSION.fullmatch(text):
         raise InvalidInput(f"version must be a registry version number, not '{text[:40]}'")
-    return str(int(text))
+    digits = text.lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:  # and int() refuses strings past 4300 digits with a ValueError
+        raise InvalidInput(f"version must be a registry version number, not '{text[:40]}'")
+    return digits
 
 
 def version_uri(name: str, version: str | int) -> str:
