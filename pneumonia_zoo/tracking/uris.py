@@ -7,7 +7,7 @@ model (MLflow 3). Versions are normalised once here: ASCII digits only, no leadi
 import re
 from dataclasses import dataclass
 
-from pneumonia_zoo.errors import InvalidInput
+from pneumonia_zoo.errors import InvalidInput, NotFound
 
 SCHEME = "models:/"
 ALIAS_FORM = f"{SCHEME}NAME@ALIAS"
@@ -34,12 +34,13 @@ def is_registry_uri(text: str) -> bool:
 
 
 def normalize_version(text: str) -> str:
-    """'0001' -> '1'; InvalidInput for anything but ASCII digits (a registry version number)."""
+    """'0001' -> '1'; InvalidInput for anything but ASCII digits (a registry version number), NotFound
+    for a number longer than any registry's."""
     if not _VERSION.fullmatch(text):
         raise InvalidInput(f"version must be a registry version number, not '{text[:40]}'")
     digits = text.lstrip("0") or "0"
-    if len(digits) > _MAX_DIGITS:  # and int() refuses strings past 4300 digits with a ValueError
-        raise InvalidInput(f"version must be a registry version number, not '{text[:40]}'")
+    if len(digits) > _MAX_DIGITS:  # no registry holds it (and int() refuses 4300 digits with a ValueError)
+        raise NotFound(f"there is no version {digits[:20]}... in the registry")
     return digits
 
 

@@ -191,9 +191,12 @@ def test_a_version_written_with_zeros_is_loaded_once(live, xray_bytes) -> None:
         assert page.status_code == 200
         form = http.post("/predict", data={"version": "000002"}, **upload(xray_bytes))
         assert form.status_code == 200
-        for foreign in ("١", "٢", "²", "2\n", " 2", "+2", "1" * 5000):
+        for foreign in ("١", "٢", "²", "2\n", " 2", "+2"):
             refused = http.post("/api/v1/predict", params={"version": foreign}, **upload(xray_bytes))
             assert refused.status_code == 422, (foreign, refused.text)
+        # Past Python's 4300-digit int() limit: no registry holds it (was a 500).
+        huge = http.post("/api/v1/predict", params={"version": "1" * 5000}, **upload(xray_bytes))
+        assert huge.status_code == 404, huge.text
     assert loads(log, "2") == 1, log.read_text()[-3000:]
 
 
