@@ -16,6 +16,7 @@ Comparisons are constant-time (`secrets.compare_digest`).
 
 import base64
 import binascii
+import html
 import json
 import secrets
 from urllib.parse import urlsplit
@@ -29,6 +30,12 @@ CHALLENGE = 'Basic realm="pneumonia-zoo", charset="UTF-8"'  # a browser then ask
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/heatmap-legend.png"})
 OPEN_PREFIXES = ("/static/", "/static-docs/")
 METRICS_PATH = "/metrics"
+_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Pneumonia Zoo: {status}</title>'
+    '<link rel="stylesheet" href="/static/style.css"></head><body><main><h1>{status}</h1><p>{detail}.</p>'
+    "<p>Reload the page and sign in with any user name and the service's access key as password.</p>"
+    "</main></body></html>"
+)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SAME_ORIGIN_FETCH = frozenset({"same-origin", "none"})
 MISSING_KEY = f"a valid {API_KEY_HEADER} header (or HTTP Basic password) is required"
@@ -102,20 +109,27 @@ class AccessMiddleware:
             return
         headers = Headers(scope=scope)
         how = authenticated_by(headers, self.expected)
+        page = "text/html" in headers.get("accept", "")
         if how is None:
-            await _refuse(send, 401, MISSING_KEY, {"www-authenticate": CHALLENGE})
+            await _refuse(send, 401, MISSING_KEY, {"www-authenticate": CHALLENGE}, page)
             return
         if how == "basic" and scope["method"] not in SAFE_METHODS and not same_origin(headers):
-            await _refuse(send, 403, CROSS_SITE, {})
+            await _refuse(send, 403, CROSS_SITE, {}, page)
             return
         await self.app(scope, receive, send)
 
 
-async def _refuse(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
-    """A JSON answer without reading the body; the connection closes (an unread body cannot be reused)."""
-    body = json.dumps({"detail": detail}).encode()
+async def _refuse(send: Send, status: int, detail: str, headers: dict[str, str], page: bool) -> None:
+    """`{"detail": ...}`, or a short page for a browser (shown when its login prompt is cancelled), without
+    reading the body; the connection closes (an unread body cannot be reused)."""
+    if page:
+        body = _PAGE.format(status=status, detail=html.escape(detail)).encode()
+        media_type = b"text/html; charset=utf-8"
+    else:
+        body = json.dumps({"detail": detail}).encode()
+        media_type = b"application/json"
     raw = [
-        (b"content-type", b"application/json"),
+        (b"content-type", media_type),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
         (b"cache-control", b"no-store"),

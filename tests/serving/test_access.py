@@ -85,6 +85,13 @@ def test_no_route_predicts_without_the_key(locked: TestClient, xray_bytes: bytes
         assert response.status_code == 401, response.request.url
 
 
+def test_a_browser_is_asked_for_the_key_and_told_how(locked: TestClient) -> None:
+    page = locked.get("/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 401 and page.headers["www-authenticate"].startswith('Basic realm="')
+    assert "text/html" in page.headers["content-type"] and "access key as password" in page.text
+    assert "<script" not in page.text and "style=" not in page.text  # the strict policy holds
+
+
 def test_pages_work_with_http_basic(locked: TestClient, xray_bytes: bytes) -> None:
     assert locked.get("/", auth=BASIC).status_code == 200
     assert locked.get(f"/samples/{SAMPLE}", auth=BASIC).status_code == 200
