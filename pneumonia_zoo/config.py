@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     # Serving (pneumonia_zoo.serving).
     reload_interval_s: float = Field(default=30.0, ge=0)  # re-check the champion alias; 0 = off
     admin_token: SecretStr | None = None  # bearer token for /api/v1/admin/*; unset = disabled
-    api_key: SecretStr | None = None  # X-API-Key required on /api/*; unset = the API is open
+    api_key: SecretStr | None = None  # required on every route but the probes (access.py); unset = open
     # Browser origins allowed to call the API cross-site ("https://a.org,https://b.org"); empty = none.
     cors_origins: Annotated[list[str], NoDecode] = []
     runtime: Runtime = "auto"  # auto: ONNX Runtime when the version has it
@@ -85,6 +85,24 @@ class Settings(BaseSettings):
     shadow_sample: float = Field(default=0.2, ge=0, le=1)  # share of champion requests scored by it
     shadow_queue: int = Field(default=16, ge=1)  # shadow jobs waiting; more are dropped and counted
     sample_images_dir: Path = SAMPLE_IMAGES_DIR
+    # Access (serving/access.py): with api_key set, /metrics needs it too unless this is true.
+    metrics_public: bool = False
+    # sha256 digests of the model.json files allowed to serve (comma-separated); empty = any verified
+    # package. model.json records the sha256 of every other file, so its digest pins the whole package.
+    trusted_digests: Annotated[list[str], NoDecode] = []
+
+    @field_validator("trusted_digests", mode="before")
+    @classmethod
+    def _split_digests(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [digest for digest in value.split(",") if digest.strip()]
+        if isinstance(value, list | tuple):
+            digests = [str(digest).strip().lower().removeprefix("sha256:") for digest in value]
+            for digest in digests:
+                if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                    raise ValueError(f"'{digest[:70]}' is not a sha256 digest (64 hex digits)")
+            return digests
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -25,8 +25,15 @@
 #   CPU, MEMORY           per replica, default 1.0 and 2Gi (a valid Container Apps pair)
 #   MIN_REPLICAS, MAX_REPLICAS, CONCURRENT_REQUESTS   scale: default 1, 5 and 10 requests per replica
 #   PNEUMONIA_ZOO_REGISTERED_MODEL_NAME, PNEUMONIA_ZOO_CHAMPION_ALIAS   what the service follows
-#   PNEUMONIA_ZOO_API_KEY      optional; stored as the secret `api-key`: /api/* then needs X-API-Key
+#   PNEUMONIA_ZOO_API_KEY      stored as the secret `api-key`: every route but the probes then needs it
+#                              (X-API-Key, or the browser's HTTP Basic password). Required with external
+#                              ingress unless AZ_PLATFORM_AUTH=1: the script refuses to expose an open service
+#   INGRESS                    external (default: reachable from the internet) or internal (the environment's
+#                              virtual network only)
+#   AZ_PLATFORM_AUTH=1         Container Apps authentication (az containerapp auth) guards the app instead
+#                              of the key: checked to be enabled on the existing app before it is updated
 #   PNEUMONIA_ZOO_ADMIN_TOKEN  optional; stored as the secret `admin-token`: enables the admin reload
+#   PNEUMONIA_ZOO_TRUSTED_DIGESTS  optional; the only packages (model.json sha256) the service may load
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,6 +78,9 @@ model_name=${PNEUMONIA_ZOO_REGISTERED_MODEL_NAME:-pneumonia-classifier}
 champion_alias=${PNEUMONIA_ZOO_CHAMPION_ALIAS:-champion}
 api_key=${PNEUMONIA_ZOO_API_KEY:-}
 admin_token=${PNEUMONIA_ZOO_ADMIN_TOKEN:-}
+trusted_digests=${PNEUMONIA_ZOO_TRUSTED_DIGESTS:-}
+ingress=${INGRESS:-external}
+platform_auth=${AZ_PLATFORM_AUTH:-0}
 
 [[ $acr =~ ^[a-zA-Z0-9]{5,50}$ ]] || die "AZ_ACR_NAME must be 5-50 letters and digits: '$acr'"
 [[ $target =~ ^(slim|full)$ ]] || die "IMAGE_TARGET must be slim or full: '$target'"
@@ -81,6 +91,12 @@ for number in "$min_replicas" "$max_replicas" "$concurrent_requests"; do
 done
 ((min_replicas >= 1)) || die "MIN_REPLICAS must be at least 1 (a cold start downloads and loads a model)"
 ((max_replicas >= min_replicas)) || die "MAX_REPLICAS ($max_replicas) is below MIN_REPLICAS ($min_replicas)"
+[[ $ingress =~ ^(external|internal)$ ]] || die "INGRESS must be external or internal: '$ingress'"
+[[ $platform_auth =~ ^[01]$ ]] || die "AZ_PLATFORM_AUTH must be 0 or 1: '$platform_auth'"
+# The service runs models for whoever reaches it: on the internet, only behind the key or the platform's login.
+if [ "$ingress" = external ] && [ -z "$api_key" ] && [ "$platform_auth" != 1 ]; then
+    die "external ingress without PNEUMONIA_ZOO_API_KEY would let anyone run the models: set the key, or AZ_PLATFORM_AUTH=1 (Container Apps authentication), or INGRESS=internal"
+fi
 
 if [ -z "${IMAGE_TAG:-}" ]; then
     if commit=$(git -C "$repo_root" rev-parse --short=12 HEAD 2>/dev/null); then
@@ -154,6 +170,8 @@ declare -A values=(
     [CONCURRENT_REQUESTS]=$(quote "$concurrent_requests")
     [API_KEY]=${api_key:+$(quote "$api_key")}
     [ADMIN_TOKEN]=${admin_token:+$(quote "$admin_token")}
+    [TRUSTED_DIGESTS]=${trusted_digests:+$(quote "$trusted_digests")}
+    [EXTERNAL]=$([ "$ingress" = external ] && echo true || echo false)
 )
 
 # Replace each ${NAME} in one left-to-right pass (a value is never scanned again); comments stay as they are.
@@ -187,7 +205,16 @@ spec=$(mktemp "${TMPDIR:-/tmp}/containerapp.XXXXXX.yaml")
 trap 'rm -f "$spec"' EXIT
 render >"$spec"
 
-if az containerapp show --name "$app" --resource-group "$group" --output none 2>/dev/null; then
+app_exists=0
+az containerapp show --name "$app" --resource-group "$group" --output none 2>/dev/null && app_exists=1
+if [ "$ingress" = external ] && [ -z "$api_key" ]; then
+    # AZ_PLATFORM_AUTH=1: the platform's login must already guard the app, or it would go out open.
+    ((app_exists)) || die "AZ_PLATFORM_AUTH=1 needs the app to exist with authentication on: deploy it first with INGRESS=internal, enable it (az containerapp auth update ... --enabled true), then deploy again"
+    enabled=$(az containerapp auth show --name "$app" --resource-group "$group" --query platform.enabled --output tsv 2>/dev/null || true)
+    [ "$enabled" = true ] || die "AZ_PLATFORM_AUTH=1 but Container Apps authentication is not enabled on $app (az containerapp auth show): refusing to expose it without PNEUMONIA_ZOO_API_KEY"
+fi
+
+if ((app_exists)); then
     step "updating app $app: new revision with $image"
     az containerapp update --name "$app" --resource-group "$group" --yaml "$spec" --output none
 else

@@ -7,6 +7,7 @@ strings ("True", "None", "0.15"): they are read into the typed fields.
 """
 
 import json
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from pydantic import (
@@ -98,10 +99,34 @@ class ReferenceDistributions(BaseModel):
         return cls(p_pneumonia=p_pneumonia, guard_score=distribution(guard_scores))
 
 
+def inside_package(name: str) -> str:
+    """`name` as a path relative to the package folder; PackageError for one that could leave it
+    (absolute, a drive, `..`): model.json comes from the registry, which anyone who can write to it
+    controls."""
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if (
+        not name
+        or "\0" in name
+        or posix.is_absolute()
+        or windows.is_absolute()
+        or windows.drive
+        or windows.root
+        or ".." in posix.parts
+        or ".." in windows.parts
+    ):
+        raise PackageError(f"{CONFIG_FILE} names a path outside the package ('{name[:80]}'): refusing it")
+    return name
+
+
 class MemberRef(BaseModel):
     path: str  # folder of the member's own (single) package, relative to the ensemble's
     architecture: str
     weight: float = 1.0
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        return inside_package(value)
 
 
 class PackageInfo(BaseModel):
@@ -169,6 +194,13 @@ class PackageConfig(BaseModel):
     # Validation distributions of P and the guard score (live drift is measured against them).
     reference: ReferenceDistributions | None = None
     files: dict[str, str] = Field(default_factory=dict)  # relative path -> sha256
+
+    @field_validator("files")
+    @classmethod
+    def _files_inside(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            inside_package(name)
+        return value
 
     @field_validator("metrics", mode="before")
     @classmethod

@@ -21,6 +21,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def package_digest(directory: Path) -> str:
+    """The sha256 of the package's model.json: it records the sha256 of every other file (and verify()
+    checks them), so this one digest pins the whole package, ensemble members included."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise PackageError(f"no {CONFIG_FILE} in {Path(directory).name}/: not a pneumonia-zoo model package")
+    return sha256_file(path)
+
+
 def read_config(directory: Path) -> PackageConfig:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
@@ -32,9 +41,13 @@ def verify(directory: Path, config: PackageConfig) -> None:
     """Every recorded file is present and matches its sha256 (paths may name member folders)."""
     if not config.is_ensemble and WEIGHTS_FILE not in config.files:
         raise PackageError(f"{CONFIG_FILE} records no {WEIGHTS_FILE}")
+    root = Path(directory).resolve()
     for name, expected in config.files.items():
         path = directory / name
-        if ".." in Path(name).parts or not path.is_file():
+        # format.py refuses absolute and `..` names; a link pointing out of the folder is refused here.
+        if not path.resolve().is_relative_to(root):
+            raise PackageError(f"{name} points outside the package")
+        if not path.is_file():
             raise PackageError(f"{name} is missing from the model package")
         if sha256_file(path) != expected:
             raise PackageError(f"{name} does not match its recorded sha256: refusing a tampered model")

@@ -18,6 +18,7 @@ from pneumonia_zoo.config import Settings, get_settings
 from pneumonia_zoo.errors import ZooError
 from pneumonia_zoo.resources import STATIC_DIR, TEMPLATES_DIR
 from pneumonia_zoo.serving import docs
+from pneumonia_zoo.serving.access import AccessMiddleware
 from pneumonia_zoo.serving.admission import Budget
 from pneumonia_zoo.serving.errors import http_error
 from pneumonia_zoo.serving.holder import ModelHolder
@@ -89,7 +90,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = templates
     app.state.live = live
 
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Innermost first. The key is checked inside CORS (a preflight carries no credentials) and outside
+    # every route; the metrics count refused requests too.
+    app.add_middleware(AccessMiddleware, settings=settings)
     if settings.cors_origins:  # closed by default: browsers then refuse cross-site calls
         app.add_middleware(
             CORSMiddleware,
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=[API_KEY_HEADER, "Authorization"],
             expose_headers=["X-Predicted-Label", "X-Model-Version", REQUEST_ID_HEADER],
         )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(SecurityHeadersMiddleware)  # outside CORS: preflights get the headers too
     app.add_middleware(RequestIdMiddleware)  # outermost: every response (and log line) has its id
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -16,11 +16,14 @@ from pathlib import Path
 import psutil
 
 from pneumonia_zoo.config import Settings
-from pneumonia_zoo.errors import NotFound, UserError
-from pneumonia_zoo.package.classifier import Classifier
+from pneumonia_zoo.errors import NotFound, PackageRejected, UserError
+from pneumonia_zoo.package.classifier import Classifier, load_classifier
+from pneumonia_zoo.package.io import package_digest
 from pneumonia_zoo.package.prediction import ModelInfo
 from pneumonia_zoo.serving.explain import warm_up_explainer
+from pneumonia_zoo.tracking.records import VersionRecord
 from pneumonia_zoo.tracking.store import Store
+from pneumonia_zoo.tracking.uris import normalize_version
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +205,10 @@ class ModelHolder:
     # -- other versions ------------------------------------------------------------------------------
 
     def get_version(self, version: str) -> LoadedModel:
-        """A specific version: the champion, a cached one, or loaded now (blocking; call in a thread)."""
+        """A specific version: the champion, a cached one, or loaded now (blocking; call in a thread).
+
+        The cache is keyed by the normalised number: "01", "0001" and "1" are one entry, one load."""
+        version = normalize_version(version)
         current = self.current
         if current is not None and current.version == version:
             return current
@@ -250,10 +256,34 @@ class ModelHolder:
         process = psutil.Process()
         before = process.memory_info().rss
         with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-serve-") as tmp:
-            resolved, classifier = self.store.load(model_uri, self.settings.runtime, Path(tmp))
+            resolved, classifier, digest = load_trusted(self.store, self.settings, model_uri, Path(tmp))
             files = sum(path.stat().st_size for path in classifier.directory.rglob("*") if path.is_file())
             classifier.warm_up()
             warm_up_explainer(classifier)
         footprint = max(files, process.memory_info().rss - before)
-        log.info("loaded version %s (%s, %.0f MB)", resolved.version, classifier.runtime, footprint / 2**20)
+        log.info(
+            "loaded version %s (%s, %.0f MB, model.json sha256 %s)",
+            resolved.version,
+            classifier.runtime,
+            footprint / 2**20,
+            digest,
+        )
         return LoadedModel(self.name, resolved.version, classifier, footprint)
+
+
+def load_trusted(
+    store: Store, settings: Settings, model_uri: str, destination: Path, onnx_threads: int | None = None
+) -> tuple[VersionRecord, Classifier, str]:
+    """Download a version into `destination` and load it: (its record, the classifier, its digest).
+
+    With PNEUMONIA_ZOO_TRUSTED_DIGESTS set, a package whose digest (package_digest: the sha256 of its
+    model.json, which pins every file) is not listed is refused before a byte of it is parsed. The list
+    lives in the service's settings, not in the registry: whoever can write to the registry (register a
+    version, move an alias) still cannot get a package of their own run."""
+    resolved = store.resolve(model_uri)
+    directory = store.download_package(resolved.version, destination, resolved.name)
+    digest = package_digest(directory)
+    if settings.trusted_digests and digest not in settings.trusted_digests:
+        raise PackageRejected(f"its model.json (sha256 {digest}) is not in PNEUMONIA_ZOO_TRUSTED_DIGESTS")
+    classifier = load_classifier(directory, settings.runtime, onnx_threads or settings.onnx_threads)
+    return resolved, classifier, digest

@@ -14,6 +14,21 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# Label values come from fixed sets: any token is a valid HTTP method to the server, and one series
+# per distinct value would let a client grow /metrics (and the process) without bound.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER = "other"
+UNMATCHED = "unmatched"  # no route template: 404s, refused requests, static files
+
+
+def method_label(method: str) -> str:
+    return method if method in HTTP_METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else OTHER
+
+
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -133,7 +148,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
+            # The route's template (/samples/{name}), never the raw path.
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            method = method_label(scope["method"])
+            self.metrics.requests.labels(method, route, status_label(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)

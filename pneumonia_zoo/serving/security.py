@@ -1,11 +1,10 @@
-"""Security headers on every response, and the optional API key of /api/*.
+"""Security headers on every response, and the API key's part in the OpenAPI document.
 
 The pages load only their own CSS and JS (no inline scripts or style attributes), so a strict policy
 fits them. /docs and /redoc (docs.py) load Swagger UI / ReDoc from the app itself, never a CDN; each
 gets a policy relaxed for exactly what its library needs, still not frameable.
 """
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,10 +12,11 @@ from fastapi.security import APIKeyHeader
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pneumonia_zoo.serving.access import API_KEY_HEADER, MISSING_KEY, authenticated_by, configured_key
 from pneumonia_zoo.serving.docs import swagger_script_hashes
 from pneumonia_zoo.serving.errors import ServingError
 
-API_KEY_HEADER = "X-API-Key"
+__all__ = ["API_KEY_HEADER", "SecurityHeadersMiddleware", "require_api_key", "security_headers"]
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -85,11 +85,9 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def require_api_key(request: Request, key: Annotated[str | None, Depends(_api_key_header)]) -> None:
-    """Off unless PNEUMONIA_ZOO_API_KEY is set; then every /api/* call must send it (401 otherwise)."""
-    expected = request.app.state.settings.api_key
-    if expected is None or not expected.get_secret_value():
-        return
-    # compare_digest: the time taken does not reveal how much of a guessed key was right.
-    if key is None or not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
-        raise ServingError(401, f"a valid {API_KEY_HEADER} header is required")
+def require_api_key(request: Request, _key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+    """Off unless PNEUMONIA_ZOO_API_KEY is set. AccessMiddleware (access.py) already refused a request
+    without the key; this dependency puts the key into the OpenAPI document, and checks it again."""
+    expected = configured_key(request.app.state.settings)
+    if expected is not None and authenticated_by(request.headers, expected) is None:
+        raise ServingError(401, MISSING_KEY)

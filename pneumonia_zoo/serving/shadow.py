@@ -28,7 +28,7 @@ from pneumonia_zoo.config import Settings
 from pneumonia_zoo.data.images import DecodedImage, decode_image
 from pneumonia_zoo.errors import NotFound
 from pneumonia_zoo.package.prediction import prediction_record
-from pneumonia_zoo.serving.holder import LoadedModel
+from pneumonia_zoo.serving.holder import LoadedModel, load_trusted
 from pneumonia_zoo.serving.live_metrics import LiveMetrics
 from pneumonia_zoo.serving.uploads import UploadedFile
 from pneumonia_zoo.tracking import uris
@@ -150,8 +150,9 @@ class ShadowScorer:
             return
         try:
             with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-shadow-") as tmp:
-                _, classifier = self.store.load(
-                    resolved.uri, self.settings.runtime, Path(tmp), onnx_threads=1
+                # Trusted digests apply to the challenger too: it runs on every sampled upload.
+                _, classifier, _ = load_trusted(
+                    self.store, self.settings, resolved.uri, Path(tmp), onnx_threads=1
                 )
                 classifier.warm_up()
         except Exception as exc:

@@ -7,7 +7,7 @@ model (MLflow 3). Versions are normalised once here: ASCII digits only, no leadi
 import re
 from dataclasses import dataclass
 
-from pneumonia_zoo.errors import InvalidInput
+from pneumonia_zoo.errors import InvalidInput, NotFound
 
 SCHEME = "models:/"
 ALIAS_FORM = f"{SCHEME}NAME@ALIAS"
@@ -16,6 +16,7 @@ REGISTRY_URI_FORMS = f"{ALIAS_FORM} or {VERSION_FORM}"
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[0-9]+))$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-f]+)$")
 _VERSION = re.compile(r"^[0-9]+$")  # ASCII digits only: str.isdigit() also accepts "١" or "²"
+_MAX_DIGITS = 18  # MLflow's version numbers are 64-bit integers
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,14 @@ def is_registry_uri(text: str) -> bool:
 
 
 def normalize_version(text: str) -> str:
-    """'0001' -> '1'; InvalidInput for anything but ASCII digits (a registry version number)."""
+    """'0001' -> '1'; InvalidInput for anything but ASCII digits (a registry version number), NotFound
+    for a number longer than any registry's."""
     if not _VERSION.fullmatch(text):
         raise InvalidInput(f"version must be a registry version number, not '{text[:40]}'")
-    return str(int(text))
+    digits = text.lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:  # no registry holds it (and int() refuses 4300 digits with a ValueError)
+        raise NotFound(f"there is no version {digits[:20]}... in the registry")
+    return digits
 
 
 def version_uri(name: str, version: str | int) -> str:

@@ -159,3 +159,33 @@ def test_the_test_override_changes_only_what_the_sandbox_forces() -> None:
     # Everything else of the app is compose.yaml's: the alias it follows, the starter switch.
     for key in ("PNEUMONIA_ZOO_CHAMPION_ALIAS", "REGISTER_STARTER", "PNEUMONIA_ZOO_RELOAD_INTERVAL_S"):
         assert after["app"]["environment"][key] == before["app"]["environment"][key]
+
+
+# -- issue 22: the app hardened like the image, the tracking server not exposed ----------------------------
+
+
+def test_the_app_runs_read_only_without_capabilities_and_with_a_memory_limit(config: dict) -> None:
+    app = config["services"]["app"]
+    assert app["read_only"] is True
+    assert [entry.split(":")[0] for entry in app["tmpfs"]] == ["/tmp"], "the only writable place"
+    assert app["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in app["security_opt"]
+    assert 0 < int(app["mem_limit"]) <= 16 * 2**30
+    # The image writes only under /tmp: its caches and the default store point there.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for variable in ("MPLCONFIGDIR=/tmp/", "XDG_CACHE_HOME=/tmp/"):
+        assert variable in dockerfile
+
+
+def test_the_tracking_server_is_published_on_the_loopback_only(config: dict) -> None:
+    """Unauthenticated MLflow: anyone reaching it could register a version and move @champion."""
+    for port in config["services"]["mlflow"]["ports"]:
+        assert port["host_ip"] == "127.0.0.1", port
+    assert "ports" not in config["services"]["postgres"]
+
+
+def test_the_app_gets_the_access_settings_from_env(config: dict) -> None:
+    environment = config["services"]["app"]["environment"]
+    assert environment["PNEUMONIA_ZOO_API_KEY"] == ""  # .env.example leaves it unset: open, for a laptop
+    assert environment["PNEUMONIA_ZOO_METRICS_PUBLIC"] == "false"
+    assert {"PNEUMONIA_ZOO_ADMIN_TOKEN", "PNEUMONIA_ZOO_TRUSTED_DIGESTS"} <= set(environment)

@@ -185,7 +185,7 @@ DEPLOY_ENV = {
 
 def test_deploy_creates_everything_with_probes_scale_and_secret(tmp_path: Path) -> None:
     az = FakeAz(tmp_path, deploy_answers(app_exists=False))
-    result = az.run(AZURE / "deploy.sh", env=DEPLOY_ENV)
+    result = az.run(AZURE / "deploy.sh", env=DEPLOY_ENV | {"INGRESS": "internal"})  # no key: not public
     assert result.returncode == 0, result.stderr
     assert "https://zoo.example.azurecontainerapps.io" in result.stdout
 
@@ -213,7 +213,7 @@ def test_deploy_creates_everything_with_probes_scale_and_secret(tmp_path: Path) 
     assert spec["identity"]["userAssignedIdentities"] == {IDENTITY: {}}
     config = props["configuration"]
     assert config["registries"] == [{"server": "zooacr.azurecr.io", "identity": IDENTITY}]
-    assert config["ingress"]["targetPort"] == 8000 and config["ingress"]["external"] is True
+    assert config["ingress"]["targetPort"] == 8000 and config["ingress"]["external"] is False
     assert config["secrets"] == [{"name": "mlflow-tracking-uri", "value": TRACKING_URI}]
     container = props["template"]["containers"][0]
     assert not {e["name"] for e in container["env"]} & {"PNEUMONIA_ZOO_API_KEY", "PNEUMONIA_ZOO_ADMIN_TOKEN"}
@@ -240,7 +240,8 @@ def test_deploy_updates_an_existing_app_without_building(tmp_path: Path) -> None
     az = FakeAz(tmp_path, deploy_answers(app_exists=True))
     result = az.run(
         AZURE / "deploy.sh",
-        env=DEPLOY_ENV | {"SKIP_BUILD": "1", "MIN_REPLICAS": "2", "CONCURRENT_REQUESTS": "25"},
+        env=DEPLOY_ENV
+        | {"SKIP_BUILD": "1", "MIN_REPLICAS": "2", "CONCURRENT_REQUESTS": "25", "PNEUMONIA_ZOO_API_KEY": "k"},
     )
     assert result.returncode == 0, result.stderr
     assert not az.called("acr", "build")
@@ -266,6 +267,48 @@ def test_deploy_stores_the_api_key_and_admin_token_as_secrets(tmp_path: Path) ->
     container_env = spec["properties"]["template"]["containers"][0]["env"]
     assert {"name": "PNEUMONIA_ZOO_API_KEY", "secretRef": "api-key"} in container_env
     assert {"name": "PNEUMONIA_ZOO_ADMIN_TOKEN", "secretRef": "admin-token"} in container_env
+    assert spec["properties"]["configuration"]["ingress"]["external"] is True  # with the key: public
+
+
+def test_deploy_refuses_external_ingress_without_the_key(tmp_path: Path) -> None:
+    """Issue 22: an open service on the internet runs the models for anyone."""
+    az = FakeAz(tmp_path, deploy_answers(app_exists=True))
+    result = az.run(AZURE / "deploy.sh", env=DEPLOY_ENV)
+    assert result.returncode != 0 and "PNEUMONIA_ZOO_API_KEY" in result.stderr
+    assert az.calls == [], "refused before anything is built or deployed"
+
+
+@pytest.mark.parametrize(
+    "app_exists, enabled, deployed",
+    [(True, "true", True), (True, "false", False), (False, "true", False)],
+)
+def test_platform_authentication_instead_of_the_key_is_checked(
+    tmp_path: Path, app_exists: bool, enabled: str, deployed: bool
+) -> None:
+    answers = deploy_answers(app_exists) | {
+        "containerapp auth show --query platform.enabled": [enabled + "\n", 0]
+    }
+    az = FakeAz(tmp_path, answers)
+    result = az.run(AZURE / "deploy.sh", env=DEPLOY_ENV | {"SKIP_BUILD": "1", "AZ_PLATFORM_AUTH": "1"})
+    assert (result.returncode == 0) is deployed, result.stderr
+    assert bool(az.called("containerapp", "update") or az.called("containerapp", "create")) is deployed
+    if not deployed:
+        assert "authentication" in result.stderr
+
+
+def test_trusted_digests_reach_the_app(tmp_path: Path) -> None:
+    az = FakeAz(tmp_path, deploy_answers(app_exists=True))
+    digests = f"{'ab' * 32},{'cd' * 32}"
+    env = DEPLOY_ENV | {
+        "SKIP_BUILD": "1",
+        "PNEUMONIA_ZOO_API_KEY": "k",
+        "PNEUMONIA_ZOO_TRUSTED_DIGESTS": digests,
+    }
+    assert az.run(AZURE / "deploy.sh", env=env).returncode == 0
+    spec = yaml.safe_load((tmp_path / "spec.yaml").read_text())
+    assert {"name": "trusted-digests", "value": digests} in spec["properties"]["configuration"]["secrets"]
+    container_env = spec["properties"]["template"]["containers"][0]["env"]
+    assert {"name": "PNEUMONIA_ZOO_TRUSTED_DIGESTS", "secretRef": "trusted-digests"} in container_env
 
 
 @pytest.mark.parametrize(

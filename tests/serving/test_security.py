@@ -40,7 +40,7 @@ def test_api_refuses_a_missing_or_wrong_key(locked, xray_bytes, headers):
         locked.post("/api/v1/admin/reload", headers=headers | {"Authorization": f"Bearer {ADMIN}"}),
     ):
         assert response.status_code == 401, response.text
-        assert response.json() == {"detail": "a valid X-API-Key header is required"}
+        assert response.json() == {"detail": "a valid X-API-Key header (or HTTP Basic password) is required"}
 
 
 def test_api_answers_with_the_key(locked, xray_bytes):
@@ -53,9 +53,12 @@ def test_api_answers_with_the_key(locked, xray_bytes):
     assert reload.status_code == 200 and reload.json()["changed"] is False
 
 
-def test_health_metrics_and_pages_stay_open(locked):
-    for path in ("/healthz", "/readyz", "/metrics", "/", "/models", "/static/app.js"):
+def test_probes_and_static_files_stay_open_pages_need_the_key(locked):
+    for path in ("/healthz", "/readyz", "/static/app.js"):
         assert locked.get(path).status_code == 200, path
+    for path in ("/metrics", "/", "/models"):  # tests/serving/test_access.py: every route
+        assert locked.get(path).status_code == 401, path
+        assert locked.get(path, auth=("anyone", KEY)).status_code == 200, path
 
 
 def test_the_key_is_off_by_default(client, xray_bytes):
@@ -194,7 +197,7 @@ def broken_model(locked) -> Iterator[None]:
 def test_a_500_says_nothing_about_the_internals(locked, xray_bytes, broken_model, caplog):
     with caplog.at_level(logging.ERROR):
         api = locked.post("/api/v1/predict", headers={"X-API-Key": KEY}, **upload(xray_bytes))
-        page = locked.post("/predict", **upload(xray_bytes))
+        page = locked.post("/predict", headers={"X-API-Key": KEY}, **upload(xray_bytes))
     assert api.status_code == 500
     assert api.json() == {"detail": "internal error: the service could not handle this request"}
     assert page.status_code == 500 and "text/html" in page.headers["content-type"]

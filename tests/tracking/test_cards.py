@@ -104,6 +104,27 @@ def test_rendering_leaves_no_copy_of_the_model_behind(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cards_from_a_tracking_server_leave_no_folder_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22: a remote store (artifacts proxied by `mlflow server`) downloads into a folder that goes."""
+    from pneumonia_zoo.resources import STARTER_DIR
+    from pneumonia_zoo.workflows.starter import ensure_champion
+    from tests.servers import mlflow_server
+
+    with mlflow_server(
+        f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts", tmp_path / "log"
+    ) as url:
+        store = store_for(url)
+        ensure_champion(store, STARTER_DIR)
+        scratch = tmp_path / "scratch"
+        scratch.mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+        for _ in range(3):  # what three requests for /api/v1/models/1/card do
+            assert stored_card(store, "1") is not None and "## Metrics" in version_card(store, "1")
+        assert list(scratch.iterdir()) == []
+
+
 def test_the_card_logged_at_training_is_the_card_rendered_now(registered_store: str, card: str) -> None:
     logged_card = stored_card(store_for(registered_store), "1")
     assert logged_card is not None

@@ -30,6 +30,7 @@ from pneumonia_zoo.serving.schemas import ModelVersionInfo
 from pneumonia_zoo.serving.uploads import UploadedFile, UploadForm
 from pneumonia_zoo.tracking.records import evaluations_by_context
 from pneumonia_zoo.tracking.store import Store
+from pneumonia_zoo.tracking.uris import normalize_version
 
 router = APIRouter(include_in_schema=False)
 
@@ -114,6 +115,7 @@ async def _result_page(
     operating_point: str | None,
     truth: str | None,
 ) -> HTMLResponse:
+    version = normalize_version(version) if version else None  # once: the page shows what was served
     model = await service.model(version)
     service.check_operating_point(model, operating_point)
     outcome = await service.classify(model, [upload], DISPLAY_SIZE)  # a display-sized copy for the page
