@@ -264,6 +264,8 @@ def inflate(deflated: bytes, max_pixels: int) -> bytes:
     if module.pixels > max_pixels:
         raise ImageTooLargeError(too_large(max_pixels))
     room = inflated_limit(head, module) - len(head)
+    if room < 0:
+        raise ImageTooLargeError(_inflates_too_far(max_pixels))
     try:
         rest = inflater.decompress(inflater.unconsumed_tail, room + 1) if not inflater.eof else b""
     except zlib.error:
