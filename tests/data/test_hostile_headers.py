@@ -28,7 +28,7 @@ def test_a_deflated_dicom_bomb_is_refused_in_bounded_memory(where: str) -> None:
     tracemalloc.start()
     try:
         cost = decode_cost(data, 224, assume_dicom=True)
-        with pytest.raises(ImageTooLargeError, match="inflates to more than"):
+        with pytest.raises(ImageTooLargeError):
             decode_image(data, 50_000_000, 224, assume_dicom=True)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -46,7 +46,8 @@ def test_a_hostile_20_mb_header_is_measured_and_refused_fast(name: str) -> None:
     decode_cost(data, 224, assume_dicom=assume_dicom)
     with pytest.raises(ImageDecodeError):
         decode_image(data, 50_000_000, 224, assume_dicom=assume_dicom)
-    assert time.perf_counter() - started < SLOW  # main: 2.3 s (JPEG) to 15 s (DICOM)
+    elapsed = time.perf_counter() - started
+    assert elapsed < SLOW, f"{elapsed:.1f} s"  # main: 2.3 s (JPEG) to 15 s (DICOM) on 2 idle cores
 
 
 def test_the_dicom_walk_counts_elements_inside_sequences() -> None:

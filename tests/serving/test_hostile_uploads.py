@@ -76,8 +76,11 @@ def test_health_and_normal_uploads_stay_fast_while_hostile_uploads_are_in_flight
         try:
             while time.monotonic() - started < IN_FLIGHT_S:
                 poll = time.monotonic()
-                assert client.get("/healthz").status_code == 200
-                health_times.append(time.monotonic() - poll)
+                try:
+                    assert client.get("/healthz", timeout=10).status_code == 200
+                    health_times.append(time.monotonic() - poll)
+                except httpx.TimeoutException:  # main: the event loop was parsing a header
+                    health_times.append(10.0)
                 if time.monotonic() >= next_normal:
                     sent = time.monotonic()
                     answer = client.post(
