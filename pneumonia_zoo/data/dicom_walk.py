@@ -10,6 +10,7 @@ image module: the header may inflate to `HEADER_ALLOWANCE`, the rest to what its
 Every refusal is a fixed sentence: nothing of the header is ever quoted.
 """
 
+import contextlib
 import zlib
 from dataclasses import dataclass
 from struct import Struct
@@ -136,7 +137,9 @@ class _Walk:
             if module is not None:
                 self.record(module, tag, value, length)
             if vr == b"SQ" or (vr in (None, b"UN") and _is_sequence(tag)):
-                self.items(value, value + length, depth + 1, sequence=True, delimited=False)
+                # pydicom parses such a value only when it is used: a malformed one is not the file's end.
+                with contextlib.suppress(_Truncated):
+                    self.items(value, value + length, depth + 1, sequence=True, delimited=False)
             pos = value + length
         if in_item:
             raise _Truncated
