@@ -33,7 +33,7 @@ def test_a_deflated_dicom_bomb_is_refused_in_bounded_memory(where: str) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 40 * MB, f"{peak / MB:.0f} MB at the peak"  # main: 870 MB (pydicom inflated it all)
+    assert peak < 64 * MB, f"{peak / MB:.0f} MB at the peak"  # main: 830 MB (pydicom inflated it all)
     assert cost < 20 * MB  # the estimate charges what the header's 64 x 64 pixels may inflate to
 
 
