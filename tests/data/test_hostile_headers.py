@@ -38,7 +38,7 @@ def test_a_deflated_dicom_bomb_is_refused_in_bounded_memory(where: str) -> None:
 
 
 @pytest.mark.parametrize("name", [name for name in hostile_files.HOSTILE if name != "deflated-dicom-bomb"])
-def test_a_hostile_20_mb_header_is_measured_and_refused_fast(name: str) -> None:
+def test_a_hostile_header_is_measured_and_refused_fast(name: str) -> None:
     make, filename = hostile_files.HOSTILE[name]
     data = make()
     assume_dicom = filename.endswith(".dcm")
@@ -47,7 +47,7 @@ def test_a_hostile_20_mb_header_is_measured_and_refused_fast(name: str) -> None:
     with pytest.raises(ImageDecodeError):
         decode_image(data, 50_000_000, 224, assume_dicom=assume_dicom)
     elapsed = time.perf_counter() - started
-    assert elapsed < SLOW, f"{elapsed:.1f} s"  # main: 2.3 s (JPEG) to 15 s (DICOM) on 2 idle cores
+    assert elapsed < SLOW, f"{elapsed:.1f} s"  # main: 2.3 s (JPEG junk) to 15 s (DICOM), 90 s (scans)
 
 
 def test_the_dicom_walk_counts_elements_inside_sequences() -> None:
