@@ -15,7 +15,8 @@ gives its memory pools back once it idles, RELEASE_AFTER_S in serving/batcher.py
 
 The hostile case sends, at concurrency 10 for about a minute (--quick: 10 requests at 5), the uploads whose
 headers cost seconds or gigabytes on main: a deflated DICOM bomb (400 kB inflating to 400 MB), 20 MB of
-JPEG junk, of empty PNG chunks, of empty and of nested DICOM elements, polling /healthz every 0.2 s.
+JPEG junk, of empty PNG chunks, of empty and of nested DICOM elements, a progressive JPEG of 3,000 tiny
+scans, an implicit VR Window Center of 2 million values, polling /healthz every 0.2 s.
 Targets (issue 22's acceptance): peak RSS <= 1.5 GB; every /healthz within 1 s.
 """
 

@@ -8,6 +8,7 @@ Each is built here, streaming where it is large, so no test or benchmark holds m
     png_of_empty_chunks()       a PNG header followed by empty ancillary chunks
     dicom_of_empty_elements()   a DICOM file meta followed by empty elements (pydicom parses each)
     dicom_of_nested_elements()  the same inside one undefined-length sequence (pydicom parses it eagerly)
+    dicom_of_a_long_number_string()  an implicit VR Window Center of millions of values
 """
 
 import io
@@ -15,7 +16,7 @@ import struct
 import zlib
 
 from PIL import Image
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 MB = 1 << 20
 SIZE = 20 * MB  # the service's default upload limit
@@ -132,6 +133,35 @@ def dicom_of_nested_elements(size: int = SIZE) -> bytes:
     return head + opening + empty * count + closing
 
 
+def dicom_of_a_long_number_string(size: int = 4 * MB) -> bytes:
+    """An implicit VR DX whose Window Center is `size` bytes of "1\\1\\...": pydicom converts every value.
+
+    Explicit VR cannot even encode it (a DS value has a 2-byte length). On main a 2 MB one took 2.4 s
+    and 470 MB to decode; 20 MB would take 24 s and 4.7 GB.
+    """
+
+    def implicit(group: int, element: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", group, element, len(value)) + value
+
+    values = b"\\".join([b"1"] * (size // 2))
+    values += b" " * (len(values) % 2)
+    elements = [
+        implicit(0x0008, 0x0060, b"DX"),
+        implicit(0x0028, 0x0002, struct.pack("<H", 1)),
+        implicit(0x0028, 0x0004, b"MONOCHROME2 "),
+        implicit(0x0028, 0x0010, struct.pack("<H", 64)),
+        implicit(0x0028, 0x0011, struct.pack("<H", 64)),
+        implicit(0x0028, 0x0100, struct.pack("<H", 8)),
+        implicit(0x0028, 0x0101, struct.pack("<H", 8)),
+        implicit(0x0028, 0x0102, struct.pack("<H", 7)),
+        implicit(0x0028, 0x0103, struct.pack("<H", 0)),
+        implicit(0x0028, 0x1050, values),  # Window Center
+        implicit(0x0028, 0x1051, b"100 "),  # Window Width
+        implicit(0x7FE0, 0x0010, bytes(64 * 64)),
+    ]
+    return file_meta(ImplicitVRLittleEndian) + b"".join(elements)
+
+
 HOSTILE = {  # name: (make the bytes, the file name it is uploaded under)
     "deflated-dicom-bomb": (deflated_dicom_bomb, "bomb.dcm"),
     "jpeg-of-zeros": (jpeg_of_zeros, "zeros.jpeg"),
@@ -139,4 +169,5 @@ HOSTILE = {  # name: (make the bytes, the file name it is uploaded under)
     "png-of-empty-chunks": (png_of_empty_chunks, "chunks.png"),
     "dicom-of-empty-elements": (dicom_of_empty_elements, "elements.dcm"),
     "dicom-of-nested-elements": (dicom_of_nested_elements, "nested.dcm"),
+    "dicom-of-a-long-number-string": (dicom_of_a_long_number_string, "window.dcm"),
 }

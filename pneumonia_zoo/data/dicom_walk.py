@@ -27,6 +27,7 @@ HEADER_ALLOWANCE = 16 << 20  # what a deflated dataset's elements before its pix
 TRAILER_ALLOWANCE = 1 << 20  # and what may follow its pixel data (padding, signatures)
 
 CORRUPT = "the DICOM file is corrupt or truncated"
+OVERLONG = "the DICOM file is corrupt: an element is longer than its value representation allows"
 TOO_MANY_ELEMENTS = (
     f"the DICOM file has more than {MAX_ELEMENTS:,} elements or {MAX_DEPTH} nested sequences: "
     "it is not a single X-ray image"
@@ -45,7 +46,11 @@ _IMAGE_MODULE = {
 _LONG_VRS = frozenset(  # explicit VRs whose length takes 4 bytes (after 2 reserved ones)
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
+_LONG_VR_NAMES = frozenset(vr.decode() for vr in _LONG_VRS)
 _KNOWN_VRS = frozenset(converters)
+_SHORT_LENGTH_MAX = 0xFFFF  # the most an explicit VR element of a short VR (DS, IS, US...) can hold
+_LUT_DATA = 0x00283006
+_MAX_LUT_BYTES = 2 * 65_536  # a LUT descriptor counts at most 65,536 entries of at most 16 bits
 
 
 def too_large(max_pixels: int) -> str:
@@ -134,6 +139,8 @@ class _Walk:
                 continue
             if value + length > end:
                 raise _Truncated
+            if length > _SHORT_LENGTH_MAX and _overlong(tag, vr, length):
+                raise ImageDecodeError(OVERLONG)
             if module is not None:
                 self.record(module, tag, value, length)
             if vr == b"SQ" or (vr in (None, b"UN") and _is_sequence(tag)):
@@ -175,6 +182,22 @@ class _Walk:
         elif tag == _NUMBER_OF_FRAMES:
             text = self.data[value : value + length].strip(b"\0 ")
             module.frames = max(1, int(text)) if text.isdigit() and len(text) <= 12 else 1
+
+
+def _overlong(tag: int, vr: bytes | None, length: int) -> bool:
+    """A value pydicom would convert that no explicit VR file could hold, or a LUT past 65,536 entries.
+
+    Only implicit VR (or UN) gives a number string or a short binary a 4-byte length: 10 MB of "1\\1\\..."
+    as a Window Center would become 5 million Python numbers (seconds, and gigabytes).
+    """
+    if tag == _LUT_DATA:
+        return length > _MAX_LUT_BYTES
+    if vr not in (None, b"UN"):
+        return False
+    try:
+        return not any(name in _LONG_VR_NAMES for name in dictionary_VR(tag).split(" or "))
+    except KeyError:  # a private tag: pydicom keeps its value as bytes
+        return False
 
 
 def _is_sequence(tag: int) -> bool:
