@@ -9,12 +9,15 @@ import struct
 import time
 import tracemalloc
 
+import numpy as np
 import pytest
+from pydicom.dataset import Dataset
 
 from pneumonia_zoo.data import dicom_walk
 from pneumonia_zoo.data.dicom import decode_dicom, footprint
 from pneumonia_zoo.data.errors import ImageDecodeError, ImageTooLargeError
 from pneumonia_zoo.data.images import decode_cost, decode_image
+from tests import dicom_factory as factory
 from tests import hostile_files
 
 MB = 1 << 20
@@ -78,3 +81,15 @@ def test_a_deflated_file_inflates_only_to_what_its_header_needs() -> None:
     assert footprint(data) == (64 * 64, pytest.approx(1 * MB, abs=64 * 1024))
     with pytest.raises(ImageTooLargeError, match="inflates to more than"):
         decode_dicom(data)
+
+
+def test_a_lut_past_65536_entries_is_refused_before_pydicom_converts_it() -> None:
+    """No descriptor counts more than 65,536 entries; LUT Data has a 4-byte length, and in implicit VR
+    pydicom converts each entry to a Python int."""
+    ds = factory.monochrome2(np.zeros((64, 64), dtype=np.uint8))
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [0, 0, 16])  # 0: 65,536 entries, the most a descriptor counts
+    item.add_new("LUTData", "OW", bytes(2 * 65_536 + 2))
+    ds.VOILUTSequence = [item]
+    with pytest.raises(ImageDecodeError, match="longer than its value representation allows"):
+        decode_dicom(factory.to_bytes(ds))
