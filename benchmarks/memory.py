@@ -11,6 +11,13 @@ gives its memory pools back once it idles, RELEASE_AFTER_S in serving/batcher.py
     python benchmarks/memory.py            # about 3-5 minutes on 2 cores
     python benchmarks/memory.py --quick    # a smaller burst, to check it runs
     python benchmarks/memory.py --env MALLOC_ARENA_MAX=8 --name memory-arenas8   # another setting
+    python benchmarks/memory.py --hostile  # issue 22: hostile headers (tests/hostile_files.py) instead
+
+The hostile case sends, at concurrency 10 for about a minute (--quick: 10 requests at 5), the uploads whose
+headers cost seconds or gigabytes on main: a deflated DICOM bomb (400 kB inflating to 400 MB), 20 MB of
+JPEG junk, of empty PNG chunks, of empty and of nested DICOM elements, a progressive JPEG of 3,000 tiny
+scans, an implicit VR Window Center of 2 million values, polling /healthz every 0.2 s.
+Targets (issue 22's acceptance): peak RSS <= 1.5 GB; every /healthz within 1 s.
 """
 
 import argparse
@@ -155,6 +162,119 @@ def run(quick: bool, extra_env: dict[str, str] | None = None, settle_s: float = 
     }
 
 
+HEALTHZ_TARGET_S = 1.0
+
+
+async def _poll_health(base: str, stop: asyncio.Event) -> list[float]:
+    """Seconds each /healthz took, polled every 0.2 s until `stop` (a failed poll counts as 60 s)."""
+    seconds = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        while not stop.is_set():
+            polled = time.perf_counter()
+            try:
+                async with session.get(f"{base}/healthz") as response:
+                    await response.read()
+                seconds.append(time.perf_counter() - polled)
+            except (aiohttp.ClientError, TimeoutError):
+                seconds.append(60.0)
+            await asyncio.sleep(max(0.0, 0.2 - (time.perf_counter() - polled)))
+    return seconds
+
+
+async def hostile_burst(
+    base: str, requests: list[list[Item]], concurrency: int
+) -> tuple[list[int], list[float]]:
+    stop = asyncio.Event()
+    poller = asyncio.create_task(_poll_health(base, stop))
+    statuses = await burst(f"{base}/api/v1/predict", requests, concurrency)
+    stop.set()
+    return statuses, await poller
+
+
+def run_hostile(quick: bool, extra_env: dict[str, str] | None = None) -> dict:
+    from tests import hostile_files  # the same files as tests/serving/test_hostile_uploads.py
+
+    machine = report.machine()
+    items = {
+        name: Item(filename, make(), "application/octet-stream")
+        for name, (make, filename) in hostile_files.HOSTILE.items()
+    }
+    rounds = 2 if quick else 24
+    requests = [[item] for _ in range(rounds) for item in items.values()]
+    concurrency = 5 if quick else 10
+    with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-memory-") as tmp:
+        uri = sqlite_uri(Path(tmp))
+        register_starter(uri)
+        port = free_port()
+        env = {"MLFLOW_TRACKING_URI": uri} | (extra_env or {})
+        with (
+            serve(service_command(port), "/readyz", port, Path(tmp) / "serve.log", env) as server,
+            RssSampler(server.process.pid, interval_s=0.1) as rss,
+        ):
+            time.sleep(1)
+            idle = rss.samples[-1][1]
+            started = time.perf_counter()
+            statuses, health = asyncio.run(hostile_burst(server.url, requests, concurrency))
+            ended = time.perf_counter()
+            peak = rss.peak_between(started, ended + 1)
+    return {
+        "machine": machine,
+        "case": "hostile",
+        "extra_env": extra_env or {},
+        "corpus": {k: {"file_bytes": len(v.data)} for k, v in items.items()},
+        "requests": len(requests),
+        "concurrency": concurrency,
+        "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
+        "idle_rss_bytes": idle,
+        "peak_rss_bytes": peak,
+        "healthz_polls": len(health),
+        "healthz_max_s": round(max(health, default=0.0), 3),
+        "healthz_median_s": round(sorted(health)[len(health) // 2], 3) if health else None,
+        "burst_seconds": round(ended - started, 1),
+        "targets": {
+            "peak <= 1.5 GB": peak <= PEAK_TARGET_BYTES,
+            "every /healthz within 1 s": bool(health) and max(health) < HEALTHZ_TARGET_S,
+        },
+    }
+
+
+def render_hostile(data: dict) -> str:
+    targets = data["targets"]
+    rows = [
+        ["idle RSS", f"{data['idle_rss_bytes'] / GB:.2f} GB", ""],
+        [
+            "peak RSS during the burst",
+            f"{data['peak_rss_bytes'] / GB:.2f} GB",
+            _verdict(targets["peak <= 1.5 GB"]),
+        ],
+        [
+            f"slowest of {data['healthz_polls']} /healthz polls (median)",
+            f"{data['healthz_max_s']:.3f} s ({data['healthz_median_s']} s)",
+            _verdict(targets["every /healthz within 1 s"]),
+        ],
+    ]
+    statuses = ", ".join(f"{status}: {n}" for status, n in data["statuses"].items())
+    corpus = ", ".join(f"{k} {v['file_bytes'] / 1e6:.1f} MB" for k, v in data["corpus"].items())
+    return "\n".join(
+        [
+            "# Memory and liveness under hostile uploads (issue 22)",
+            "",
+            *report.machine_lines(data["machine"]),
+            "",
+            f"{data['requests']} uploads at concurrency {data['concurrency']} ({data['burst_seconds']} s); "
+            f"files: {corpus}.",
+            f"Answers: {statuses} (413/422: refused; 503: admission control).",
+            "",
+            report.markdown_table(["measure", "value", "target"], rows),
+            "",
+        ]
+    )
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
 def render(data: dict) -> str:
     rows = [
         ["idle RSS (after one request)", f"{data['idle_rss_bytes'] / GB:.2f} GB", ""],
@@ -207,13 +327,19 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="set for the service (repeatable), e.g. MALLOC_ARENA_MAX=8 to compare a setting",
     )
-    parser.add_argument("--name", help="result file name (default memory, or memory-quick)")
+    parser.add_argument("--hostile", action="store_true", help="hostile headers instead (issue 22)")
+    parser.add_argument("--name", help="result file name (default memory[-hostile][-quick])")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     extra_env = dict(item.split("=", 1) for item in args.env)
-    data = run(args.quick, extra_env, args.settle_s)
-    markdown = render(data)
-    report.write(args.out, args.name or ("memory-quick" if args.quick else "memory"), data, markdown)
+    if args.hostile:
+        data = run_hostile(args.quick, extra_env)
+        markdown = render_hostile(data)
+    else:
+        data = run(args.quick, extra_env, args.settle_s)
+        markdown = render(data)
+    name = "memory" + ("-hostile" if args.hostile else "") + ("-quick" if args.quick else "")
+    report.write(args.out, args.name or name, data, markdown)
     print(markdown)
 
 

@@ -13,7 +13,6 @@ ignored and their log records dropped.
 
 import logging
 import warnings
-import zlib
 from collections.abc import Callable
 from io import BytesIO
 from typing import cast
@@ -24,14 +23,12 @@ import openjpeg
 import pydicom
 from PIL import Image
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.encaps import get_frame
-from pydicom.filereader import read_dataset, read_preamble
+from pydicom.filereader import read_dataset
 from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder
-from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
-    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -40,6 +37,7 @@ from pydicom.uid import (
     JPEGTransferSyntaxes,
 )
 
+from pneumonia_zoo.data import dicom_walk
 from pneumonia_zoo.data.errors import ImageDecodeError, ImageTooLargeError
 
 # Projection radiography: computed (CR) and digital (DX; "DR" is a common vendor label for it)
@@ -52,7 +50,7 @@ MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
 COLOUR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT"})
 
 NOT_DICOM = "the file is not a DICOM file: it has no 'DICM' marker after the 128-byte preamble"
-CORRUPT = "the DICOM file is corrupt or truncated"
+CORRUPT = dicom_walk.CORRUPT
 NO_PIXELS = "the DICOM object holds no image (it has no pixel data)"
 MULTI_FRAME = "the DICOM object holds several frames (a cine loop or a volume): send a single X-ray image"
 NOT_PROJECTION = (
@@ -83,9 +81,7 @@ _GUESSED_SYNTAX = {  # (implicit VR, little endian) of a dataset read without fi
     (False, True): ExplicitVRLittleEndian,
     (False, False): ExplicitVRBigEndian,
 }
-UNDEFINED_LENGTH = 0xFFFFFFFF
-_INFLATE_CHUNK = 1 << 20
-_HEADER_ALLOWANCE = 16 << 20  # room for the non-pixel elements of a deflated dataset
+UNDEFINED_LENGTH = dicom_walk.UNDEFINED_LENGTH
 
 
 def is_dicom(data: bytes) -> bool:
@@ -133,29 +129,29 @@ def _decode(data: bytes, max_pixels: int, assume_dicom: bool) -> np.ndarray:
 
 
 def _read(data: bytes, max_pixels: int, assume_dicom: bool) -> Dataset:
-    syntax, body_start = _peek_transfer_syntax(data, assume_dicom)
+    """pydicom's dataset, once the bounded walk has vouched for the file (and inflated it, if deflated)."""
+    syntax, start = dicom_walk.read_meta(data, assume_dicom)
     if syntax is None and is_dicom(data):  # a Part 10 file always names its transfer syntax
         raise ImageDecodeError(CORRUPT)
-    if syntax == DeflatedExplicitVRLittleEndian:
-        _check_inflated_size(memoryview(data)[body_start:], max_pixels)
-    ds = pydicom.dcmread(BytesIO(data), force=assume_dicom)
+    if dicom_walk.is_deflated(syntax):
+        body = dicom_walk.inflate(data[start:], max_pixels)
+        dicom_walk.walk(body, 0, implicit=False, little=True)
+        ds = _read_inflated(data[:start], body, assume_dicom)
+    else:
+        dicom_walk.walk(data, start, *dicom_walk.encoding(data, start, syntax))
+        ds = pydicom.dcmread(BytesIO(data), force=assume_dicom)
     if _is_truncated(ds):
         raise ImageDecodeError(CORRUPT)
     return ds
 
 
-def _peek_transfer_syntax(data: bytes, assume_dicom: bool) -> tuple[str | None, int]:
-    """The file meta's Transfer Syntax UID and where the dataset after the meta starts."""
-    stream = BytesIO(data)
-    read_preamble(stream, assume_dicom)
-
-    def past_meta(tag: BaseTag, vr: str | None, length: int) -> bool:
-        return tag.group != 0x0002
-
-    # The file meta group is always explicit VR little endian, whatever the dataset's syntax.
-    meta = read_dataset(stream, is_implicit_VR=False, is_little_endian=True, stop_when=past_meta)
-    syntax = meta.get("TransferSyntaxUID")
-    return (str(syntax) if syntax else None), stream.tell()
+def _read_inflated(meta: bytes, body: bytes, assume_dicom: bool) -> FileDataset:
+    """A deflated file's dataset from its already inflated body (pydicom would inflate it unbounded)."""
+    head = pydicom.dcmread(BytesIO(meta), force=assume_dicom)  # preamble and file meta only
+    dataset = read_dataset(BytesIO(body), is_implicit_VR=False, is_little_endian=True)
+    ds = FileDataset("", dataset, head.preamble, head.file_meta, is_implicit_VR=False, is_little_endian=True)
+    ds.set_original_encoding(False, True, dataset._character_set)
+    return ds
 
 
 def _is_truncated(ds: Dataset) -> bool:
@@ -173,23 +169,6 @@ def _is_truncated(ds: Dataset) -> bool:
         and len(element.value) < element.length
         for element in ds.elements()
     )
-
-
-def _check_inflated_size(deflated: memoryview, max_pixels: int) -> None:
-    """Refuse a deflated dataset that inflates past what `max_pixels` allows (a zip bomb).
-
-    pydicom inflates in one unbounded zlib call, so count the inflated bytes first, a chunk at a time.
-    """
-    limit = max_pixels * 2 * 3 + _HEADER_ALLOWANCE  # 16-bit samples, up to 3 a pixel
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    total = 0
-    for start in range(0, len(deflated), _INFLATE_CHUNK):
-        pending: bytes | memoryview = deflated[start : start + _INFLATE_CHUNK]
-        while pending and not inflater.eof:
-            total += len(inflater.decompress(pending, _INFLATE_CHUNK))
-            if total > limit:
-                raise ImageTooLargeError(_too_large(max_pixels))
-            pending = inflater.unconsumed_tail
 
 
 def _check_object(ds: Dataset) -> str:
@@ -210,8 +189,7 @@ def _check_object(ds: Dataset) -> str:
     return photometric
 
 
-def _too_large(max_pixels: int) -> str:
-    return f"the DICOM image has more pixels than the limit of {max_pixels:,}"
+_too_large = dicom_walk.too_large
 
 
 def _check_size(rows: int, columns: int, max_pixels: int) -> None:
@@ -337,15 +315,19 @@ def _shows_low_values_bright(ds: Dataset, photometric: str) -> bool:
     return photometric == "MONOCHROME1" or shape == "INVERSE"
 
 
-def pixel_count(data: bytes) -> int | None:
-    """Rows x Columns from the header alone (no pixel data is read); None when it cannot be read.
+def footprint(data: bytes) -> tuple[int, int] | None:
+    """(pixels, bytes a deflated dataset may inflate to) from the header alone, walked within bounds;
+    None when it cannot be read.
 
-    For the service's memory budget: what decoding this file will cost, before it is decoded.
+    For the service's memory budget: what decoding this file will cost, before it is decoded. No pixel
+    data is read, and a deflated dataset is inflated only up to its pixel data.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(BytesIO(data), stop_before_pixels=True, force=True)
-        return int(ds.Rows) * int(ds.Columns)
+        syntax, start = dicom_walk.read_meta(data, assume_dicom=True)
+        if dicom_walk.is_deflated(syntax):
+            _, head, module = dicom_walk.inflated_header(data[start:], max_pixels=0)
+            return module.pixels, dicom_walk.inflated_limit(head, module)
+        module = dicom_walk.walk(data, start, *dicom_walk.encoding(data, start, syntax), stop_at_pixels=True)
+        return module.pixels, 0
     except Exception:  # any failure here is reported, privately, by decode_dicom itself
         return None

@@ -7,6 +7,7 @@ float copy is ever made. Colour stays only long enough to measure how colourful 
 photograph is not an X-ray: the out-of-population guard uses it).
 """
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pneumonia_zoo.data.errors import ImageDecodeError, ImageTooLargeError
+from pneumonia_zoo.data.raster_headers import check_structure
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "MPO"})  # MPO: multi-picture JPEGs from some cameras
+_PILLOW_FORMATS = ("JPEG", "PNG")  # Pillow's JPEG opener returns an MPO when the file is one
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".dcm", ".dicom"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -97,14 +100,30 @@ def _to_grey(image: Image.Image, min_side: int | None) -> tuple[Image.Image, flo
     return image.convert("L"), 0.0
 
 
+def _open(data: bytes) -> Image.Image:
+    """Pillow's lazy image (header only), once the structure is known to be cheap to parse.
+
+    Only the formats taken are tried: Pillow would otherwise run every plugin's parser on the bytes.
+    """
+    check_structure(data)
+    return Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
+
+
+def _refusal(prefix: bytes) -> ImageDecodeError:
+    """What a file Pillow was not allowed to open is, from its signature alone (no parser runs)."""
+    Image.init()
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        with contextlib.suppress(Exception):
+            if accept is not None and accept(prefix):
+                return ImageDecodeError(f"unsupported image type {name}: upload a JPEG, PNG or DICOM file")
+    return ImageDecodeError("the file is not a JPEG, PNG or DICOM image")
+
+
 def _decode_raster(data: bytes, max_pixels: int, min_side: int | None) -> DecodedImage:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image: Image.Image = Image.open(io.BytesIO(data))
-        if image.format not in SUPPORTED_FORMATS:
-            raise ImageDecodeError(
-                f"unsupported image type {image.format or 'unknown'}: upload a JPEG, PNG or DICOM file"
-            )
+        image = _open(data)
         width, height = image.size
         if width * height > max_pixels:
             raise ImageTooLargeError(
@@ -145,7 +164,7 @@ def decode_image(
     except ImageDecodeError:  # our own, already clear
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError("the file is not a JPEG, PNG or DICOM image") from None
+        raise _refusal(data[:16]) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLargeError("the image has too many pixels (possible decompression bomb)") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -182,12 +201,12 @@ def decode_cost(data: bytes, min_side: int | None = None, assume_dicom: bool = F
     from pneumonia_zoo.data import dicom
 
     if dicom.is_dicom(data) or assume_dicom:
-        pixels = dicom.pixel_count(data)
-        return len(data) + (pixels or 0) * _DICOM_BYTES_PER_PIXEL
+        pixels, inflated = dicom.footprint(data) or (0, 0)
+        return len(data) + inflated + pixels * _DICOM_BYTES_PER_PIXEL
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
+            image = _open(data)
             width, height, mode, file_format = image.width, image.height, image.mode, image.format
     except Exception:  # not an image: decode_image will say so
         return len(data)

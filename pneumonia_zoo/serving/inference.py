@@ -85,6 +85,15 @@ class Outcome:
         )
 
 
+def _named_dicom(upload: UploadedFile) -> bool:
+    return upload.filename.lower().endswith((".dcm", ".dicom"))
+
+
+def _decode_costs(uploads: list[UploadedFile], min_side: int) -> int:
+    """The memory the uploads' decoding will hold at its peak, from their headers (bounded walks)."""
+    return sum(decode_cost(bytes(u.data), min_side, _named_dicom(u)) for u in uploads)
+
+
 class InferenceService:
     def __init__(
         self,
@@ -167,11 +176,12 @@ class InferenceService:
             raise InvalidInput(NO_IMAGE)
         started = time.perf_counter()
         side = max(min_side or 0, model.classifier.input_size)
-        cost = sum(
-            decode_cost(bytes(u.data), side, u.filename.lower().endswith((".dcm", ".dicom"))) for u in uploads
-        ) + len(uploads) * input_bytes(model.classifier)
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.settings.request_timeout_s):
+                # Reading untrusted headers is work like decoding: in the pool, never on the event loop.
+                cost = await loop.run_in_executor(self.cpu_pool, _decode_costs, uploads, side)
+                cost += len(uploads) * input_bytes(model.classifier)
                 async with admitted(self.pixels, cost):
                     images = await self.decode(uploads, side)
                     return await self.predict(model, images, started)
@@ -193,7 +203,7 @@ class InferenceService:
                         bytes(upload.data),
                         self.settings.max_image_pixels,
                         min_side,
-                        assume_dicom=upload.filename.lower().endswith((".dcm", ".dicom")),
+                        assume_dicom=_named_dicom(upload),
                     )
                 )
             except ImageDecodeError as exc:
