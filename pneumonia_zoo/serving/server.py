@@ -1,35 +1,85 @@
 """Running the app under uvicorn with the service's limits (what `pneumonia-zoo serve` starts).
 
-uvicorn bounds concurrency and idle keep-alive connections, but not how long a client may take to
-send its request line and headers: 300 connections that send half a header and stall would be held
-forever. `HeaderTimeoutProtocol` closes them after `header_timeout_s`.
+uvicorn bounds idle keep-alive connections, but not how long a client may take to send its request
+line and headers, and its `limit_concurrency` counts open sockets: 64 connections that send half a
+header and stall would make every other request (health probes included) a 503. `ServiceProtocol`
+instead
+- closes a connection whose request line and headers are not complete after `header_timeout_s`;
+- caps open sockets at `max_connections` by closing the oldest connection still waiting for its
+  headers (stalled or idle) when a new one arrives, so stalled sockets cannot lock newcomers out;
+- counts requests in flight, not sockets, against `limit_concurrency`, health probes exempt: the
+  admission control (serving/admission.py) decides on uploads before this limit does.
 """
 
 import asyncio
 import logging
+from collections.abc import Set
 from functools import lru_cache
+from typing import ClassVar
 
 import h11
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pneumonia_zoo.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
+PROBES = frozenset({"/healthz", "/readyz"})  # never refused for concurrency: an orchestrator restarts on them
+
 
 @lru_cache
+def _settings() -> Settings:
+    return get_settings()  # read once per worker process
+
+
 def _header_timeout() -> float:
-    return get_settings().header_timeout_s  # read once per worker process
+    return _settings().header_timeout_s
 
 
-class HeaderTimeoutProtocol(H11Protocol):
-    """h11 with a deadline for each request's line and headers."""
+def limit_requests(app: ASGIApp, tasks: Set, limit: int) -> ASGIApp:
+    """`app`, answering 503 past `limit` requests in flight (`tasks` counts this one), probes exempt."""
+
+    async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(tasks) > limit and scope["path"] not in PROBES:
+            log.warning("more than %d requests in flight: answered 503", limit)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"1")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"Service Unavailable"})
+            return
+        await app(scope, receive, send)
+
+    return limited
+
+
+class ServiceProtocol(H11Protocol):
+    """h11 with a deadline for each request's line and headers, a socket cap that evicts stalled
+    connections, and a limit on requests (not sockets) in flight."""
+
+    # Connections waiting for their request headers, oldest first (one event loop per worker process).
+    _awaiting: ClassVar[dict["ServiceProtocol", None]] = {}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = limit_requests(self.app, self.tasks, _settings().limit_concurrency)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
         self._arm()
+        if len(self.connections) > _settings().max_connections:
+            oldest = next(iter(self._awaiting))  # at worst this one
+            log.info(
+                "over %d connections: closed the oldest one waiting for its headers",
+                len(self.connections) - 1,
+            )
+            oldest._close()
 
     def _waiting_for_headers(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
@@ -37,11 +87,18 @@ class HeaderTimeoutProtocol(H11Protocol):
     def _arm(self) -> None:
         self._disarm()
         self._header_timer = self.loop.call_later(_header_timeout(), self._expire)
+        self._awaiting[self] = None
 
     def _disarm(self) -> None:
+        self._awaiting.pop(self, None)
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+    def _close(self) -> None:
+        self._disarm()
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def _expire(self) -> None:
         self._header_timer = None
@@ -49,7 +106,7 @@ class HeaderTimeoutProtocol(H11Protocol):
             log.info(
                 "closed a connection that sent no complete request headers within %.0f s", _header_timeout()
             )
-            self.transport.close()
+            self._close()
 
     def data_received(self, data: bytes) -> None:
         if self._waiting_for_headers() and self._header_timer is None:
@@ -65,16 +122,21 @@ class HeaderTimeoutProtocol(H11Protocol):
             self.transport.close()
             return
         super().on_response_complete()
+        if not self.transport.is_closing():
+            self._awaiting[self] = None  # idle until its next request: first in line to make room
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
 
+HeaderTimeoutProtocol = ServiceProtocol  # its former name
+
+
 def uvicorn_options(settings: Settings) -> dict:
     return {
-        "http": HeaderTimeoutProtocol,
-        "limit_concurrency": settings.limit_concurrency,
+        "http": ServiceProtocol,
+        "limit_concurrency": None,  # ServiceProtocol limits requests in flight, not sockets
         "timeout_keep_alive": int(settings.keep_alive_s),
         "timeout_graceful_shutdown": int(settings.graceful_shutdown_s),
         "access_log": False,  # the app writes one access line per request, with its request id
