@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # python-multipart defines the callbacks' type for type check
 
 MAX_FIELD_BYTES = 64 * 1024  # plain form fields (a version number, a sample name) are tiny
 MAX_FIELDS = 32  # plain field parts, counted one by one (not by name: one name may repeat)
-MAX_PART_HEADER_BYTES = 8 * 1024  # a part's header lines (Content-Disposition, Content-Type)
 _MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries
 
 
@@ -88,23 +87,14 @@ class _Collector:
         self._field_name = ""
         self._field_data = bytearray()
         self._field_parts = 0
-        self._header_bytes = 0
 
     def on_part_begin(self) -> None:
         self._disposition, self._file, self._field_data = b"", None, bytearray()
-        self._header_bytes = 0
-
-    def _count_header(self, size: int) -> None:
-        self._header_bytes += size
-        if self._header_bytes > MAX_PART_HEADER_BYTES:
-            raise TooLarge("a multipart part's headers are too long")
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._count_header(end - start)
         self._header_name += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._count_header(end - start)
         self._header_value += data[start:end]
 
     def on_header_end(self) -> None:
