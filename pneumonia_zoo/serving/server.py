@@ -13,7 +13,8 @@ instead
 
 import asyncio
 import logging
-from collections.abc import Set
+import math
+import time
 from functools import lru_cache
 from typing import ClassVar
 
@@ -38,12 +39,39 @@ def _header_timeout() -> float:
     return _settings().header_timeout_s
 
 
-def limit_requests(app: ASGIApp, tasks: Set, limit: int) -> ASGIApp:
-    """`app`, answering 503 past `limit` requests in flight (`tasks` counts this one), probes exempt."""
+class Tally:
+    """Counts an event, logged at most once per `interval_s`: a flood of sockets is not a flood of lines."""
+
+    def __init__(self, message: str, level: int = logging.INFO, interval_s: float = 10) -> None:
+        self.message, self.level, self.interval_s = message, level, interval_s
+        self.count, self.logged_at = 0, -math.inf
+
+    def add(self, *args: object) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.logged_at >= self.interval_s:
+            log.log(self.level, self.message, self.count, *args)
+            self.count, self.logged_at = 0, now
+
+
+class InFlight:
+    """Requests being handled, health probes aside (counted where each starts, not when uvicorn queues
+    it: requests whose headers arrive in one read are all queued before the first one runs)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def limit_requests(app: ASGIApp, in_flight: InFlight, limit: int) -> ASGIApp:
+    """`app`, answering 503 past `limit` requests in flight; the health probes are neither counted nor
+    refused."""
 
     async def limited(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and len(tasks) > limit and scope["path"] not in PROBES:
-            log.warning("more than %d requests in flight: answered 503", limit)
+        if scope["type"] != "http" or scope["path"] in PROBES:
+            await app(scope, receive, send)
+            return
+        if in_flight.count >= limit:
+            ServiceProtocol.refused.add(limit)
             await send(
                 {
                     "type": "http.response.start",
@@ -53,7 +81,11 @@ def limit_requests(app: ASGIApp, tasks: Set, limit: int) -> ASGIApp:
             )
             await send({"type": "http.response.body", "body": b"Service Unavailable"})
             return
-        await app(scope, receive, send)
+        in_flight.count += 1
+        try:
+            await app(scope, receive, send)
+        finally:
+            in_flight.count -= 1
 
     return limited
 
@@ -64,10 +96,14 @@ class ServiceProtocol(H11Protocol):
 
     # Connections waiting for their request headers, oldest first (one event loop per worker process).
     _awaiting: ClassVar[dict["ServiceProtocol", None]] = {}
+    in_flight: ClassVar[InFlight] = InFlight()
+    refused = Tally("%d request(s) answered 503: more than %d requests in flight", logging.WARNING)
+    evicted = Tally("%d connection(s) waiting for their headers closed to stay within %d connections")
+    expired = Tally("%d connection(s) closed: no complete request headers within %.0f s")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.app = limit_requests(self.app, self.tasks, _settings().limit_concurrency)
+        self.app = limit_requests(self.app, self.in_flight, _settings().limit_concurrency)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -75,10 +111,7 @@ class ServiceProtocol(H11Protocol):
         self._arm()
         if len(self.connections) > _settings().max_connections:
             oldest = next(iter(self._awaiting))  # at worst this one
-            log.info(
-                "over %d connections: closed the oldest one waiting for its headers",
-                len(self.connections) - 1,
-            )
+            self.evicted.add(_settings().max_connections)
             oldest._close()
 
     def _waiting_for_headers(self) -> bool:
@@ -103,9 +136,7 @@ class ServiceProtocol(H11Protocol):
     def _expire(self) -> None:
         self._header_timer = None
         if self._waiting_for_headers() and not self.transport.is_closing():
-            log.info(
-                "closed a connection that sent no complete request headers within %.0f s", _header_timeout()
-            )
+            self.expired.add(_header_timeout())
             self._close()
 
     def data_received(self, data: bytes) -> None:

@@ -172,3 +172,30 @@ def test_the_image_trusts_forwarded_headers_only_from_itself() -> None:
         text = (PROJECT_ROOT / name).read_text()
         assert not re.search(r"FORWARDED_ALLOW_IPS=['\"]?\*", text), name
     assert "FORWARDED_ALLOW_IPS=127.0.0.1" in (PROJECT_ROOT / "Dockerfile").read_text()
+
+
+def test_the_concurrency_limit_counts_requests_and_spares_the_probes(
+    registered_store: str, tmp_path: Path
+) -> None:
+    """Past LIMIT_CONCURRENCY requests in flight a new request is a 503; the health probes never are."""
+    port = free_port()
+    env = os.environ | {
+        "MLFLOW_TRACKING_URI": registered_store,
+        "PNEUMONIA_ZOO_RELOAD_INTERVAL_S": "0",
+        "PNEUMONIA_ZOO_LIMIT_CONCURRENCY": "4",
+    }
+    command = [str(BIN / "pneumonia-zoo"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with running(command, f"{url}/readyz", tmp_path / "serve.log", timeout=120, env=env, cwd=PROJECT_ROOT):
+        server = Server(url, port, tmp_path / "serve.log")
+        with ExitStack() as stack:
+            idle = [
+                stack.enter_context(server.connect()) for _ in range(8)
+            ]  # sockets alone count for nothing
+            assert server.normal_upload(timeout=30).status_code == 200
+            for sock in idle[:5]:
+                sock.sendall(upload_head(1_000_000) + FILE_PART)  # five requests in flight, stalled
+            time.sleep(0.5)
+            assert server.normal_upload(timeout=30).status_code == 503
+            for path in ("/healthz", "/readyz"):
+                assert httpx.get(f"{url}{path}", timeout=5).status_code == 200
