@@ -176,8 +176,24 @@ def uvicorn_options(settings: Settings) -> dict:
     }
 
 
+def open_file_room(max_connections: int, spare: int = 256) -> int:
+    """Raise the soft open-file limit (up to the hard one) to hold `max_connections` sockets and the
+    process's own files: past the limit, accept() fails and nobody is answered. Returns the limit."""
+    import resource  # POSIX only
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + spare
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning("open-file limit %d: lower PNEUMONIA_ZOO_MAX_CONNECTIONS below %d", soft, soft - spare)
+    return soft
+
+
 def run_server(host: str, port: int, settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    open_file_room(settings.max_connections)
     # The factory, not "fastapiapp:app": it works from any folder, not just the project root.
     uvicorn.run(
         "pneumonia_zoo.serving.app:create_app",

@@ -199,3 +199,19 @@ def test_the_concurrency_limit_counts_requests_and_spares_the_probes(
             assert server.normal_upload(timeout=30).status_code == 503
             for path in ("/healthz", "/readyz"):
                 assert httpx.get(f"{url}{path}", timeout=5).status_code == 200
+
+
+def test_the_open_file_limit_is_raised_to_hold_the_connections() -> None:
+    import resource
+
+    from pneumonia_zoo.serving.server import open_file_room
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        pytest.skip(f"hard open-file limit {hard}")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert open_file_room(1000) >= 1000 + 256
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 1256
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
