@@ -3,12 +3,12 @@
 Two budgets: upload bytes while a body is read and held, and decoded pixels (the decoder's peak plus
 the network input) from decoding until the network has run. The pixel budget is taken all at once per
 request. The upload budget is charged as bytes arrive (`Charge`), never for what a header merely
-declares: a client that declares a huge body and stalls holds nothing. Requests holding part of a
-budget could then wait on each other for more; when every holder waits, the newest waiter is refused
-(AtCapacity), so the others can go on. A request that cannot have its share waits in a bounded queue;
-past the queue it is refused at once (AtCapacity), and past the request's deadline while waiting it
-gets DeadlineExceeded. Memory freed by a burst is handed back to the OS when the budgets fall idle
-(glibc keeps it otherwise).
+declares: a client that declares a huge body and stalls holds nothing. A request that holds part of
+it goes before those that hold nothing yet; holders could still wait on each other for more, so when
+every holder waits, the newest waiter is refused (AtCapacity) and the others go on. A request that
+cannot have its share waits in a bounded queue; past the queue it is refused at once (AtCapacity), and
+past the request's deadline while waiting it gets DeadlineExceeded. Memory freed by a burst is handed
+back to the OS when the budgets fall idle (glibc keeps it otherwise).
 """
 
 import asyncio
@@ -59,14 +59,16 @@ class Budget:
         """Take `amount` (clamped), waiting behind earlier requests; Overloaded when too many wait, or
         (`holding`: the caller holds part of the budget already) when every holder would be waiting."""
         amount = self.clamp(amount)
-        if not self._waiters and self.in_use + amount <= self.capacity:
+        # A holder goes before the requests that hold nothing yet: finishing a body frees memory soonest.
+        ahead = sum(not f.done() for f in self._holding_waiters) if holding else len(self._waiters)
+        if not ahead and self.in_use + amount <= self.capacity:
             self.in_use += amount
             return
-        if len(self._waiters) >= self.max_waiting:
+        if not holding and len(self._waiters) >= self.max_waiting:
             raise Overloaded()
         future = asyncio.get_running_loop().create_future()
         entry = (amount, future)
-        self._waiters.append(entry)
+        self._waiters.insert(ahead, entry)
         if holding:
             self._holding_waiters.append(future)
             self._break_deadlock()

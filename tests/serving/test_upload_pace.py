@@ -70,6 +70,23 @@ def test_holders_that_all_wait_for_more_do_not_wait_forever() -> None:
     assert isinstance(refused, AtCapacity) and granted is None
 
 
+def test_a_body_under_way_goes_before_requests_that_hold_nothing_yet() -> None:
+    """Finishing a body frees memory soonest; queued behind a newcomer, it would wait on it for ever."""
+
+    async def scenario() -> int:
+        budget = Budget("uploads", capacity=4 * Charge.STEP, max_waiting=1)
+        started = Charge(budget)
+        await started.cover(3 * Charge.STEP + 1)  # holds the whole budget but a fraction of a step
+        newcomer = asyncio.create_task(Charge(budget).cover(1))  # waits: a whole step does not fit
+        await asyncio.sleep(0)
+        await asyncio.wait_for(started.cover(4 * Charge.STEP), 2)  # not queued behind the newcomer
+        started.release()
+        await asyncio.wait_for(newcomer, 2)
+        return budget.in_use
+
+    assert asyncio.run(scenario()) == Charge.STEP
+
+
 def test_a_charge_never_holds_more_than_the_whole_budget() -> None:
     async def scenario() -> int:
         budget = Budget("uploads", capacity=3 * Charge.STEP, max_waiting=1)
