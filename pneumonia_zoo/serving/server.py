@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from functools import lru_cache
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import h11
 import uvicorn
@@ -101,7 +101,7 @@ class ServiceProtocol(H11Protocol):
     evicted = Tally("%d connection(s) waiting for their headers closed to stay within %d connections")
     expired = Tally("%d connection(s) closed: no complete request headers within %.0f s")
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.app = limit_requests(self.app, self.in_flight, _settings().limit_concurrency)
 
