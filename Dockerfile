@@ -71,6 +71,10 @@ COPY docker/serve.sh /usr/local/bin/pneumonia-zoo-serve
 #   REGISTER_STARTER                      1 (default): an empty registry gets the starter model; 0: never
 # The default store is a SQLite file in /tmp: the image's starter model becomes its champion, so the
 # container serves on its own; set MLFLOW_TRACKING_URI to a server to serve what the team promoted.
+# FORWARDED_ALLOW_IPS: the proxies whose X-Forwarded-* headers uvicorn believes (comma-separated
+# addresses or CIDR ranges). Only the container itself by default: trusting everyone ("*") would let any
+# client set its own address, scheme and host. Behind Azure Container Apps' ingress, set it to the
+# environment's infrastructure subnet (e.g. 10.0.0.0/23), the only addresses the ingress connects from.
 # MALLOC_ARENA_MAX: two glibc arenas instead of up to 8 per core, so memory freed after a burst is not
 # spread over arenas that keep it (`pneumonia-zoo serve` sets the same where it is unset).
 ENV PATH=/opt/venv/bin:$PATH \
@@ -81,7 +85,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     GIT_PYTHON_REFRESH=quiet \
     MALLOC_ARENA_MAX=2 \
     MLFLOW_TRACKING_URI=sqlite:////tmp/mlflow.db \
-    FORWARDED_ALLOW_IPS=*
+    FORWARDED_ALLOW_IPS=127.0.0.1
 
 WORKDIR /home/app
 USER 10001:10001

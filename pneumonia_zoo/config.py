@@ -59,8 +59,18 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=60, gt=0)  # decode + inference deadline once the body is in
     timeout_status: Literal[503, 504] = 504  # the answer past that deadline
     body_timeout_s: float = Field(default=30, gt=0)  # a body not received within this: 408, connection closed
+    # Slow or stalled clients (serving/uploads.py, serving/server.py): after the grace period a body must
+    # average at least this many KB (kilobytes) per second, or 408.
+    min_body_rate_kb_s: float = Field(default=10, ge=0)  # 0 = no minimum rate
+    body_grace_s: float = Field(default=5, ge=0)
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # a whole request body (413)
     header_timeout_s: float = Field(default=10, gt=0)  # request line + headers (pneumonia-zoo serve only)
-    limit_concurrency: int = Field(default=64, gt=0)  # connections + tasks before uvicorn answers 503
+    # Requests in flight before 503 (pneumonia-zoo serve; /healthz and /readyz exempt): admission control
+    # (the budgets and their queues) decides before this does.
+    limit_concurrency: int = Field(default=256, gt=0)
+    # Open sockets (pneumonia-zoo serve): past it, the oldest connection still waiting for its request
+    # headers (stalled or idle) is closed to make room, so slow clients cannot lock others out.
+    max_connections: int = Field(default=1000, gt=0)
     keep_alive_s: float = Field(default=5, gt=0)  # idle keep-alive connections are closed after this
     model_cache_mb: float = Field(default=256, ge=0)  # non-champion versions kept loaded, by memory
     workers: int = Field(default=1, ge=1)  # uvicorn worker processes (each holds its own models)

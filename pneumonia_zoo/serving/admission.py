@@ -1,11 +1,14 @@
 """Admission control: budgets of bytes in flight across the whole process, waited for in order.
 
-Two budgets, each taken all at once per request (never piece by piece, so requests holding part of a
-budget can never wait on each other): upload bytes while a body is read, and decoded pixels (the
-decoder's peak plus the network input) from decoding until the network has run. A request that cannot
-have its share waits in a bounded queue; past the queue it is refused at once (AtCapacity), and past
-the request's deadline while waiting it gets DeadlineExceeded. Memory freed by a burst is handed back
-to the OS when the budgets fall idle (glibc keeps it otherwise).
+Two budgets: upload bytes while a body is read and held, and decoded pixels (the decoder's peak plus
+the network input) from decoding until the network has run. The pixel budget is taken all at once per
+request. The upload budget is charged as bytes arrive (`Charge`), never for what a header merely
+declares: a client that declares a huge body and stalls holds nothing. A request that holds part of
+it goes before those that hold nothing yet; holders could still wait on each other for more, so when
+every holder waits, the newest waiter is refused (AtCapacity) and the others go on. A request that
+cannot have its share waits in a bounded queue; past the queue it is refused at once (AtCapacity), and
+past the request's deadline while waiting it gets DeadlineExceeded. Memory freed by a burst is handed
+back to the OS when the budgets fall idle (glibc keeps it otherwise).
 """
 
 import asyncio
@@ -42,6 +45,8 @@ class Budget:
         self.name, self.capacity, self.max_waiting = name, capacity, max_waiting
         self.in_use = 0
         self._waiters: list[tuple[int, asyncio.Future]] = []  # FIFO: a big request is not starved
+        self.holders = 0  # charges holding part of the budget (see Charge)
+        self._holding_waiters: list[asyncio.Future] = []  # those of them now waiting for more
 
     @property
     def waiting(self) -> int:
@@ -50,26 +55,35 @@ class Budget:
     def clamp(self, amount: int) -> int:
         return min(max(0, amount), self.capacity)  # one request alone may always use it all
 
-    async def acquire(self, amount: int) -> None:
-        """Take `amount` (clamped), waiting behind earlier requests; Overloaded when too many wait."""
+    async def acquire(self, amount: int, holding: bool = False) -> None:
+        """Take `amount` (clamped), waiting behind earlier requests; Overloaded when too many wait, or
+        (`holding`: the caller holds part of the budget already) when every holder would be waiting."""
         amount = self.clamp(amount)
-        if not self._waiters and self.in_use + amount <= self.capacity:
+        # A holder goes before the requests that hold nothing yet: finishing a body frees memory soonest.
+        ahead = sum(not f.done() for f in self._holding_waiters) if holding else len(self._waiters)
+        if not ahead and self.in_use + amount <= self.capacity:
             self.in_use += amount
             return
-        if len(self._waiters) >= self.max_waiting:
+        if not holding and len(self._waiters) >= self.max_waiting:
             raise Overloaded()
         future = asyncio.get_running_loop().create_future()
         entry = (amount, future)
-        self._waiters.append(entry)
+        self._waiters.insert(ahead, entry)
+        if holding:
+            self._holding_waiters.append(future)
+            self._break_deadlock()
         try:
             await future  # granted: in_use already counts it
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Overloaded):
             if entry in self._waiters:
                 self._waiters.remove(entry)
-            elif future.done() and not future.cancelled():
+            elif future.done() and not future.cancelled() and future.exception() is None:
                 self.in_use -= amount  # granted just as we were cancelled: give it back
                 self._wake()
             raise
+        finally:
+            if future in self._holding_waiters:
+                self._holding_waiters.remove(future)
 
     def release(self, amount: int) -> None:
         self.in_use -= self.clamp(amount)
@@ -84,6 +98,62 @@ class Budget:
             if not future.done():
                 self.in_use += amount
                 future.set_result(None)
+        self._break_deadlock()
+
+    def _break_deadlock(self) -> None:
+        """Every holder waits for more and none can have it: refuse the newest, whose share then frees."""
+        waiting = [f for f in self._holding_waiters if not f.done()]
+        if not waiting or len(waiting) < self.holders:
+            return
+        newest = waiting[-1]
+        self._holding_waiters.remove(newest)
+        self._waiters = [entry for entry in self._waiters if entry[1] is not newest]
+        log.info("the %s budget is held by requests that all wait for more: the newest is refused", self.name)
+        newest.set_exception(Overloaded())
+
+
+class Charge:
+    """One request's share of a budget, taken in steps as its bytes arrive (`cover`), given back at
+    the end (`release`). A request never holds more than the whole budget: one request alone may use
+    it all, as with `acquire`."""
+
+    STEP = 1 << 20  # taken a megabyte at a time: a few dozen acquisitions for the largest upload
+
+    def __init__(self, budget: Budget, wait_timeout_s: float | None = None) -> None:
+        self.budget, self.wait_timeout_s = budget, wait_timeout_s
+        self.held = 0
+
+    async def cover(self, received: int) -> None:
+        """Hold at least `received` bytes (clamped to the budget); AtCapacity when the service stays full."""
+        budget = self.budget
+        wanted = budget.clamp(received)
+        if wanted <= self.held:
+            return
+        step = min(max(wanted - self.held, self.STEP), budget.capacity - self.held)
+        try:
+            async with asyncio.timeout(self.wait_timeout_s):
+                await budget.acquire(step, holding=self.held > 0)
+        except TimeoutError:
+            raise AtCapacity() from None
+        if self.held == 0:
+            budget.holders += 1
+        self.held += step
+
+    def release(self) -> None:
+        if self.held:
+            self.budget.holders -= 1
+            held, self.held = self.held, 0
+            self.budget.release(held)
+
+
+@contextlib.asynccontextmanager
+async def charged(budget: Budget, wait_timeout_s: float | None = None) -> AsyncIterator[Charge]:
+    """A Charge on `budget` for the block: whatever it came to hold is given back at the end."""
+    charge = Charge(budget, wait_timeout_s)
+    try:
+        yield charge
+    finally:
+        charge.release()
 
 
 @contextlib.asynccontextmanager

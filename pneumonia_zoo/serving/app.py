@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from pneumonia_zoo import __version__
 from pneumonia_zoo.config import Settings, get_settings
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 NOTICE = "Research tool — not a diagnostic device."
 _HTML_PREFIXES = ("/predict", "/compare", "/models", "/samples/", "/monitor")
+CLIENT_CLOSED = 499  # nginx's "client closed request": recorded in the access line, never sent
 _MACHINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi")
 
 DESCRIPTION = f"""
@@ -160,6 +162,12 @@ def _add_error_handlers(app: FastAPI, templates: Jinja2Templates, settings: Sett
             f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
         return render(request, 422, f"invalid request: {problems}")
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # Not an error of the service's: nobody is left to answer, so one line at INFO and no traceback.
+        log.info("the client disconnected before its request was read")
+        return Response(status_code=CLIENT_CLOSED)  # never sent; the access line records it
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> Response:

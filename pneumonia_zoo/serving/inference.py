@@ -34,17 +34,11 @@ from pneumonia_zoo.errors import (
 from pneumonia_zoo.package.classifier import Classifier, Scores
 from pneumonia_zoo.package.prediction import prediction_record
 from pneumonia_zoo.resources import available_cpus
-from pneumonia_zoo.serving.admission import Budget, admitted
+from pneumonia_zoo.serving.admission import Budget, admitted, charged
 from pneumonia_zoo.serving.batcher import MicroBatcher
 from pneumonia_zoo.serving.explain import gradcam_overlay
 from pneumonia_zoo.serving.holder import LoadedModel, ModelHolder
-from pneumonia_zoo.serving.uploads import (
-    IncomingBody,
-    UploadedFile,
-    UploadForm,
-    max_body_bytes,
-    read_upload_form,
-)
+from pneumonia_zoo.serving.uploads import IncomingBody, Pace, UploadedFile, UploadForm, read_upload_form
 from pneumonia_zoo.tracking.uris import normalize_version
 
 MB = 2**20
@@ -160,13 +154,22 @@ class InferenceService:
 
     @contextlib.asynccontextmanager
     async def receive(self, body: IncomingBody, max_files: int) -> AsyncIterator[UploadForm]:
-        """Read the multipart body holding its share of the upload budget until the request is done."""
+        """Read the multipart body, charging the upload budget for its bytes as they arrive (never for
+        what its header declares), and hold that share until the request is done."""
         settings = self.settings
-        reserved = body.length or max_body_bytes(settings.max_upload_bytes, max_files)
+        pace = Pace(settings.body_timeout_s, settings.min_body_rate_kb_s * 1024, settings.body_grace_s)
         # Waiting for the budget is the service's doing, not the client's: past the body timeout that
-        # is AtCapacity (the service is full), never the ClientTimeout of a client that stalls.
-        async with admitted(self.uploads, reserved, wait_timeout_s=settings.body_timeout_s):
-            yield await read_upload_form(body, settings.max_upload_bytes, max_files, settings.body_timeout_s)
+        # is AtCapacity (the service is full), never the ClientTimeout of a client that stalls; nor does
+        # the wait count against the client's pace.
+        async with charged(self.uploads, wait_timeout_s=settings.body_timeout_s) as charge:
+            yield await read_upload_form(
+                body,
+                settings.max_upload_bytes,
+                max_files,
+                pace=pace,
+                max_bytes=settings.max_request_bytes,
+                on_received=charge.cover,
+            )
 
     async def classify(
         self, model: LoadedModel, uploads: list[UploadedFile], min_side: int | None = None

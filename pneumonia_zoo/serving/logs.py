@@ -1,5 +1,6 @@
 """The service's logging: level and format (text or JSON) from the settings, a request id on every line,
-one access line per request. Upload content, file names and DICOM headers never reach a log line."""
+one access line per request. Upload content, file names and DICOM headers never reach a log line, and a
+message's control characters are escaped: a path holding `%0a` cannot forge a line of its own."""
 
 import logging
 import re
@@ -17,7 +18,21 @@ REQUEST_ID_HEADER = "X-Request-ID"
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # echo a caller's id only when it is harmless
 _HANDLER_NAME = "pneumonia-zoo"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # line breaks, escapes, terminal controls
 access_log = logging.getLogger("pneumonia_zoo.access")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters written as escapes (`\\x0a`): one log line stays one line."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """The text format, each message on one line; a traceback (the operator's) is kept as it is."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 class _RequestIdFilter(logging.Filter):
@@ -42,7 +57,7 @@ def configure_logging(settings: Settings) -> None:
         )
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+            _OneLineFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
         )
     root.addHandler(handler)
     logging.getLogger("pneumonia_zoo").setLevel(settings.log_level)
@@ -80,8 +95,8 @@ class RequestIdMiddleware:
         finally:
             access_log.info(
                 "%s %s %d %.1f ms",
-                scope["method"],
-                scope["path"],
+                printable(scope["method"]),
+                printable(scope["path"]),
                 status,
                 (time.perf_counter() - started) * 1000,
             )

@@ -4,11 +4,16 @@ Starlette's form parser spools files over 1 MB to a temporary file and reads the
 the endpoint runs, so neither the size limit nor "never on disk" could be kept with it. This uses
 python-multipart's streaming parser directly: parts are kept in memory and parsing stops at the
 first byte over a limit.
+
+A body must also keep arriving: after a grace period, a client sending slower than a minimum rate is
+cut off (ClientTimeout), so a stalled socket cannot hold a request for the whole body timeout. Only
+the time spent waiting for the client's bytes counts, not time the service itself makes it wait.
 """
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, cast
 
 from python_multipart.exceptions import FormParserError
@@ -20,7 +25,7 @@ if TYPE_CHECKING:  # python-multipart defines the callbacks' type for type check
     from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 64 * 1024  # plain form fields (a version number, a sample name) are tiny
-MAX_FIELDS = 32
+MAX_FIELDS = 32  # plain field parts, counted one by one (not by name: one name may repeat)
 _MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries
 
 
@@ -81,6 +86,7 @@ class _Collector:
         self._file: UploadedFile | None = None
         self._field_name = ""
         self._field_data = bytearray()
+        self._field_parts = 0
 
     def on_part_begin(self) -> None:
         self._disposition, self._file, self._field_data = b"", None, bytearray()
@@ -107,7 +113,8 @@ class _Collector:
             self._file = UploadedFile(name, options[b"filename"].decode("utf-8", "replace"))
             self.form.files.append(self._file)
         else:
-            if len(self.form.fields) >= MAX_FIELDS:
+            self._field_parts += 1
+            if self._field_parts > MAX_FIELDS:
                 raise TooLarge(f"too many form fields (at most {MAX_FIELDS})")
             self._field_name = name
 
@@ -140,13 +147,62 @@ class _Collector:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class Pace:
+    """How long a client may take over its body: `timeout_s` in all, and after `grace_s` at least
+    `min_bytes_per_s` on average (0: no minimum rate)."""
+
+    timeout_s: float | None = None
+    min_bytes_per_s: float = 0
+    grace_s: float = 0
+
+    def allowed_s(self, received: int) -> float | None:
+        """The time (waiting for the client, in all) it may take to send `received` bytes and the next."""
+        if not self.min_bytes_per_s:
+            return self.timeout_s
+        by_rate = self.grace_s + received / self.min_bytes_per_s
+        return by_rate if self.timeout_s is None else min(self.timeout_s, by_rate)
+
+
+async def paced(chunks: AsyncIterator[bytes], pace: Pace) -> AsyncIterator[bytes]:
+    """`chunks` as they come, with ClientTimeout once the client has fallen behind `pace`."""
+    waited, received = 0.0, 0
+    iterator = aiter(chunks)
+    while True:
+        allowed = pace.allowed_s(received)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(None if allowed is None else max(0.0, allowed - waited)):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if pace.timeout_s is not None and waited + (time.monotonic() - started) >= pace.timeout_s:
+                raise ClientTimeout(f"the upload did not arrive within {pace.timeout_s:g} s") from None
+            raise ClientTimeout(
+                f"the upload arrived too slowly (under {pace.min_bytes_per_s / 1024:g} KB/s)"
+            ) from None
+        waited += time.monotonic() - started
+        received += len(chunk)
+        yield chunk
+
+
 async def read_upload_form(
-    body: IncomingBody, max_file_bytes: int, max_files: int, timeout_s: float | None = None
+    body: IncomingBody,
+    max_file_bytes: int,
+    max_files: int,
+    timeout_s: float | None = None,
+    *,
+    pace: Pace | None = None,
+    max_bytes: int | None = None,
+    on_received: Callable[[int], Awaitable[None]] | None = None,
 ) -> UploadForm:
     """Parse a multipart/form-data body chunk by chunk, in memory; InvalidInput errors on bad input.
 
-    A body larger than the limits allow is refused (TooLarge) from its declared length before a byte
-    is read; one that does not arrive within `timeout_s` is a ClientTimeout.
+    A body larger than the limits allow (`max_bytes`, else what `max_files` files allow) is refused
+    (TooLarge) from its declared length before a byte is read, and as soon as more arrives. One that
+    does not arrive within `timeout_s`, or falls behind `pace`, is a ClientTimeout. `on_received` is
+    awaited with the bytes received so far after each chunk (the upload budget's charge).
     """
     content_type, params = parse_options_header(body.content_type)
     if content_type != b"multipart/form-data":
@@ -156,17 +212,24 @@ async def read_upload_form(
     boundary = params.get(b"boundary")
     if not boundary:
         raise MalformedRequest("malformed multipart body: the Content-Type header has no boundary")
-    if body.length is not None and body.length > max_body_bytes(max_file_bytes, max_files):
-        raise TooLarge(f"the request is larger than {max_files} files of {size_text(max_file_bytes)} allow")
+    limit = max_body_bytes(max_file_bytes, max_files)
+    if max_bytes is not None:
+        limit = min(limit, max_bytes)
+    too_large = f"the request is larger than the {size_text(limit)} allowed"
+    if body.length is not None and body.length > limit:
+        raise TooLarge(too_large)
     collector = _Collector(max_file_bytes, max_files)
     parser = MultipartParser(boundary, cast("MultipartCallbacks", collector.callbacks()))
+    received = 0
     try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in body.chunks:
-                parser.write(chunk)  # callbacks raise TooLarge as soon as a limit is crossed
+        async for chunk in paced(body.chunks, pace or Pace(timeout_s)):
+            received += len(chunk)
+            if received > limit:
+                raise TooLarge(too_large)
+            if on_received is not None:
+                await on_received(received)
+            parser.write(chunk)  # callbacks raise TooLarge as soon as a limit is crossed
         parser.finalize()
     except FormParserError:
         raise MalformedRequest("malformed multipart body") from None
-    except TimeoutError:
-        raise ClientTimeout(f"the upload did not arrive within {timeout_s:g} s") from None
     return collector.form
