@@ -129,7 +129,7 @@ def _decode_raster(data: bytes, max_pixels: int, min_side: int | None) -> Decode
             raise ImageTooLargeError(
                 f"the image is {width}x{height} pixels, over the limit of {max_pixels:,} pixels"
             )
-        file_format = "JPEG" if image.format == "MPO" else image.format
+        file_format = "JPEG" if image.format == "MPO" else str(image.format)  # one of _PILLOW_FORMATS
         if file_format == "JPEG" and min_side:
             # DCT scaling inside libjpeg: 1/2, 1/4 or 1/8 of the pixels are ever produced.
             image.draft("L" if image.mode == "L" else "RGB", (min_side, min_side))

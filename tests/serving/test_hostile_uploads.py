@@ -4,8 +4,8 @@ While uploads of each hostile kind (tests/hostile_files.py: a deflated DICOM bom
 zeros, a progressive JPEG of thousands of tiny scans, a 20 MB PNG of empty chunks, 20 MB DICOMs of
 empty and of nested elements, an implicit VR DICOM whose Window Center holds millions of values) are
 in flight in parallel, `/healthz` answers every 0.2 s poll within 1 s, a normal upload answers 200
-within 5 s, and the server's RSS stays under 1.5 GB. On main the headers were parsed on the event loop: one 20 MB
-.dcm stalled `/healthz` for seconds, and the bomb grew the process by 800 MB.
+within 5 s, and the server's RSS stays under 1.5 GB. On main the headers were parsed on the event
+loop: one 20 MB .dcm stalled `/healthz` for seconds, and the bomb grew the process by 800 MB.
 """
 
 import threading
