@@ -34,6 +34,8 @@
 #                              of the key: checked to be enabled on the existing app before it is updated
 #   PNEUMONIA_ZOO_ADMIN_TOKEN  optional; stored as the secret `admin-token`: enables the admin reload
 #   PNEUMONIA_ZOO_TRUSTED_DIGESTS  optional; the only packages (model.json sha256) the service may load
+#   FORWARDED_ALLOW_IPS        optional; the ingress's addresses (the environment's infrastructure subnet,
+#                              CIDR) whose X-Forwarded-* headers uvicorn believes; the image trusts 127.0.0.1
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -79,6 +81,7 @@ champion_alias=${PNEUMONIA_ZOO_CHAMPION_ALIAS:-champion}
 api_key=${PNEUMONIA_ZOO_API_KEY:-}
 admin_token=${PNEUMONIA_ZOO_ADMIN_TOKEN:-}
 trusted_digests=${PNEUMONIA_ZOO_TRUSTED_DIGESTS:-}
+forwarded_allow_ips=${FORWARDED_ALLOW_IPS:-}
 ingress=${INGRESS:-external}
 platform_auth=${AZ_PLATFORM_AUTH:-0}
 
@@ -171,6 +174,7 @@ declare -A values=(
     [API_KEY]=${api_key:+$(quote "$api_key")}
     [ADMIN_TOKEN]=${admin_token:+$(quote "$admin_token")}
     [TRUSTED_DIGESTS]=${trusted_digests:+$(quote "$trusted_digests")}
+    [FORWARDED_ALLOW_IPS]=${forwarded_allow_ips:+$(quote "$forwarded_allow_ips")}
     [EXTERNAL]=$([ "$ingress" = external ] && echo true || echo false)
 )
 

@@ -311,6 +311,26 @@ def test_trusted_digests_reach_the_app(tmp_path: Path) -> None:
     assert {"name": "PNEUMONIA_ZOO_TRUSTED_DIGESTS", "secretRef": "trusted-digests"} in container_env
 
 
+def test_the_ingress_subnet_is_the_only_forwarder_believed(tmp_path: Path) -> None:
+    az = FakeAz(tmp_path, deploy_answers(app_exists=True))
+    env = DEPLOY_ENV | {"SKIP_BUILD": "1", "PNEUMONIA_ZOO_API_KEY": "k"}
+    assert az.run(AZURE / "deploy.sh", env=env).returncode == 0
+    names = [
+        e["name"]
+        for e in yaml.safe_load((tmp_path / "spec.yaml").read_text())["properties"]["template"]["containers"][
+            0
+        ]["env"]
+    ]
+    assert "FORWARDED_ALLOW_IPS" not in names  # unset: the image's 127.0.0.1 stands
+
+    env |= {"FORWARDED_ALLOW_IPS": "100.100.0.0/16"}
+    assert az.run(AZURE / "deploy.sh", env=env).returncode == 0
+    container_env = yaml.safe_load((tmp_path / "spec.yaml").read_text())["properties"]["template"][
+        "containers"
+    ][0]["env"]
+    assert {"name": "FORWARDED_ALLOW_IPS", "value": "100.100.0.0/16"} in container_env
+
+
 @pytest.mark.parametrize(
     "env, message",
     [
