@@ -19,7 +19,7 @@ from pneumonia_zoo.package.io import load_site_head, read_config, sha256_file
 from pneumonia_zoo.resources import STARTER_DIR
 from pneumonia_zoo.stats.calibration import apply_temperature
 from pneumonia_zoo.workflows.adapt import ADAPT_EXPERIMENT, MIN_IMAGES_PER_CLASS, adapt, read_images
-from tests.conftest import FIXTURE_DATA, registry_client, store_for
+from tests.conftest import FIXTURE_DATA, copy_store, registry_client, store_for
 from tests.site_helpers import site_images, write_rows
 
 
@@ -96,7 +96,8 @@ def test_the_card_says_it_is_adapted_to_one_site(site_store) -> None:
 
 
 def test_nothing_of_the_holdout_reaches_fitting(site_store, tmp_path: Path) -> None:
-    store = store_for(site_store.uri)
+    # A copy: the adapt below registers a version, and other test files share the session's site store.
+    store = store_for(copy_store(site_store.uri, tmp_path / "mlflow.db"))
     # 1. The holdout's files are not images at all, yet adapt succeeded: they were never decoded.
     holdout = read_manifest(site_store.holdout)
     assert all(not path.read_bytes().startswith(b"\xff\xd8") for path in (s.path for s in holdout))
