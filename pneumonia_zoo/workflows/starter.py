@@ -97,7 +97,9 @@ def add_reference(directory: Path, data: Path) -> None:
     config = read_config(directory)
     predictions = evaluation.predictions
     config.reference = ReferenceDistributions.from_scores(predictions.probs, predictions.ood_scores)
-    record_files(directory, config)
+    # Only model.json changes: the recorded files keep their hashes (re-hashing the folder would also
+    # take in what lies beside the package, such as the starter's MODEL_CARD.md).
+    (directory / CONFIG_FILE).write_text(config.to_json())
 
 
 # --- export: a registered version -> assets/starter/ ---------------------------------------------
