@@ -238,15 +238,21 @@ def run_hostile(quick: bool, extra_env: dict[str, str] | None = None) -> dict:
     }
 
 
-def render_hostile(data: dict) -> str:
-    targets = data["targets"]
-    rows = [
-        ["idle RSS", f"{data['idle_rss_bytes'] / GB:.2f} GB", ""],
+def _rss_rows(data: dict, idle_label: str) -> list[list[str]]:
+    return [
+        [idle_label, f"{data['idle_rss_bytes'] / GB:.2f} GB", ""],
         [
             "peak RSS during the burst",
             f"{data['peak_rss_bytes'] / GB:.2f} GB",
-            _verdict(targets["peak <= 1.5 GB"]),
+            _verdict(data["targets"]["peak <= 1.5 GB"]),
         ],
+    ]
+
+
+def render_hostile(data: dict) -> str:
+    targets = data["targets"]
+    rows = [
+        *_rss_rows(data, "idle RSS"),
         [
             f"slowest of {data['healthz_polls']} /healthz polls (median)",
             f"{data['healthz_max_s']:.3f} s ({data['healthz_median_s']} s)",
@@ -277,16 +283,11 @@ def _verdict(met: bool) -> str:
 
 def render(data: dict) -> str:
     rows = [
-        ["idle RSS (after one request)", f"{data['idle_rss_bytes'] / GB:.2f} GB", ""],
-        [
-            "peak RSS during the burst",
-            f"{data['peak_rss_bytes'] / GB:.2f} GB",
-            "met" if data["targets"]["peak <= 1.5 GB"] else "NOT met",
-        ],
+        *_rss_rows(data, "idle RSS (after one request)"),
         [
             f"RSS {data.get('settle_s', SETTLE_S):.0f} s after the burst",
             f"{data['settled_rss_bytes'] / GB:.2f} GB ({data['settled_growth']:+.1%} of idle)",
-            "met" if data["targets"]["settled within 10% of idle"] else "NOT met",
+            _verdict(data["targets"]["settled within 10% of idle"]),
         ],
     ]
     idle = data["idle_rss_bytes"]
