@@ -153,7 +153,7 @@ def test_stack_trains_promotes_serves_and_survives_a_restart(
                 "train",
                 *("--arch", "small_cnn", "--data", str(ROOT / "tests" / "fixtures" / "chest_xray")),
                 *("--epochs", "1", "--image-size", "32", "--batch-size", "8", "--bootstrap", "50"),
-                *("--no-onnx", "--threads", "2", "-q"),
+                *("--threads", "2", "-q"),  # with its ONNX export: compose serves the torch-free image
             ],
             capture_output=True,
             text=True,
