@@ -109,6 +109,20 @@ def test_a_body_slower_than_the_minimum_rate_is_cut_off_after_the_grace_period()
         asyncio.run(asyncio.wait_for(_collect(paced(trickle(), pace)), 10))
 
 
+def test_a_body_that_stops_within_the_grace_period_is_told_the_total_timeout() -> None:
+    """The total timeout ran out first (it is shorter than the grace): its sentence, every time."""
+
+    async def stall() -> AsyncIterator[bytes]:
+        yield b"x"
+        await asyncio.sleep(60)
+        yield b"never"
+
+    pace = Pace(timeout_s=0.2, min_bytes_per_s=10 * 1024, grace_s=5)
+    for _ in range(5):
+        with pytest.raises(ClientTimeout, match="did not arrive within 0.2 s"):
+            asyncio.run(asyncio.wait_for(_collect(paced(stall(), pace)), 10))
+
+
 def test_a_body_at_a_good_rate_is_never_cut_off() -> None:
     async def steady() -> AsyncIterator[bytes]:
         for _ in range(20):
