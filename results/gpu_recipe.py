@@ -32,6 +32,7 @@ Tiny settings for a CPU check (what tests/test_gpu_recipe.py runs): --device cpu
 """
 
 import argparse
+import io
 import os
 import shlex
 import signal
@@ -68,8 +69,12 @@ LEARNING_RATES = {
 }
 COMMON = (
     "--class-weights", "--label-smoothing", "0.05", "--schedule", "cosine", "--warmup-epochs", "0.3",
-    "--channels-last", "--no-onnx", "--quiet",
+    "--channels-last", "--quiet",
 )  # fmt: skip
+# Champion candidates get their ONNX export (the starter is served without torch); the design-card
+# networks' exports (VGG16's is over 500 MB) would only cost the budget.
+WITH_ONNX = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+PART_BYTES = 15 * 2**20  # the device tool brings files of at most 16 MiB home
 PACK_NAME = "gpu-store"
 RECIPE_TAG = {"recipe": "gpu_recipe"}
 
@@ -93,6 +98,18 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=8, help="at most; --max-minutes usually ends sooner")
     parser.add_argument("--max-minutes", type=float, default=0.5, help="training budget per network")
+    parser.add_argument(
+        "--arch-minutes", action="append", default=[], metavar="ARCH=MINUTES",
+        help="one network's training budget instead of --max-minutes (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, help="augmenting processes per training (default: 8 on CUDA, 0 on CPU)"
+    )
+    parser.add_argument(
+        "--starter", action="store_true",
+        help="also promote the best version (the champion rule) and export it as the shipped starter "
+        "(float16, drift reference from its validation split) into starter.tar.gz.partNN, parts of 15 MiB",
+    )  # fmt: skip
     parser.add_argument("--total-minutes", type=float, default=8.0, help="budget for the whole recipe")
     parser.add_argument("--min-minutes", type=float, default=1.0, help="start a network only with this left")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -134,14 +151,16 @@ def train_command(args: argparse.Namespace, arch: str, pretrained: bool, extra: 
     else:
         launcher = [sys.executable, "-m", "pneumonia_zoo"]
     lr = LEARNING_RATES[arch][0 if pretrained else 1]
+    minutes = dict(item.split("=", 1) for item in args.arch_minutes).get(arch, f"{args.max_minutes:g}")
     options = [
         "train", "--arch", arch, "--data", str(args.data), "--image-size", str(args.image_size),
-        "--epochs", str(args.epochs), "--max-minutes", f"{args.max_minutes:g}",
+        "--epochs", str(args.epochs), "--max-minutes", minutes, "--workers", str(args.workers),
         "--patience", str(args.patience), "--batch-size", str(args.batch_size), "--lr", f"{lr:g}",
         "--bootstrap", str(args.bootstrap),
         "--pretrained" if pretrained else "--no-pretrained", "--device", args.device,
         "--autocast", args.autocast, "--run-name", f"{arch}-{args.image_size}px-gpu-recipe", *COMMON,
     ]  # fmt: skip
+    options.append("--onnx" if arch in WITH_ONNX else "--no-onnx")
     if args.limit:
         options += ["--limit", str(args.limit)]
     return launcher + options + extra
@@ -181,6 +200,45 @@ def finish_store(uri: str) -> None:
         store.set_version_tags(str(version.version), RECIPE_TAG)
 
 
+def export_champion(uri: str, out: Path, data: Path, env: dict[str, str]) -> list[Path]:
+    """Make the best EfficientNet-Lite version by the champion rule (a validation score) champion, export
+    it as the shipped starter and split its tarball into parts the device tool can bring home. Only the
+    networks exported to ONNX are candidates: the starter is served without torch."""
+    from pneumonia_zoo.config import Settings
+    from pneumonia_zoo.tracking.champion import CHAMPION_METRIC, lower_is_better
+    from pneumonia_zoo.tracking.store import Store
+
+    store = Store(Settings(tracking_uri=uri))
+    scored = [
+        (score, version)
+        for version in store.versions()
+        if version.architecture in WITH_ONNX and (score := version.metric(CHAMPION_METRIC)) is not None
+    ]
+    if not scored:
+        raise RuntimeError(f"no {'/'.join(WITH_ONNX)} version has {CHAMPION_METRIC}")
+    sign = 1.0 if lower_is_better(CHAMPION_METRIC) else -1.0
+    score, best = min(scored, key=lambda pair: sign * pair[0])
+    store.set_alias(best.version)
+    print(f"champion: version {best.version} ({best.architecture}, {CHAMPION_METRIC} {score:.5f})")
+    starter = out / "starter"
+    command = [
+        sys.executable, "-m", "pneumonia_zoo", "export-starter", "--model", store.version_uri(best.version),
+        "--fp16", "--data", str(data), "--out", str(starter),
+    ]  # fmt: skip
+    print(shlex.join(command), flush=True)
+    subprocess.run(command, env=env, cwd=ROOT, check=True)
+    stream = io.BytesIO()
+    with tarfile.open(fileobj=stream, mode="w:gz") as archive:
+        archive.add(starter, arcname="starter")
+    payload = stream.getvalue()
+    parts = []
+    for index, start in enumerate(range(0, len(payload), PART_BYTES), start=1):
+        part = out / f"starter.tar.gz.part{index:02d}"
+        part.write_bytes(payload[start : start + PART_BYTES])
+        parts.append(part)
+    return parts
+
+
 def pack(out: Path) -> Path:
     """The store as results/ship_store.py ships it, under ./gpu-store/, in one tarball."""
     subprocess.run(
@@ -212,7 +270,14 @@ def main(argv: list[str]) -> int:
         print(f"error: {out} is not empty: the recipe logs into a fresh store", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
+    if any("=" not in item or item.split("=")[0] not in ARCHITECTURES for item in args.arch_minutes):
+        print("error: --arch-minutes takes ARCH=MINUTES, ARCH one of --arch's choices", file=sys.stderr)
+        return 2
     machine = describe_machine()
+    if args.workers is None:
+        import torch
+
+        args.workers = min(8, os.cpu_count() or 1) if torch.cuda.is_available() else 0
     (out / "machine.txt").write_text(machine + "\n")
     print(machine, flush=True)
 
@@ -227,7 +292,7 @@ def main(argv: list[str]) -> int:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     deadline = started + args.total_minutes * 60
-    reserve = 30.0  # seconds kept for tagging and packing
+    reserve = 30.0 + (60.0 if args.starter else 0.0)  # seconds kept for tagging, packing (and exporting)
     outcomes = []
     for arch in args.arch or ARCHITECTURES:
         pretrained = use_imagenet(arch, args.weights)
@@ -246,6 +311,12 @@ def main(argv: list[str]) -> int:
         outcomes.append(Outcome(arch, pretrained, status, time.monotonic() - begin))
 
     finish_store(uri)
+    starter_parts: list[Path] = []
+    if args.starter and any(o.status == "FINISHED" for o in outcomes):
+        try:
+            starter_parts = export_champion(uri, out, args.data, env)
+        except (subprocess.CalledProcessError, RuntimeError) as exc:
+            print(f"the starter was not exported: {exc}", flush=True)
     tarball = pack(out)
     print("\narchitecture        weights    status    seconds")
     for o in outcomes:
@@ -253,6 +324,8 @@ def main(argv: list[str]) -> int:
     print(
         f"total {time.monotonic() - started:.0f} s; packed store ({tarball.stat().st_size / 2**20:.1f} MiB):"
     )
+    for part in starter_parts:
+        print(f"starter part: {part} ({part.stat().st_size / 2**20:.1f} MiB)")
     print(tarball, flush=True)
     return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
 

@@ -55,5 +55,6 @@ minutes=$("$PYTHON" -c "print(round(max(1.0, ($BUDGET_S - $SECONDS - 60) / 60), 
     2>&1 | tee "$OUT/recipe.log"
 recipe=${PIPESTATUS[0]}
 cp "$WORK/run/gpu-store.tar.gz" "$OUT/" 2>/dev/null || echo "no packed store was made"
+cp "$WORK"/run/starter.tar.gz.part* "$OUT/" 2>/dev/null  # with --starter: the champion, exported
 echo "smoke test exit $smoke, recipe exit $recipe, $SECONDS s in all"
 exit $((smoke != 0 || recipe != 0))

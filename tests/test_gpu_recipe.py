@@ -2,6 +2,7 @@
 (ImageNet weights where they load offline, from scratch otherwise), runs and versions say where they
 trained, and the store comes back packed as results/store is shipped."""
 
+import json
 import os
 import subprocess
 import sys
@@ -27,10 +28,24 @@ def test_tiny_recipe_on_cpu_trains_tags_and_packs(tmp_path: Path, train_only_dat
     result = recipe(
         out, train_only_data, tmp_path / "empty-torch-home",
         "--device", "cpu", "--autocast", "bf16", "--image-size", "64", "--limit", "16", "--epochs", "1",
-        "--batch-size", "16", "--arch", "efficientnet_lite0", "--arch", "alexnet", "--", "--bootstrap", "0",
+        "--batch-size", "16", "--arch", "efficientnet_lite0", "--arch", "alexnet", "--workers", "1",
+        "--arch-minutes", "alexnet=0.2", "--starter", "--", "--bootstrap", "0",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     tarball = Path(result.stdout.strip().splitlines()[-1])
+
+    # --starter: the best ONNX-exported network (Lite0 here: AlexNet is no candidate) comes home as the
+    # shipped starter, in parts the device tool can carry (at most 16 MiB each).
+    parts = sorted(out.glob("starter.tar.gz.part*"))
+    assert parts and all(part.stat().st_size <= 15 * 2**20 for part in parts)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "starter.tar.gz").write_bytes(b"".join(part.read_bytes() for part in parts))
+    with tarfile.open(home / "starter.tar.gz") as archive:
+        archive.extractall(home, filter="data")
+    starter = json.loads((home / "starter" / "model.json").read_text())
+    assert starter["architecture"] == "efficientnet_lite0" and starter["info"]["weights_dtype"] == "float16"
+    assert (home / "starter" / "model.onnx").is_file() and starter["reference"] is not None
     assert tarball == out / "gpu-store.tar.gz" and tarball.is_file()
     assert "no CUDA device" in result.stdout  # the machine is described before anything trains
 
@@ -51,6 +66,9 @@ def test_tiny_recipe_on_cpu_trains_tags_and_packs(tmp_path: Path, train_only_dat
         assert run.data.tags["autocast"] == "bf16" and run.data.params["autocast"] == "bf16"
         assert run.data.params["channels_last"] == "True" and run.data.params["image_size"] == "64"
         assert run.info.run_name == f"{arch}-64px-gpu-recipe"
+        assert run.data.params["workers"] == "1"  # augmented in a worker process
+    assert runs["alexnet"].data.params["max_minutes"] == "0.2"  # --arch-minutes
+    assert runs["efficientnet_lite0"].data.params["max_minutes"] == "0.5"
     # Lite0's ImageNet weights are an installed package; AlexNet's are not cached in this TORCH_HOME.
     assert runs["efficientnet_lite0"].data.tags["pretrained"] == "True"
     assert runs["alexnet"].data.tags["pretrained"] == "False"

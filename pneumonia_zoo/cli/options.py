@@ -45,7 +45,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     "Schedule": ("schedule", "warmup_epochs", "decay_rate", "decay_epochs", "power", "min_lr_ratio"),
     "Data": ("val_fraction", "limit", "seed"),
     AUGMENTATION_PANEL: ("augment",),
-    "Machine": ("threads", "channels_last", "device", "autocast"),
+    "Machine": ("threads", "workers", "channels_last", "device", "autocast"),
     "Model package": (
         "guard_flag_rate",
         "robustness_originals",

@@ -111,6 +111,12 @@ class TrainConfig(BaseModel):
         ge=1,
         description="CPU threads for PyTorch (default: the CPUs this process may use).",
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        description="Worker processes that augment training batches (0: the training process itself; "
+        "a GPU waits on one process, so give it a few).",
+    )
     channels_last: bool = Field(
         True,
         description="channels_last memory format (faster on CPU).",

@@ -36,6 +36,8 @@ def create_loaders(
         sampler=sampler,
         generator=generator,
         pin_memory=runtime.device.type == "cuda",
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,  # forked once, not once per epoch
         drop_last=len(train_set) > config.batch_size,  # a batch of 1 breaks BatchNorm
     )
     return train_loader, create_eval_loader(data.val, preprocessing, config.batch_size)

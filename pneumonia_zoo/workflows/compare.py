@@ -36,6 +36,12 @@ def _float(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _trained_on(tags: dict[str, str]) -> str | None:
+    """The GPU's name for a CUDA run (its `device_name` tag), `cpu` for a CPU one, None when untagged."""
+    device = tags.get("device")
+    return tags.get("device_name") or device if device == "cuda" else device
+
+
 def _row(record: VersionRecord, run: RunRecord | None, champion: str | None) -> dict:
     """One version's values: its run's metrics first, then the version's own (its tags)."""
     params = run.params if run else {}
@@ -59,6 +65,8 @@ def _row(record: VersionRecord, run: RunRecord | None, champion: str | None) -> 
         "starter": record.lineage.starter,
         "train_seconds": metric("train_seconds"),
         "val_auc": record.metric("val_auc") if record.metric("val_auc") is not None else metric("val_auc"),
+        "val_brier": metric("val_brier"),  # the champion rule's score (tracking/champion.py)
+        "trained_on": _trained_on(run.tags if run else {}),
         "threshold": record.threshold,
         "schedule": params.get("schedule"),
         "run_id": record.run_id,

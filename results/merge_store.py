@@ -1,0 +1,106 @@
+"""Add the runs and registered versions of another store (a GPU recipe's gpu-store/) to a shipped store.
+
+    python results/merge_store.py gpu-store/mlflow.db results/store/mlflow.db
+
+Run it from the folder both stores' relative artifact locations start from: the repository root, with the
+recipe's gpu-store.tar.gz unpacked there (DEVELOPERS.md, "When a GPU is lent"). MLflow has no merge, so
+each source run is recreated in the target's experiment of the same name: its name, status, start and end
+times, params, tags, every metric's full history (steps and timestamps) and its artifacts (plots, reports,
+card), plus a `merged_from` tag naming the source run. Each logged model and registered version is
+recreated after the target's own (new version numbers, in the source's order) with its tags as they
+were, pointing to the new run; like results/ship_store.py, no model package travels. Aliases are not
+copied: the target's champion stays. A source run already merged (its id in a `merged_from` tag) is
+skipped, so a second merge of the same store adds nothing.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # pneumonia_zoo from this checkout, installed or not
+    sys.path.insert(0, str(ROOT))
+
+MERGED_FROM = "merged_from"
+USAGE = "usage: merge_store.py SOURCE/mlflow.db TARGET/mlflow.db (both existing stores)"
+MODEL_NAME = "pneumonia-classifier"
+BATCH = 900  # MLflow's log_batch takes at most 1000 metrics per call
+
+
+def merge(source_db: Path, target_db: Path, model_name: str = MODEL_NAME) -> list[tuple[str, str]]:
+    """Returns (source version, new version) for each version added."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import LoggedModelStatus, Metric, Param, RunTag
+
+    source = MlflowClient(tracking_uri=f"sqlite:///{source_db}")
+    target = MlflowClient(tracking_uri=f"sqlite:///{target_db}")
+    # The registry looks a version's logged model up in the global tracking store, not its client's.
+    mlflow.set_tracking_uri(f"sqlite:///{target_db}")
+    experiments = {e.experiment_id: e for e in source.search_experiments()}
+    merged_before = {
+        run.data.tags[MERGED_FROM]
+        for run in target.search_runs([e.experiment_id for e in target.search_experiments()])
+        if MERGED_FROM in run.data.tags
+    }
+    new_runs: dict[str, str] = {}
+    for run in source.search_runs(list(experiments), order_by=["attributes.start_time ASC"]):
+        if run.info.run_id in merged_before:
+            continue
+        name = experiments[run.info.experiment_id].name
+        found = target.get_experiment_by_name(name)
+        experiment_id = found.experiment_id if found else target.create_experiment(name)
+        tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+        created = target.create_run(
+            experiment_id, start_time=run.info.start_time, tags=tags | {MERGED_FROM: run.info.run_id},
+            run_name=run.info.run_name,
+        )  # fmt: skip
+        run_id = created.info.run_id
+        metrics = [
+            Metric(key, m.value, m.timestamp, m.step)
+            for key in run.data.metrics
+            for m in source.get_metric_history(run.info.run_id, key)
+        ]
+        params = [Param(k, v) for k, v in run.data.params.items()]
+        target.log_batch(run_id, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
+        for start in range(0, len(metrics), BATCH):
+            target.log_batch(run_id, metrics=metrics[start : start + BATCH])
+        artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+        if artifacts.is_dir():
+            target.log_artifacts(run_id, str(artifacts))
+        target.set_terminated(run_id, run.info.status, end_time=run.info.end_time)
+        new_runs[run.info.run_id] = run_id
+
+    added = []
+    versions = sorted(source.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version))
+    for version in versions:
+        if version.run_id not in new_runs:
+            continue  # its run was merged before (or is not in the source)
+        run_id = new_runs[version.run_id]
+        experiment_id = target.get_run(run_id).info.experiment_id
+        model = source.get_logged_model(version.source.removeprefix("models:/"))
+        logged = target.create_logged_model(
+            experiment_id, name=model.name, source_run_id=run_id, tags=dict(model.tags),
+            params=dict(model.params), model_type=model.model_type,
+        )  # fmt: skip
+        target.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        if not target.search_registered_models(f"name='{model_name}'"):
+            target.create_registered_model(model_name)
+        new = target.create_model_version(
+            model_name, source=f"models:/{logged.model_id}", run_id=run_id, tags=dict(version.tags),
+            model_id=logged.model_id,
+        )  # fmt: skip
+        added.append((version.version, new.version))
+    return added
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or not all(Path(path).is_file() for path in argv):
+        print(USAGE, file=sys.stderr)
+        return 2
+    for old, new in merge(Path(argv[0]), Path(argv[1])):
+        print(f"version {old} -> version {new}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
