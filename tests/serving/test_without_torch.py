@@ -50,6 +50,8 @@ onnx.save(model, no_cam / "model.onnx")
 record_files(no_cam, read_config(no_cam))
 no_onnx = root / "no-onnx"
 make_package(no_onnx, size=64, onnx=False)
+with_cam = root / "with-cam"  # an ONNX export with its `cam` output: the heatmap needs no PyTorch
+make_package(with_cam, size=64)
 settings = Settings(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", reload_interval_s=0)
 store = Store(settings)
 register_package(store, no_cam, "no-cam", alias="champion")  # version 1
@@ -86,6 +88,12 @@ store.set_alias("2")  # a champion without ONNX: the next service refuses it at 
 with TestClient(create_app(settings)) as client:
     answer = ready(client)
     found["refused"] = [answer.status_code, answer.json()]
+register_package(store, with_cam, "with-cam", alias="champion")  # version 3
+with TestClient(create_app(settings)) as client:
+    ready(client)
+    explained = client.post("/api/v1/explain", files=files)
+    head = explained.content[:8].hex()
+    found["explain_cam"] = [explained.status_code, explained.headers["content-type"], head]
 found["torch_imported"] = sorted(
     name for name, module in sys.modules.items() if name.split(".")[0] in ("torch", "torchvision") and module
 )
@@ -114,6 +122,13 @@ def served(tmp_path_factory: pytest.TempPathFactory, originals: Path) -> dict:
 def test_an_onnx_version_is_served_without_torch(served: dict) -> None:
     assert served["ready"] == 200 and served["predict"] == 200
     assert served["torch_imported"] == []
+
+
+def test_a_heatmap_from_the_onnx_activations_needs_no_torch(served: dict) -> None:
+    """A champion whose CAM is linear (the ONNX export's `cam` output) is explained with a PNG heatmap."""
+    status, content_type, head = served["explain_cam"]
+    assert (status, content_type, head) == (200, "image/png", b"\x89PNG\r\n\x1a\n".hex())
+    assert served["torch_imported"] == []  # after all three services
 
 
 def test_a_heatmap_that_needs_torch_is_a_clear_501(served: dict) -> None:
