@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     audit_on_error: Literal["serve", "refuse"] = "serve"  # the database is down or full: answer, or 503
     audit_timeout_s: float = Field(default=10, gt=0)  # an answer waits this long for its record's commit
     audit_batch_size: int = Field(default=256, gt=0)  # records committed in one transaction at most
+    # SQLite: normal survives a killed process; full also a power loss, for an fsync per commit.
+    audit_sync: Literal["normal", "full"] = "normal"
     # Opt-in: the uploaded bytes kept (PHI) under this folder, named by their sha256, for this many days.
     keep_inputs_dir: Path | None = None
     keep_inputs_days: float = Field(default=30, gt=0)

@@ -35,9 +35,10 @@ class AuditTrail:
         keep_days: float = 30,
         batch_size: int = 256,
         on_batch: BatchObserver | None = None,
+        sync: str = "normal",
     ) -> None:
         self.url = url
-        self.engine: Engine = open_engine(url)
+        self.engine: Engine = open_engine(url, sync)
         self.keep = KeptInputs(keep_dir, keep_days) if keep_dir is not None else None
         self.writer = RecordWriter(self.engine, self.migrate, self.keep, batch_size, on_batch)
 
@@ -48,7 +49,12 @@ class AuditTrail:
         if url is None:
             return None
         return cls(
-            url, settings.keep_inputs_dir, settings.keep_inputs_days, settings.audit_batch_size, on_batch
+            url,
+            settings.keep_inputs_dir,
+            settings.keep_inputs_days,
+            settings.audit_batch_size,
+            on_batch,
+            settings.audit_sync,
         )
 
     @property

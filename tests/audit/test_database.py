@@ -9,6 +9,8 @@ from sqlalchemy import inspect, text
 
 from pneumonia_zoo.audit.database import MIGRATIONS_DIR, audit_url, migrate, open_engine, safe_url
 from pneumonia_zoo.audit.schema import Base
+from pneumonia_zoo.audit.trail import AuditTrail
+from pneumonia_zoo.config import Settings
 
 
 @pytest.mark.parametrize(
@@ -64,11 +66,14 @@ def test_migrate_makes_the_schema_once_and_matches_the_models(tmp_path: Path) ->
         engine.dispose()
 
 
-def test_sqlite_is_write_ahead_and_fully_synced(tmp_path: Path) -> None:
-    engine = open_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+@pytest.mark.parametrize(("sync", "pragma"), [("normal", 1), ("full", 2)])
+def test_sqlite_is_write_ahead_and_synced_as_configured(tmp_path: Path, sync: str, pragma: int) -> None:
+    settings = Settings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", audit_sync=sync)
+    trail = AuditTrail.from_settings(settings)
+    assert trail is not None
     try:
-        with engine.connect() as connection:
+        with trail.engine.connect() as connection:
             assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-            assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+            assert connection.execute(text("PRAGMA synchronous")).scalar() == pragma  # 1 NORMAL, 2 FULL
     finally:
-        engine.dispose()
+        trail.engine.dispose()
