@@ -3,24 +3,30 @@
     python results/merge_store.py gpu-store/mlflow.db results/store/mlflow.db
 
 Run it from the folder both stores' relative artifact locations start from: the repository root, with the
-recipe's gpu-store.tar.gz unpacked there (DEVELOPERS.md, "When a GPU is lent"). MLflow has no merge, so
-each source run is recreated in the target's experiment of the same name: its name, status, start and end
-times, params, tags, every metric's full history (steps and timestamps) and its artifacts (plots, reports,
-card), plus a `merged_from` tag naming the source run. Each logged model and registered version is
-recreated after the target's own (new version numbers, in the source's order) with its tags as they
-were, pointing to the new run; like results/ship_store.py, no model package travels. Aliases are not
-copied: the target's champion stays. A source run already merged (its id in a `merged_from` tag) is
-skipped, so a second merge of the same store adds nothing.
+recipe's gpu-store.tar.gz unpacked there (DEVELOPERS.md, "When a GPU is lent"). MLflow has no merge, so each
+source run is recreated in the target's experiment of the same name: its name, status, start and end times,
+params, tags (MLflow's own too: source, git commit, the parent of a nested run, pointed at the parent's
+copy), every metric's full history (steps and timestamps) and its artifacts (plots, reports, card; not what
+results/ship_store.py leaves out), plus a `merged_from` tag naming the source run. Each logged model
+and registered version is recreated after the target's own (new version numbers, in the source's order) with
+its tags as they were, pointing to the new run; like results/ship_store.py, no model package travels.
+Aliases are not copied: the target's champion stays. A source run already merged (its id in a `merged_from`
+tag) is skipped, so a second merge of the same store adds nothing.
 """
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+from ship_store import SKIP_DIRS, SKIP_FILES  # results/, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # pneumonia_zoo from this checkout, installed or not
     sys.path.insert(0, str(ROOT))
 
 MERGED_FROM = "merged_from"
+PARENT = "mlflow.parentRunId"
 USAGE = "usage: merge_store.py SOURCE/mlflow.db TARGET/mlflow.db (both existing stores)"
 MODEL_NAME = "pneumonia-classifier"
 BATCH = 900  # MLflow's log_batch takes at most 1000 metrics per call
@@ -49,7 +55,9 @@ def merge(source_db: Path, target_db: Path, model_name: str = MODEL_NAME) -> lis
         name = experiments[run.info.experiment_id].name
         found = target.get_experiment_by_name(name)
         experiment_id = found.experiment_id if found else target.create_experiment(name)
-        tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+        tags = dict(run.data.tags)
+        if PARENT in tags:  # a nested run (a sweep's trial): its parent was merged first (older)
+            tags[PARENT] = new_runs.get(tags[PARENT], tags[PARENT])
         created = target.create_run(
             experiment_id, start_time=run.info.start_time, tags=tags | {MERGED_FROM: run.info.run_id},
             run_name=run.info.run_name,
@@ -65,8 +73,11 @@ def merge(source_db: Path, target_db: Path, model_name: str = MODEL_NAME) -> lis
         for start in range(0, len(metrics), BATCH):
             target.log_batch(run_id, metrics=metrics[start : start + BATCH])
         artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
-        if artifacts.is_dir():
-            target.log_artifacts(run_id, str(artifacts))
+        if artifacts.is_dir():  # what results/ship_store.py ships: no packages, no dataset content
+            with tempfile.TemporaryDirectory() as tmp:
+                kept = Path(tmp) / "artifacts"
+                shutil.copytree(artifacts, kept, ignore=shutil.ignore_patterns(*SKIP_DIRS, *SKIP_FILES))
+                target.log_artifacts(run_id, str(kept))
         target.set_terminated(run_id, run.info.status, end_time=run.info.end_time)
         new_runs[run.info.run_id] = run_id
 

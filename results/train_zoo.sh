@@ -9,7 +9,8 @@
 # Versions 3-6: the design-card networks from random weights (no ImageNet weights offline), at 64 px with
 # a 7-minute budget each. Version 7: the ensemble of versions 1 and 2. Then the champion (lowest
 # validation Brier since issue 21; validation AUC when results/store was made), evaluations logged
-# against it, the shipped starter and the compare report.
+# against it, the shipped starter and the compare report. WITH_128PX_AND_SWEEP=1 adds versions 10-17 (below).
+# Versions 8-9 come from results/gpu_recipe.py on a GPU (DEVELOPERS.md, "When a GPU is lent").
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
 PZ=${PZ:-.venv/bin/pneumonia-zoo}
@@ -29,3 +30,15 @@ COMMON=(--data "$DATA" --class-weights --label-smoothing 0.05 --threads 2 --quie
 "$PZ" evaluate --data "$(dirname "$DATA")/external_adult_covid" --log
 "$PZ" export-starter --model models:/pneumonia-classifier@champion --fp16 --out pneumonia_zoo/assets/starter
 "$PZ" compare --out results/compare
+
+# Versions 10-17 (2026-12-06, into a second store merged with results/merge_store.py): the design-card
+# networks at 128 px (ResNet50 then AlexNet; DenseNet201 and VGG16 did not fit the session) and the
+# six-schedule sweep of the small CNN.
+SCRATCH128=(--no-pretrained --image-size 128 --epochs 30 --patience 3 --max-minutes 6 --batch-size 64
+    --schedule cosine --warmup-epochs 0.3)
+if [ "${WITH_128PX_AND_SWEEP:-0}" = 1 ]; then
+    "$PZ" train --arch resnet50 --lr 1e-3 "${SCRATCH128[@]}" "${COMMON[@]}"
+    "$PZ" train --arch alexnet --lr 1e-4 "${SCRATCH128[@]}" "${COMMON[@]}"
+    "$PZ" sweep --arch small_cnn --image-size 64 --epochs 4 --max-minutes 2 --patience 4 --batch-size 64 --lrs 1e-3 \
+        --warmup-epochs 0.3 "${COMMON[@]}"
+fi

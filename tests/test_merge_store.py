@@ -12,6 +12,7 @@ from tests.conftest import PROJECT_ROOT, client_for, mlflow_globals
 
 SCRIPT = PROJECT_ROOT / "results" / "merge_store.py"
 MODEL = "pneumonia-classifier"
+PARENT = "mlflow.parentRunId"
 
 
 def make_store(root: Path, run_name: str, version_tags: dict[str, str]) -> str:
@@ -28,6 +29,8 @@ def make_store(root: Path, run_name: str, version_tags: dict[str, str]) -> str:
     plot.write_bytes(b"\x89PNG not really")
     client.log_artifact(run.info.run_id, str(plot), "plots")
     client.set_terminated(run.info.run_id, "FINISHED")
+    trial = client.create_run(experiment, run_name=f"{run_name}-trial", tags={PARENT: run.info.run_id})
+    client.set_terminated(trial.info.run_id, "FINISHED")
     model = client.create_logged_model(experiment, name="model", source_run_id=run.info.run_id)
     client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     client.create_registered_model(MODEL)
@@ -69,13 +72,15 @@ def test_a_gpu_store_is_merged_once_with_histories_tags_and_artifacts(tmp_path: 
     assert [(m.step, m.value, m.timestamp) for m in history] == expected
     assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/val_reliability.png"]
     assert (target / "mlruns" / run.info.run_id / "artifacts" / "plots" / "val_reliability.png").is_file()
+    (trial,) = client.search_runs([run.info.experiment_id], "attributes.run_name = 'lite2-gpu-trial'")
+    assert trial.data.tags[PARENT] == run.info.run_id  # still nested, under the parent's copy
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert str(champion.version) == "1"  # the target's champion stays
 
     second = merge(source, target)
     assert second.returncode == 0 and second.stdout == ""
     assert len(client.search_model_versions(f"name='{MODEL}'")) == 2
-    assert len(client.search_runs([run.info.experiment_id])) == 2
+    assert len(client.search_runs([run.info.experiment_id])) == 4
 
 
 def test_a_missing_store_is_one_line_and_exit_2(tmp_path: Path) -> None:
