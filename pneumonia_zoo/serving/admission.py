@@ -12,6 +12,7 @@ back to the OS when the budgets fall idle (glibc keeps it otherwise).
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
@@ -91,6 +92,14 @@ class Budget:
         if self.in_use == 0 and not self._waiters:
             # A burst can leave hundreds of MB in glibc's free lists; trimming takes a few ms, off the loop.
             threading.Thread(target=malloc_trim, name="malloc-trim", daemon=True).start()
+
+    def hold_until(self, amount: int, job: concurrent.futures.Future) -> None:
+        """Charge `amount` more (at once, even past the capacity) until `job` (a pool's work that its
+        request no longer waits for) has finished: its memory is in use until then."""
+        amount = self.clamp(amount)
+        self.in_use += amount
+        loop = asyncio.get_running_loop()
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self.release, amount))
 
     def _wake(self) -> None:
         while self._waiters and self.in_use + self._waiters[0][0] <= self.capacity:
