@@ -16,9 +16,10 @@ import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from pneumonia_zoo.errors import AtCapacity
 
@@ -29,13 +30,18 @@ class Overloaded(AtCapacity):
     """The budget's waiting queue is full."""
 
 
+@functools.cache
+def _glibc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once: find_library runs `ldconfig -p` in a child process, and a
+    fork of a process holding a gigabyte during a burst is one more copy in its tree's resident size."""
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None  # None: not glibc
+
+
 def malloc_trim() -> None:
     """Give glibc's free lists back to the system (a no-op elsewhere)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
-    if trim is not None:  # glibc only
+    trim = _glibc_malloc_trim()
+    if trim is not None:
         trim(0)
 
 

@@ -175,3 +175,20 @@ def test_a_decode_its_request_gave_up_on_keeps_its_pixels_charged_until_it_ends(
             time.sleep(0.01)
         assert service.pixels.in_use == 0
         assert len(decoded) == 1  # the second image was never started
+
+
+def test_giving_memory_back_starts_no_process(monkeypatch) -> None:
+    """malloc_trim runs whenever a budget empties: looking libc up each time ran `ldconfig -p` in a forked
+    child, a copy of the whole process in its resident size for the child's life."""
+    import subprocess
+
+    from pneumonia_zoo.serving.admission import malloc_trim
+
+    malloc_trim()  # may look the library up, once
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"malloc_trim started a process: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    malloc_trim()
+    malloc_trim()
