@@ -12,12 +12,14 @@ back to the OS when the budgets fall idle (glibc keeps it otherwise).
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from pneumonia_zoo.errors import AtCapacity
 
@@ -28,13 +30,18 @@ class Overloaded(AtCapacity):
     """The budget's waiting queue is full."""
 
 
+@functools.cache
+def _glibc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once: find_library runs `ldconfig -p` in a child process, and a
+    fork of a process holding a gigabyte during a burst is one more copy in its tree's resident size."""
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None  # None: not glibc
+
+
 def malloc_trim() -> None:
     """Give glibc's free lists back to the system (a no-op elsewhere)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
-    if trim is not None:  # glibc only
+    trim = _glibc_malloc_trim()
+    if trim is not None:
         trim(0)
 
 
@@ -91,6 +98,14 @@ class Budget:
         if self.in_use == 0 and not self._waiters:
             # A burst can leave hundreds of MB in glibc's free lists; trimming takes a few ms, off the loop.
             threading.Thread(target=malloc_trim, name="malloc-trim", daemon=True).start()
+
+    def hold_until(self, amount: int, job: concurrent.futures.Future) -> None:
+        """Charge `amount` more (at once, even past the capacity) until `job` (a pool's work that its
+        request no longer waits for) has finished: its memory is in use until then."""
+        amount = self.clamp(amount)
+        self.in_use += amount
+        loop = asyncio.get_running_loop()
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self.release, amount))
 
     def _wake(self) -> None:
         while self._waiters and self.in_use + self._waiters[0][0] <= self.capacity:

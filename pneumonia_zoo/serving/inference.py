@@ -11,6 +11,7 @@ Observers (the Prometheus metrics) are plain callables handed in: `on_batch`, `o
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -186,20 +187,36 @@ class InferenceService:
                 cost = await loop.run_in_executor(self.cpu_pool, _decode_costs, uploads, side)
                 cost += len(uploads) * input_bytes(model.classifier)
                 async with admitted(self.pixels, cost):
-                    images = await self.decode(uploads, side)
+                    images = await self.decode(uploads, side, cost)
                     return await self.predict(model, images, started)
         except TimeoutError:
             raise DeadlineExceeded(DEADLINE) from None
 
-    async def decode(self, uploads: list[UploadedFile], min_side: int | None) -> list[DecodedImage]:
+    async def decode(
+        self, uploads: list[UploadedFile], min_side: int | None, charged: int = 0
+    ) -> list[DecodedImage]:
+        """The uploads decoded in the pool. A request cancelled meanwhile (its deadline, its client gone)
+        starts no further image, and the `charged` pixel budget stays held until the image being
+        decoded is done: the pool's memory is in use until then, answered or not."""
         if not uploads:
             raise InvalidInput(NO_IMAGE)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.cpu_pool, self._decode_all, uploads, min_side)
+        abandoned = threading.Event()
+        job = self.cpu_pool.submit(self._decode_all, uploads, min_side, abandoned)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            abandoned.set()
+            if not job.cancel():  # running: it cannot be stopped mid-image
+                self.pixels.hold_until(charged, job)
+            raise
 
-    def _decode_all(self, uploads: list[UploadedFile], min_side: int | None) -> list[DecodedImage]:
-        images = []
+    def _decode_all(
+        self, uploads: list[UploadedFile], min_side: int | None, abandoned: threading.Event | None = None
+    ) -> list[DecodedImage]:
+        images: list[DecodedImage] = []
         for upload in uploads:
+            if abandoned is not None and abandoned.is_set():
+                return images  # nobody waits for the rest
             try:
                 images.append(
                     decode_image(

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumonia_zoo.data.images import ImageDecodeError, ImageTooLargeError, decode_image, read_image
+from pneumonia_zoo.data.images import (
+    ImageDecodeError,
+    ImageTooLargeError,
+    decode_cost,
+    decode_image,
+    read_image,
+)
 from pneumonia_zoo.data.transforms import Preprocessing
 
 
@@ -74,6 +80,47 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     decoded = decode_image(encode(image, "JPEG", exif=exif))
     assert decoded.image.size == (20, 40)
+
+
+@pytest.mark.parametrize("orientation", [None, 3, 6])
+def test_a_big_image_is_turned_upright_after_its_reduction_never_copied_at_full_size(
+    orientation: int | None, monkeypatch
+) -> None:
+    """Pillow's exif_transpose copies (or turns) the full-size image: twice a big PNG's memory, which
+    the pixel budget's estimate (decode_cost) does not count."""
+    array = gradient(3000, 2000)
+    array[:100, :100] = 255  # a mark in the top-left corner, to see where it ends up
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    data = encode(Image.fromarray(array), "PNG", exif=exif)
+    full_size: list[str] = []
+    for name in ("copy", "transpose"):
+        original = getattr(Image.Image, name)
+
+        def spy(self, *args, _original=original, _name=name, **kwargs):
+            if self.width * self.height >= 3000 * 2000:
+                full_size.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Image.Image, name, spy)
+    decoded = decode_image(data, min_side=224)
+    assert full_size == []
+    pixels = np.asarray(decoded.image)
+    height, width = pixels.shape
+    assert (height > width) == (orientation == 6)  # 6: turned a quarter
+    corner = {None: pixels[:5, :5], 3: pixels[-5:, -5:], 6: pixels[:5, -5:]}[orientation]
+    assert corner.mean() > 200, orientation  # the mark where an upright display shows it
+
+
+def test_a_progressive_jpeg_costs_its_full_resolution_coefficients() -> None:
+    """libjpeg keeps every DCT coefficient of a progressive JPEG until its last scan, whatever the DCT
+    scaling: the pixel budget must be charged for them (2 bytes a sample), not for the scaled output."""
+    rgb = Image.fromarray(gradient(2048, 2048)).convert("RGB")
+    progressive = encode(rgb, "JPEG", quality=90, progressive=True)  # 4:2:0: 1.5 samples a pixel
+    baseline = encode(rgb, "JPEG", quality=90)
+    assert decode_cost(progressive, 224) >= 2048 * 2048 * 3
+    assert decode_cost(baseline, 224) < 2048 * 2048 // 4  # decoded 1/8 a side, line by line
 
 
 def test_transparency_is_composited_on_black() -> None:

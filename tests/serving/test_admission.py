@@ -4,6 +4,7 @@ status past the deadline, and clients that stall while sending headers or body d
 import asyncio
 import os
 import socket
+import threading
 import time
 
 import httpx
@@ -141,3 +142,53 @@ def test_a_real_server_drops_clients_that_stall_in_their_headers_or_body(registe
             while chunk := sock.recv(4096):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive" in answer
+
+
+def test_a_decode_its_request_gave_up_on_keeps_its_pixels_charged_until_it_ends(
+    registered_store, xray_bytes, monkeypatch
+) -> None:
+    """The deadline answers the client, but the pool's thread cannot be stopped mid-image: the pixel
+    budget must count that memory until the image is done, and no further image of the request starts."""
+    from pneumonia_zoo.serving import inference
+
+    entered, finish = threading.Event(), threading.Event()
+    decoded: list[int] = []
+    real_decode = inference.decode_image
+
+    def slow_decode(data, *args, **kwargs):
+        decoded.append(len(data))
+        entered.set()
+        finish.wait(30)
+        return real_decode(data, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "decode_image", slow_decode)
+    for client in make_client(registered_store, request_timeout_s=0.5, timeout_status=504):
+        service = client.app.state.service
+        files = [("files", ("a.jpeg", xray_bytes)), ("files", ("b.jpeg", xray_bytes))]
+        response = client.post("/api/v1/predict", files=files)
+        assert response.status_code == 504 and entered.is_set()
+        assert service.pixels.in_use > 0  # answered, yet the first image is still being decoded
+        finish.set()
+        for _ in range(300):  # the charge goes once the image is done (on the app's loop)
+            if service.pixels.in_use == 0:
+                break
+            time.sleep(0.01)
+        assert service.pixels.in_use == 0
+        assert len(decoded) == 1  # the second image was never started
+
+
+def test_giving_memory_back_starts_no_process(monkeypatch) -> None:
+    """malloc_trim runs whenever a budget empties: looking libc up each time ran `ldconfig -p` in a forked
+    child, a copy of the whole process in its resident size for the child's life."""
+    import subprocess
+
+    from pneumonia_zoo.serving.admission import malloc_trim
+
+    malloc_trim()  # may look the library up, once
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"malloc_trim started a process: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    malloc_trim()
+    malloc_trim()
