@@ -30,6 +30,9 @@ class Overloaded(AtCapacity):
     """The budget's waiting queue is full."""
 
 
+TRIM_AFTER_S = 0.25  # a budget empty this long (no new charge) gives glibc's free lists back
+
+
 @functools.cache
 def _glibc_malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, looked up once: find_library runs `ldconfig -p` in a child process, and a
@@ -48,9 +51,14 @@ def malloc_trim() -> None:
 class Budget:
     """`capacity` bytes shared by every request; `acquire(n)` waits (in order) until n of them are free."""
 
-    def __init__(self, name: str, capacity: int, max_waiting: int) -> None:
+    def __init__(
+        self, name: str, capacity: int, max_waiting: int, trim_after_s: float = TRIM_AFTER_S
+    ) -> None:
         self.name, self.capacity, self.max_waiting = name, capacity, max_waiting
+        self.trim_after_s = trim_after_s
         self.in_use = 0
+        self.charges = 0  # how many times part of it was taken: a trim waits until none came for a while
+        self.trims = 0
         self._waiters: list[tuple[int, asyncio.Future]] = []  # FIFO: a big request is not starved
         self.holders = 0  # charges holding part of the budget (see Charge)
         self._holding_waiters: list[asyncio.Future] = []  # those of them now waiting for more
@@ -70,6 +78,7 @@ class Budget:
         ahead = sum(not f.done() for f in self._holding_waiters) if holding else len(self._waiters)
         if not ahead and self.in_use + amount <= self.capacity:
             self.in_use += amount
+            self.charges += 1
             return
         if not holding and len(self._waiters) >= self.max_waiting:
             raise Overloaded()
@@ -96,14 +105,30 @@ class Budget:
         self.in_use -= self.clamp(amount)
         self._wake()
         if self.in_use == 0 and not self._waiters:
-            # A burst can leave hundreds of MB in glibc's free lists; trimming takes a few ms, off the loop.
-            threading.Thread(target=malloc_trim, name="malloc-trim", daemon=True).start()
+            # A burst can leave hundreds of MB in glibc's free lists. The trim waits until the budget has
+            # stayed empty a while: one request at a time empties it after each answer, and a trim per
+            # answer (a thread and a few ms of CPU) cost them latency for nothing to give back.
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # released outside an event loop: trim now
+                self._trim()
+            else:
+                loop.call_later(self.trim_after_s, self._trim_if_idle, self.charges)
+
+    def _trim_if_idle(self, charges: int) -> None:
+        if self.in_use == 0 and not self._waiters and self.charges == charges:
+            self._trim()
+
+    def _trim(self) -> None:
+        self.trims += 1  # trimming takes a few ms: off the event loop
+        threading.Thread(target=malloc_trim, name="malloc-trim", daemon=True).start()
 
     def hold_until(self, amount: int, job: concurrent.futures.Future) -> None:
         """Charge `amount` more (at once, even past the capacity) until `job` (a pool's work that its
         request no longer waits for) has finished: its memory is in use until then."""
         amount = self.clamp(amount)
         self.in_use += amount
+        self.charges += 1
         loop = asyncio.get_running_loop()
         job.add_done_callback(lambda _: loop.call_soon_threadsafe(self.release, amount))
 
@@ -112,6 +137,7 @@ class Budget:
             amount, future = self._waiters.pop(0)
             if not future.done():
                 self.in_use += amount
+                self.charges += 1
                 future.set_result(None)
         self._break_deadlock()
 

@@ -36,6 +36,25 @@ def test_budget_grants_in_order_and_refuses_past_its_queue() -> None:
     assert asyncio.run(scenario()) == ["big"]
 
 
+def test_memory_is_given_back_once_the_budget_stays_empty_not_after_every_request() -> None:
+    """One request at a time empties the budget after each answer: a trim then (a thread and a few ms
+    of CPU per answer) cost latency for nothing. The trim waits until no new charge came for a while."""
+
+    async def scenario() -> list[int]:
+        budget = Budget("pixels", capacity=100, max_waiting=4, trim_after_s=0.2)
+        seen = []
+        for _ in range(5):  # back to back, as at concurrency 1: empty between requests, never for long
+            await budget.acquire(30)
+            await asyncio.sleep(0.05)
+            budget.release(30)
+            seen.append(budget.trims)
+        await asyncio.sleep(0.4)  # the traffic stops: the budget stays empty
+        seen.append(budget.trims)
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 0, 0, 0, 0, 1]
+
+
 def test_a_cancelled_waiter_gives_nothing_back_twice() -> None:
     async def scenario() -> None:
         budget = Budget("uploads", capacity=10, max_waiting=5)
