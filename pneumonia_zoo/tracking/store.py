@@ -262,15 +262,15 @@ class Store:
 
     # -- artifacts ----------------------------------------------------------------------------------
 
-    def download_package(
-        self, version: str, destination: Path | None = None, name: str | None = None
-    ) -> Path:
-        """Download a version's artifacts; returns the model package folder inside them.
+    def download_package(self, version: str, destination: Path, name: str | None = None) -> Path:
+        """Download a version's artifacts into `destination`; returns the model package folder inside them.
+
+        The caller owns `destination` and removes it (a classifier reads some files lazily, so only the
+        caller knows when it is done): a default temporary folder here leaked one copy per load.
 
         The version's artifact location is asked of this store's client: MLflow's own registry-URI download
         would resolve the name through the global registry URI, whatever store this is.
         """
-        destination = destination or Path(tempfile.mkdtemp(prefix="pneumonia-zoo-model-"))
         name = name or self.model_name
         missing = PackageRejected(
             f"{uris.version_uri(name, version)} has no {CONFIG_FILE}: its artifacts are missing "
@@ -296,10 +296,12 @@ class Store:
         self,
         model_uri: str,
         runtime: str = "auto",
-        destination: Path | None = None,
+        *,
+        destination: Path,
         onnx_threads: int | None = None,
     ) -> tuple[VersionRecord, "Classifier"]:
-        """Resolve a registry URI and load its verified package: (VersionRecord, Classifier)."""
+        """Resolve a registry URI and load its verified package into `destination` (the caller's to remove):
+        (VersionRecord, Classifier)."""
         from pneumonia_zoo.package.classifier import load_classifier
 
         record = self.resolve(model_uri)

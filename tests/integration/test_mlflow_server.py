@@ -22,7 +22,9 @@ def test_train_and_serve_from_a_tracking_server(
         outcome = train(TrainConfig.build(**tiny_train_args(fixture_data, onnx=True)), store, quiet=True)
         assert outcome.status == "FINISHED" and outcome.version == "1"
         assert str(store.promote().version) == "1"
-        resolved, classifier = store.load("models:/pneumonia-classifier@champion")
+        resolved, classifier = store.load(
+            "models:/pneumonia-classifier@champion", destination=tmp_path / "champion"
+        )
         assert resolved.version == "1" and classifier.runtime == "onnx"
         scores = classifier.predict([read_image(p, min_side=32) for p in sorted(originals.iterdir())])
         assert np.allclose(scores.probabilities.sum(1), 1, atol=1e-5)

@@ -256,7 +256,9 @@ def test_ctrl_c_stops_cleanly_and_registers_nothing(tracking_store: str, fixture
     assert store.versions() == []
 
 
-def test_pyfunc_loads_by_alias_without_pickles(registered_store: str, monkeypatch, originals: Path) -> None:
+def test_pyfunc_loads_by_alias_without_pickles(
+    registered_store: str, monkeypatch, originals: Path, tmp_path: Path
+) -> None:
     with mlflow_globals(registered_store):  # MLflow's fluent API is global; the registry follows it
         model = mlflow.pyfunc.load_model("models:/pneumonia-classifier@champion")
     images = [p.read_bytes() for p in sorted(originals.iterdir())]
@@ -274,7 +276,9 @@ def test_pyfunc_loads_by_alias_without_pickles(registered_store: str, monkeypatc
     assert frame[["NORMAL", "PNEUMONIA"]].sum(axis=1).round(6).tolist() == [1.0, 1.0]
     assert set(frame["operating_point"]) == {"sensitivity_95"}
     store = store_for(registered_store)
-    resolved, classifier = store.load("models:/pneumonia-classifier@champion")
+    resolved, classifier = store.load(
+        "models:/pneumonia-classifier@champion", destination=tmp_path / "champion"
+    )
     assert resolved.aliases == ["champion"] and classifier.members[0].onnx_path is not None
     assert not list(classifier.directory.parent.parent.rglob("*.pkl"))
 
@@ -301,10 +305,12 @@ def test_promote_picks_best_validation_auc_never_test(tracking_store: str, fixtu
         store.promote("test_auc")
 
 
-def test_the_package_logged_is_the_package_that_loads(registered_store: str) -> None:
+def test_the_package_logged_is_the_package_that_loads(registered_store: str, tmp_path: Path) -> None:
     """The run's metrics were measured on the package as registered (its own files, its runtime)."""
     store = store_for(registered_store)
-    resolved, classifier = store.load("models:/pneumonia-classifier@champion")
+    resolved, classifier = store.load(
+        "models:/pneumonia-classifier@champion", destination=tmp_path / "champion"
+    )
     run = registry_client(store).get_run(resolved.run_id)
     assert classifier.config.metrics["test_auc"] == pytest.approx(run.data.metrics["test_auc"])
     assert load_classifier(classifier.directory).config.operating_points == classifier.config.operating_points

@@ -28,7 +28,7 @@ def _run(data: Path, store_dir: Path):
     store = store_for(f"sqlite:///{store_dir / 'mlflow.db'}")
     config = TrainConfig.build(**tiny_train_args(data, epochs=2, threads=1, bootstrap=20, onnx=False))
     outcome = train(config, store, quiet=True)
-    _, classifier = store.load(f"models:/pneumonia-classifier/{outcome.version}")
+    _, classifier = store.load(f"models:/pneumonia-classifier/{outcome.version}", destination=store_dir / "v")
     return outcome.metrics, classifier
 
 
@@ -51,9 +51,11 @@ def test_test_labels_change_nothing_but_test_metrics(fixture_data: Path, tmp_pat
     assert metrics_a["test_auc"] != pytest.approx(metrics_b["test_auc"])  # what the test labels do change
 
 
-def test_operating_points_are_those_of_the_validation_predictions(registered_store: str, fixture_data: Path):
+def test_operating_points_are_those_of_the_validation_predictions(
+    registered_store: str, fixture_data: Path, tmp_path: Path
+):
     store = store_for(registered_store)
-    _, classifier = store.load("models:/pneumonia-classifier@champion")
+    _, classifier = store.load("models:/pneumonia-classifier@champion", destination=tmp_path / "champion")
     info = classifier.config.info
     _, val, _ = split_samples(fixture_data, info.val_fraction, info.seed, None)
     predictions = predict_images(
@@ -123,7 +125,9 @@ def test_pretrained_fine_tunes_from_the_weights_torchvision_delivers(
     assert len(calls) == 1 and calls[0].endswith(".pth")
     run = registry_client(store).get_run(outcome.run_id)
     assert run.data.tags["pretrained"] == "True" and run.data.params["pretrained"] == "True"
-    _, classifier = store.load(f"models:/pneumonia-classifier/{outcome.version}", runtime="torch")
+    _, classifier = store.load(
+        f"models:/pneumonia-classifier/{outcome.version}", "torch", destination=tmp_path / "v"
+    )
     trained = classifier.members[0].network.body.features[0].weight.detach()
     # lr 1e-9 for one epoch: the backbone is still the delivered one (the head is new: 2 classes).
     assert np.allclose(trained.numpy(), given["features.0.weight"].numpy(), atol=1e-6)

@@ -31,11 +31,13 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 # Built at import, as @schema.parametrize needs the operations at collection time (schemathesis's
 # lazy from_fixture does not work with this pytest). Nothing runs until the fixture starts its lifespan.
+# The audit folder is removed when the test process exits (no fixture exists yet at import).
+AUDIT_DIR = tempfile.TemporaryDirectory(prefix="pneumonia-zoo-fuzz-")
 SETTINGS = TEST_LIMITS | {
     "reload_interval_s": 0,
     "admin_token": "fuzz-token",
     # Its records in a folder of its own, not beside the default store in the working folder.
-    "audit_url": f"sqlite:///{tempfile.mkdtemp(prefix='pneumonia-zoo-fuzz-')}/audit.db",
+    "audit_url": f"sqlite:///{AUDIT_DIR.name}/audit.db",
 }
 APP: FastAPI = create_app(Settings(**SETTINGS))
 schema = schemathesis.openapi.from_dict(APP.openapi())

@@ -12,7 +12,7 @@ from tests.serving.conftest import make_client
 def classifiers(registered_store, tmp_path):
     store = store_for(registered_store)
     return {
-        runtime: store.load("models:/pneumonia-classifier/1", runtime, tmp_path / runtime)[1]
+        runtime: store.load("models:/pneumonia-classifier/1", runtime, destination=tmp_path / runtime)[1]
         for runtime in ("onnx", "torch")
     }
 

@@ -49,8 +49,10 @@ def test_test_metrics_appear_with_their_intervals_as_logged(card: str, logged: d
     assert f"sensitivity [{low:.3f}, {high:.3f}]" in card
 
 
-def test_every_operating_point_is_in_the_table(registered_store: str, card: str, logged: dict) -> None:
-    config = store_for(registered_store).load(VERSION_1)[1].config
+def test_every_operating_point_is_in_the_table(
+    registered_store: str, card: str, logged: dict, tmp_path: Path
+) -> None:
+    config = store_for(registered_store).load(VERSION_1, destination=tmp_path)[1].config
     assert len(config.operating_points) == 4
     for name, point in config.operating_points.items():
         shown = f"**{name}** (default)" if name == config.default_operating_point else name
@@ -62,8 +64,10 @@ def test_every_operating_point_is_in_the_table(registered_store: str, card: str,
     assert f"threshold {config.threshold:.4f}" in card
 
 
-def test_calibration_temperature_and_ece(registered_store: str, card: str, logged: dict) -> None:
-    config = store_for(registered_store).load(VERSION_1)[1].config
+def test_calibration_temperature_and_ece(
+    registered_store: str, card: str, logged: dict, tmp_path: Path
+) -> None:
+    config = store_for(registered_store).load(VERSION_1, destination=tmp_path)[1].config
     assert f"(T = {config.temperature:.3f})" in card
     assert f"| ECE | {logged['val_ece']:.3f} | {ci(logged, 'test_ece')} |" in card
     assert f"| Brier | {logged['val_brier']:.3f} | {ci(logged, 'test_brier')} |" in card
