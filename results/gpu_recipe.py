@@ -205,20 +205,13 @@ def export_champion(uri: str, out: Path, data: Path, env: dict[str, str]) -> lis
     it as the shipped starter and split its tarball into parts the device tool can bring home. Only the
     networks exported to ONNX are candidates: the starter is served without torch."""
     from pneumonia_zoo.config import Settings
-    from pneumonia_zoo.tracking.champion import CHAMPION_METRIC, lower_is_better
+    from pneumonia_zoo.tracking.champion import CHAMPION_METRIC
     from pneumonia_zoo.tracking.store import Store
 
     store = Store(Settings(tracking_uri=uri))
-    scored = [
-        (score, version)
-        for version in store.versions()
-        if version.architecture in WITH_ONNX and (score := version.metric(CHAMPION_METRIC)) is not None
-    ]
-    if not scored:
-        raise RuntimeError(f"no {'/'.join(WITH_ONNX)} version has {CHAMPION_METRIC}")
-    sign = 1.0 if lower_is_better(CHAMPION_METRIC) else -1.0
-    score, best = min(scored, key=lambda pair: sign * pair[0])
+    best = store.best_version(eligible=lambda version: version.architecture in WITH_ONNX)
     store.set_alias(best.version)
+    score = best.metric(CHAMPION_METRIC)
     print(f"champion: version {best.version} ({best.architecture}, {CHAMPION_METRIC} {score:.5f})")
     starter = out / "starter"
     command = [

@@ -99,9 +99,11 @@ def render_manifest_split(split: Mapping[str, Any]) -> str:
 def render_adapted(result: Mapping[str, Any]) -> str:
     fit, chosen = result["fit"], result["chosen_by"]
     c, cv_auc, temperature = chosen["site_head_C"], chosen["site_head_cv_auc"], chosen["site_temperature"]
+    member = result["parent"].get("member")
+    through = f" through its member {member} (the one it explains with)" if member is not None else ""
     return "\n".join(
         [
-            f"registered version {result['version']}: {result['parent']['uri']} adapted to site "
+            f"registered version {result['version']}: {result['parent']['uri']}{through} adapted to site "
             f"'{result['site']}' ({result['features']} features), the champion unchanged",
             f"  learnt from {fit['images']} images of {fit['patients']} patients "
             f"(sha256 {fit['sha256'][:12]}...)",

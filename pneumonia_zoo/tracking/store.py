@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -239,15 +240,20 @@ class Store:
         for key, value in tags.items():
             self._client.set_model_version_tag(self.model_name, version, key, value)
 
-    def best_version(self, metric: str = CHAMPION_METRIC) -> VersionRecord:
-        """The version with the best validation metric (ties: lower val_loss, then the newer one).
+    def best_version(
+        self, metric: str = CHAMPION_METRIC, eligible: Callable[[VersionRecord], bool] | None = None
+    ) -> VersionRecord:
+        """The version with the best validation metric (ties: lower val_loss, then the newer one), among
+        those `eligible` accepts (all by default).
 
         The default is the champion rule (tracking/champion.py). Test metrics are never used: choosing on
         test would make them optimistic.
         """
         if not metric.startswith("val_"):
             raise UserError(f"promotion must use a validation metric (val_*), not '{metric}'")
-        candidates = [v for v in self.versions() if v.metric(metric) is not None]
+        candidates = [
+            v for v in self.versions() if v.metric(metric) is not None and (eligible is None or eligible(v))
+        ]
         if not candidates:
             raise UserError(
                 f"no version of '{self.model_name}' has a '{metric}' tag to rank by: train a model first"

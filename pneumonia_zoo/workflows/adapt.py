@@ -25,6 +25,7 @@ from pneumonia_zoo.data.cache import decode_all
 from pneumonia_zoo.data.discovery import Sample, class_counts, list_labelled, read_manifest
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import InvalidInput, UserError
+from pneumonia_zoo.package.classifier import Classifier, load_classifier
 from pneumonia_zoo.package.format import PackageInfo
 from pneumonia_zoo.package.io import read_config, sha256_file
 from pneumonia_zoo.tracking import uris
@@ -128,6 +129,9 @@ class AdaptResult:
     model: SiteModel
     run_id: str
     seconds: float
+    parent_member: int | None = (
+        None  # the ensemble member adapted (network_to_adapt), None for a single model
+    )
 
     def to_dict(self) -> dict:
         points = self.model.operating_points
@@ -135,7 +139,7 @@ class AdaptResult:
             "version": self.version,
             "model": uris.version_uri(self.model_name, self.version),
             "site": self.site,
-            "parent": {"version": self.parent.version, "uri": self.parent.uri},
+            "parent": {"version": self.parent.version, "uri": self.parent.uri, "member": self.parent_member},
             "fit": {
                 "source": self.fit.description,
                 "images": len(self.fit.samples),
@@ -181,6 +185,20 @@ def _write_fit_table(fit: ImageSet, path: Path) -> None:
             writer.writerow([digest, sample.class_name, sample.patient])
 
 
+def network_to_adapt(classifier: Classifier) -> tuple[Classifier, int | None]:
+    """The single network whose features the site head reads, and its member index in an ensemble.
+
+    An ensemble (the champion may be one) is adapted through the member it explains with, its strongest
+    by validation AUC: the site head re-learns the decision from the site's own images on one network's
+    features, and the site version is that single network (one forward pass per image, adaptable again).
+    """
+    if not classifier.config.is_ensemble:
+        return classifier, None
+    index = classifier.config.explain_member
+    member = classifier.members[index]
+    return load_classifier(member.directory, member.runtime_choice, member.threads), index
+
+
 def adapt(
     store: Store,
     model_uri: str,
@@ -209,9 +227,8 @@ def adapt(
     if holdout is not None:
         check_holdout(fit, read_images(holdout, "holdout"))
     with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-adapt-") as tmp:
-        parent, classifier = store.load(model_uri, destination=Path(tmp) / "parent")
-        if classifier.config.is_ensemble:
-            raise InvalidInput("adapt needs a single model as parent, not an ensemble")
+        parent, loaded = store.load(model_uri, destination=Path(tmp) / "parent")
+        classifier, through = network_to_adapt(loaded)
         architecture = get_architecture(classifier.config.architecture)
         chosen: FeatureSet = feature_set or ("both" if architecture.linear_cam else "penultimate")
         if chosen not in FEATURE_SETS:
@@ -245,6 +262,7 @@ def adapt(
             mlflow.set_tags(tags)
             mlflow.log_params(
                 {"seed": seed, "flag_rate": flag_rate, "features": chosen, "parent": parent.uri}
+                | ({"parent_member": through} if through is not None else {})
             )
             mlflow.log_metrics(model.figures())
             mlflow.log_dict(
@@ -254,5 +272,13 @@ def adapt(
             version = publish(store, package_dir, extra_tags=tags)
     log_model_card(store, version)
     return AdaptResult(
-        version, store.model_name, parent, site, fit, model, run.info.run_id, time.perf_counter() - start
+        version,
+        store.model_name,
+        parent,
+        site,
+        fit,
+        model,
+        run.info.run_id,
+        time.perf_counter() - start,
+        through,
     )

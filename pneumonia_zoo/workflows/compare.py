@@ -39,7 +39,9 @@ def _float(value: object) -> float | None:
 def _trained_on(tags: dict[str, str]) -> str | None:
     """The GPU's name for a CUDA run (its `device_name` tag), `cpu` for a CPU one, None when untagged."""
     device = tags.get("device")
-    return tags.get("device_name") or device if device == "cuda" else device
+    if device == "cuda":
+        return tags.get("device_name") or device
+    return device
 
 
 def _row(record: VersionRecord, run: RunRecord | None, champion: str | None) -> dict:

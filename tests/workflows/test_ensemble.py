@@ -18,12 +18,21 @@ from pneumonia_zoo.evaluation.predict import predict_images
 from pneumonia_zoo.evaluation.report import evaluate
 from pneumonia_zoo.package.classifier import load_classifier
 from pneumonia_zoo.package.format import WEIGHTS_FILE
+from pneumonia_zoo.package.io import read_config
 from pneumonia_zoo.stats.operating_points import choose_operating_points
 from pneumonia_zoo.tracking.cards import version_card
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.workflows.train import train
 from tests.cli.helpers import run_cli_here
-from tests.conftest import SCRATCH_SEED, mlflow_globals, registry_client, store_for, tiny_train_args
+from tests.conftest import (
+    FIXTURE_DATA,
+    SCRATCH_SEED,
+    copy_store,
+    mlflow_globals,
+    registry_client,
+    store_for,
+    tiny_train_args,
+)
 from tests.integration.test_train_register import cli
 
 MEMBERS = ("models:/pneumonia-classifier/1", "models:/pneumonia-classifier/2")
@@ -167,3 +176,33 @@ def test_a_single_member_is_refused(
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["error: an ensemble needs at least two --member versions"]
     assert len(store_for(scratch_store).versions()) == versions
+
+
+def test_an_ensemble_is_adapted_through_the_member_it_explains(
+    scratch_store: str, ensemble_version: str, ensemble_dir: Path, tmp_path: Path
+) -> None:
+    """The champion may be an ensemble (promote ranks it with the rest): adapt reads the features of the
+    member the ensemble explains with and registers that network with the site's head (it refused)."""
+    from pneumonia_zoo.workflows.adapt import adapt
+    from tests.site_helpers import site_images, write_rows
+
+    store = store_for(copy_store(scratch_store, tmp_path / "mlflow.db"))
+    fit = write_rows(tmp_path / "fit.csv", site_images(tmp_path / "fit", FIXTURE_DATA / "train"))
+    uri = f"models:/pneumonia-classifier/{ensemble_version}"
+    result = adapt(store, uri, "site-a", manifest=fit, quiet=True)
+    ensemble = read_config(ensemble_dir)
+    explained = ensemble.explain_member
+    member = read_config(ensemble_dir / ensemble.members[explained].path)
+    assert result.parent.version == ensemble_version and result.parent_member == explained
+    assert result.to_dict()["parent"] == {"version": ensemble_version, "uri": uri, "member": explained}
+    directory = store.download_package(result.version, tmp_path / "adapted")
+    adapted = read_config(directory)
+    assert not adapted.is_ensemble and adapted.architecture == member.architecture
+    assert adapted.info.parent_version == ensemble_version and adapted.info.head_features == "both"
+    assert adapted.files[WEIGHTS_FILE] == member.files[WEIGHTS_FILE]  # that member's network, unchanged
+    assert registry_client(store).get_run(result.run_id).data.params["parent_member"] == str(explained)
+    images = [
+        read_image(path, min_side=member.preprocessing.image_size)
+        for path in sorted(FIXTURE_DATA.rglob("*.jpeg"))[:4]
+    ]
+    assert load_classifier(directory).predict(images).probabilities.shape == (4, 2)
