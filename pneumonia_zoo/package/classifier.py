@@ -243,13 +243,22 @@ class Classifier:
     # -- the hooks ------------------------------------------------------------------------------------
 
     def preprocess(self, images: list[DecodedImage]) -> list[np.ndarray]:
-        """One float32 batch per (member, view)."""
+        """One float32 batch per (member, view). Members that preprocess alike share one array (the
+        networks only read it): an ensemble at one input size resizes and normalises each image once."""
+        made: dict[tuple[Preprocessing, str], np.ndarray] = {}
         batches = []
         for member in self.members:
             for view in self.views:
-                viewed = [_view(image.image, view) for image in images]
-                batches.append(member.preprocessing.batch(viewed))
+                key = (member.preprocessing, view)
+                if key not in made:
+                    made[key] = member.preprocessing.batch([_view(image.image, view) for image in images])
+                batches.append(made[key])
         return batches
+
+    @property
+    def distinct_inputs(self) -> list[tuple[Preprocessing, str]]:
+        """(preprocessing, view) of every array `preprocess` makes."""
+        return list(dict.fromkeys((m.preprocessing, v) for m in self.members for v in self.views))
 
     def forward(self, inputs: list[np.ndarray]) -> list[Forwarded]:
         """Run every network on its batch, and the guard on the whole batch: one product per guard part

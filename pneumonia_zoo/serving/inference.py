@@ -51,8 +51,8 @@ PredictionObserver = Callable[[str, str, bool], None]  # served version, label, 
 
 
 def input_bytes(classifier: Classifier) -> int:
-    """The float32 network inputs of one image: every member, every test-time view."""
-    return sum(4 * 3 * m.preprocessing.image_size**2 for m in classifier.members) * len(classifier.views)
+    """The float32 network inputs of one image: every distinct (preprocessing, test-time view)."""
+    return sum(4 * 3 * preprocessing.image_size**2 for preprocessing, _ in classifier.distinct_inputs)
 
 
 @dataclass

@@ -122,6 +122,23 @@ def test_onnx_and_torch_runtimes_agree(ensemble_dir: Path, originals: Path) -> N
     np.testing.assert_array_equal(onnx.ood_flags, torch.ood_flags)
 
 
+def test_members_that_preprocess_alike_share_one_input(ensemble_dir: Path, originals: Path) -> None:
+    """Both members take the same preprocessing: each image is resized and normalised once, the one array
+    read by both networks, and the answer is the average of each member's own prediction."""
+    from pneumonia_zoo.serving.inference import input_bytes
+
+    ensemble = load_classifier(ensemble_dir)
+    first, second = ensemble.members
+    assert first.preprocessing == second.preprocessing and ensemble.views == ["identity"]
+    images = [read_image(path, min_side=ensemble.input_size) for path in sorted(originals.iterdir())]
+    batches = ensemble.preprocess(images)
+    assert len(batches) == 2 and batches[0] is batches[1]
+    assert input_bytes(ensemble) == 4 * 3 * first.preprocessing.image_size**2
+    alone = [load_classifier(member.directory).predict(images).probabilities for member in ensemble.members]
+    expected = sum(w * p for w, p in zip(ensemble.weights, alone, strict=True))
+    np.testing.assert_allclose(ensemble.predict(images).probabilities, expected, atol=1e-6)
+
+
 def test_predict_json_and_the_pyfunc_agree(
     scratch_store: str, ensemble_version: str, originals: Path
 ) -> None:
