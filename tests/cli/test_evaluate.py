@@ -57,7 +57,7 @@ def test_json_has_null_for_an_undefined_metric(
     assert report["model"] == {
         "name": "pneumonia-classifier",
         "version": "1",
-        "architecture": "efficientnet_lite0",
+        "architecture": "ensemble",
     }
     assert report["data"]["images"] == 3 and report["data"]["context"] == "external"
     assert "logged_run" not in report
@@ -70,7 +70,7 @@ def test_text_summary(monkeypatch: pytest.MonkeyPatch, starter_store: str, pneum
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(
-        f"pneumonia-classifier v1 (efficientnet_lite0) on {pneumonia_only.name}/ (external): 3 images of "
+        f"pneumonia-classifier v1 (ensemble) on {pneumonia_only.name}/ (external): 3 images of "
     )
     assert "  specificity  n/a" in lines
     assert [line.split()[0] for line in lines[1:]] == [

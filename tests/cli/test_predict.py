@@ -84,7 +84,7 @@ def test_json_is_the_prediction_record(monkeypatch: pytest.MonkeyPatch, tracking
     assert record["model"] == {
         "name": "starter",
         "version": "local",
-        "architecture": "efficientnet_lite0",
+        "architecture": "ensemble",
         "runtime": "onnx",
     }
     assert record["filename"] == str(SAMPLE) and record["operating_point"]["name"] == "sensitivity_95"

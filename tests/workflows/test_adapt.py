@@ -22,12 +22,23 @@ from pneumonia_zoo.workflows.adapt import ADAPT_EXPERIMENT, MIN_IMAGES_PER_CLASS
 from tests.conftest import FIXTURE_DATA, copy_store, registry_client, store_for
 from tests.site_helpers import site_images, write_rows
 
+STARTER = read_config(STARTER_DIR)
+# The site store's champion is the starter; an ensemble is adapted through the member it explains with.
+PARENT_MEMBER = STARTER.explain_member if STARTER.is_ensemble else None
+PARENT_DIR = (
+    STARTER_DIR / STARTER.members[STARTER.explain_member].path if STARTER.is_ensemble else STARTER_DIR
+)
+
 
 def test_a_new_version_with_its_lineage_and_the_champion_unmoved(site_store) -> None:
     store = store_for(site_store.uri)
     result = site_store.result
     assert result["version"] == "2" and store.champion_version() == "1"
-    assert result["parent"] == {"version": "1", "uri": "models:/pneumonia-classifier/1"}
+    assert result["parent"] == {
+        "version": "1",
+        "uri": "models:/pneumonia-classifier/1",
+        "member": PARENT_MEMBER,
+    }
     assert result["fit"]["images"] == 84 and result["fit"]["per_class"] == {"NORMAL": 42, "PNEUMONIA": 42}
     assert result["fit"]["sha256"] == read_images(site_store.fit, "FIT").sha256
     assert result["features"] == "both" and result["model"] == "models:/pneumonia-classifier/2"
@@ -46,7 +57,7 @@ def test_the_package_is_the_parents_network_with_the_sites_head(site_store, tmp_
     store = store_for(site_store.uri)
     directory = store.download_package("2", tmp_path)
     config = read_config(directory)
-    parent = read_config(STARTER_DIR)
+    parent = read_config(PARENT_DIR)
     # The network and its ONNX graph are the parent's, byte for byte; the head, guard and calibration are new.
     for name in (WEIGHTS_FILE, ONNX_FILE):
         assert config.files[name] == parent.files[name]
@@ -59,7 +70,7 @@ def test_the_package_is_the_parents_network_with_the_sites_head(site_store, tmp_
     assert weight.shape == (2, sum(config.guard.part_dims))
     # What it serves: softmax(site head(features) / T) on the parent's features, on both runtimes.
     classifier = load_classifier(directory)
-    parent_classifier = load_classifier(STARTER_DIR)
+    parent_classifier = load_classifier(PARENT_DIR)
     images = [read_image(s.path, min_side=224) for s in read_manifest(site_store.test)]
     _, features = parent_classifier.members[0].runner(
         parent_classifier.members[0].preprocessing.batch(images)
