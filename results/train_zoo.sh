@@ -28,7 +28,7 @@ COMMON=(--data "$DATA" --class-weights --label-smoothing 0.05 --threads 2 --quie
 "$PZ" ensemble --member models:/pneumonia-classifier/1 --member models:/pneumonia-classifier/2 --data "$DATA" --quiet
 "$PZ" promote
 "$PZ" evaluate --data "$(dirname "$DATA")/external_adult_covid" --log
-"$PZ" export-starter --model models:/pneumonia-classifier@champion --fp16 --out pneumonia_zoo/assets/starter
+"$PZ" export-starter --model models:/pneumonia-classifier@champion --fp16 --data "$DATA" --out pneumonia_zoo/assets/starter
 "$PZ" compare --out results/compare
 
 # Versions 10-17 (2026-12-06, into a second store merged with results/merge_store.py): the design-card
