@@ -306,9 +306,11 @@ def main(argv: list[str]) -> int:
     finish_store(uri)
     starter_parts: list[Path] = []
     if args.starter and any(o.status == "FINISHED" for o in outcomes):
+        from pneumonia_zoo.errors import UserError  # best_version's "no candidate": the store still packs
+
         try:
             starter_parts = export_champion(uri, out, args.data, env)
-        except (subprocess.CalledProcessError, RuntimeError) as exc:
+        except (subprocess.CalledProcessError, UserError) as exc:
             print(f"the starter was not exported: {exc}", flush=True)
     tarball = pack(out)
     print("\narchitecture        weights    status    seconds")

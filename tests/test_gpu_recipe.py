@@ -104,3 +104,20 @@ def test_the_recipe_refuses_a_used_folder(tmp_path: Path, train_only_data: Path)
         result.stderr.strip()
         == f"error: {tmp_path / 'used'} is not empty: the recipe logs into a fresh store"
     )
+
+
+@pytest.mark.slow
+def test_starter_without_a_candidate_still_packs_the_store(tmp_path: Path, train_only_data: Path) -> None:
+    """--starter with no ONNX-exported network trained: the export is skipped with one line and the store
+    still comes home (the champion lookup's error once escaped the recipe before it packed)."""
+    out = tmp_path / "gpu-run"
+    result = recipe(
+        out, train_only_data, tmp_path / "empty-torch-home",
+        "--device", "cpu", "--image-size", "64", "--limit", "16", "--epochs", "1", "--batch-size", "16",
+        "--arch", "alexnet", "--arch-minutes", "alexnet=0.2", "--starter", "--", "--bootstrap", "0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "the starter was not exported: no version of 'pneumonia-classifier'" in result.stdout
+    assert not list(out.glob("starter.tar.gz.part*"))
+    assert Path(result.stdout.strip().splitlines()[-1]) == out / "gpu-store.tar.gz"
+    assert (out / "gpu-store.tar.gz").is_file()

@@ -245,15 +245,11 @@ class Classifier:
     def preprocess(self, images: list[DecodedImage]) -> list[np.ndarray]:
         """One float32 batch per (member, view). Members that preprocess alike share one array (the
         networks only read it): an ensemble at one input size resizes and normalises each image once."""
-        made: dict[tuple[Preprocessing, str], np.ndarray] = {}
-        batches = []
-        for member in self.members:
-            for view in self.views:
-                key = (member.preprocessing, view)
-                if key not in made:
-                    made[key] = member.preprocessing.batch([_view(image.image, view) for image in images])
-                batches.append(made[key])
-        return batches
+        made = {
+            (preprocessing, view): preprocessing.batch([_view(image.image, view) for image in images])
+            for preprocessing, view in self.distinct_inputs
+        }
+        return [made[(member.preprocessing, view)] for member in self.members for view in self.views]
 
     @property
     def distinct_inputs(self) -> list[tuple[Preprocessing, str]]:

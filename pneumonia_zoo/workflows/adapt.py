@@ -129,9 +129,8 @@ class AdaptResult:
     model: SiteModel
     run_id: str
     seconds: float
-    parent_member: int | None = (
-        None  # the ensemble member adapted (network_to_adapt), None for a single model
-    )
+    # The ensemble member adapted (network_to_adapt), None for a single model.
+    parent_member: int | None = None
 
     def to_dict(self) -> dict:
         points = self.model.operating_points
