@@ -193,17 +193,18 @@ class RecordWriter:
         except Exception as exc:
             if not isinstance(exc, AuditUnavailable):
                 self._failed(f"{len(records)} audit record(s) were not written ({brief(exc)})")
+            # counted before the callers learn the outcome: a request that saw it finds it in /metrics
+            self._observe(len(records), started, False)
             error = AuditUnavailable("the answer could not be recorded: the audit database is unavailable")
             for job in jobs:
                 job.future.set_exception(error)
-            self._observe(len(records), started, False)
             return
         if self._failures:
             log.info("audit records are written again (after %d failure(s))", self._failures)
             self._failures = 0
+        self._observe(len(records), started, True)
         for job in jobs:
             job.future.set_result(None)
-        self._observe(len(records), started, True)
 
     def _observe(self, records: int, started: float, ok: bool) -> None:
         if self.on_batch is not None and records:

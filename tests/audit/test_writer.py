@@ -1,5 +1,6 @@
 """The writer: group commit, durable before the future resolves, failures reported, kept inputs."""
 
+import contextlib
 import hashlib
 import os
 import time
@@ -91,6 +92,29 @@ def test_a_database_that_cannot_be_opened_fails_each_waiting_caller(tmp_path: Pa
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1, "one error line, not one per failure"
     assert "schema" in errors[0].getMessage()
+
+
+@pytest.mark.parametrize("database", ["a.db", "a-folder.db"])
+def test_a_batch_is_counted_before_its_callers_learn_the_outcome(tmp_path: Path, database: str) -> None:
+    """A request that saw its record fail (or land) must find it in /metrics: CI once read the counter
+    between the future resolving and the writer counting it."""
+    if database == "a-folder.db":
+        (tmp_path / database).mkdir()  # every connection fails
+    counted: list[bool] = []
+
+    def slow_observer(_records: int, _seconds: float, ok: bool) -> None:
+        time.sleep(0.3)  # widens the window the race needed
+        counted.append(ok)
+
+    trail = AuditTrail(f"sqlite:///{tmp_path / database}", on_batch=slow_observer)
+    trail.start()
+    try:
+        future = trail.submit([record("counted")])
+        with contextlib.suppress(AuditUnavailable):
+            future.result(timeout=30)
+        assert counted == [database == "a.db"]
+    finally:
+        trail.stop()
 
 
 def test_a_version_is_remembered_once_with_its_reference(trail: AuditTrail) -> None:
