@@ -9,7 +9,7 @@
 # Versions 3-6: the design-card networks from random weights (no ImageNet weights offline), at 64 px with
 # a 7-minute budget each. Version 7: the ensemble of versions 1 and 2. Then the champion (lowest
 # validation Brier since issue 21; validation AUC when results/store was made), evaluations logged
-# against it, the shipped starter and the compare report. WITH_128PX_AND_SWEEP=1 adds versions 10-17 (below).
+# against it, the shipped starter and the compare report. WITH_128PX_AND_SWEEP=1 adds versions 10-20 (below).
 # Versions 8-9 come from results/gpu_recipe.py on a GPU (DEVELOPERS.md, "When a GPU is lent").
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
@@ -32,13 +32,19 @@ COMMON=(--data "$DATA" --class-weights --label-smoothing 0.05 --threads 2 --quie
 "$PZ" compare --out results/compare
 
 # Versions 10-17 (2026-12-06, into a second store merged with results/merge_store.py): the design-card
-# networks at 128 px (ResNet50 then AlexNet; DenseNet201 and VGG16 did not fit the session) and the
+# networks at 128 px (ResNet50 then AlexNet; DenseNet201 and VGG16 did not fit that session) and the
 # six-schedule sweep of the small CNN.
-SCRATCH128=(--no-pretrained --image-size 128 --epochs 30 --patience 3 --max-minutes 6 --batch-size 64
-    --schedule cosine --warmup-epochs 0.3)
+SCRATCH128=(--no-pretrained --image-size 128 --epochs 30 --patience 3 --batch-size 64 --schedule cosine
+    --warmup-epochs 0.3)
 if [ "${WITH_128PX_AND_SWEEP:-0}" = 1 ]; then
-    "$PZ" train --arch resnet50 --lr 1e-3 "${SCRATCH128[@]}" "${COMMON[@]}"
-    "$PZ" train --arch alexnet --lr 1e-4 "${SCRATCH128[@]}" "${COMMON[@]}"
+    "$PZ" train --arch resnet50 --lr 1e-3 --max-minutes 6 "${SCRATCH128[@]}" "${COMMON[@]}"
+    "$PZ" train --arch alexnet --lr 1e-4 --max-minutes 6 "${SCRATCH128[@]}" "${COMMON[@]}"
     "$PZ" sweep --arch small_cnn --image-size 64 --epochs 4 --max-minutes 2 --patience 4 --batch-size 64 --lrs 1e-3 \
         --warmup-epochs 0.3 "${COMMON[@]}"
+    # Versions 18-20 (2026-12-06 evening, a third store merged the same way): the two that did not fit
+    # above, and ViT-Tiny; the budget (--max-minutes) is per network.
+    for spec in "densenet201 1e-3 8" "vgg16 1e-4 12" "vit_tiny 5e-4 6"; do
+        read -r arch lr minutes <<< "$spec"
+        "$PZ" train --arch "$arch" --lr "$lr" --max-minutes "$minutes" "${SCRATCH128[@]}" "${COMMON[@]}"
+    done
 fi
