@@ -99,8 +99,10 @@ def user_environment(clone: Path, home: Path) -> dict[str, str]:
 class Terminal:
     """One shell session across blocks: exported variables and the working directory carry over."""
 
-    def __init__(self, clone: Path, env: dict[str, str], ports: dict[str, str], logs: Path) -> None:
-        self.clone, self.env, self.ports, self.logs = clone, env, ports, logs
+    def __init__(
+        self, clone: Path, env: dict[str, str], ports: dict[str, str], logs: Path, scratch: Path
+    ) -> None:
+        self.clone, self.env, self.ports, self.logs, self.scratch = clone, env, ports, logs, scratch
         self.state = logs / "state.sh"
         self.state.write_text(f"cd {clone}\n")
         self.servers: list[tuple[subprocess.Popen, Block]] = []
@@ -109,7 +111,8 @@ class Terminal:
         for default, free in self.ports.items():
             text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{free}")
             text = text.replace(f"PORT={default}", f"PORT={free}")  # make ui UI_PORT=5001
-        return text
+        # The blocks' outputs under /tmp (a 59 MB starter, a heatmap, an export) stay in the test's folder.
+        return text.replace("/tmp/", f"{self.scratch}/")
 
     def script(self, block: Block, save_state: bool) -> str:
         code = self.localise(block.code)
@@ -173,13 +176,15 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     home.mkdir()
     logs = tmp_path / "logs"
     logs.mkdir()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     env = user_environment(clone, home)
     ports = {port: str(free_port()) for port in ("8000", "5000", "5001")}
     env |= {"PORT": ports["8000"], "UI_PORT": ports["5000"]}
     installed = subprocess.run(["make", "--question", ".venv/.installed"], cwd=clone, env=env)
     if installed.returncode != 0:
         pytest.fail("`.venv` is older than its lock or pyproject.toml: run `make setup` first")
-    session = Terminal(clone, env, ports, logs)
+    session = Terminal(clone, env, ports, logs, scratch)
     try:
         yield session
     finally:

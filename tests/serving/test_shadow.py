@@ -96,7 +96,14 @@ def test_an_opposite_challenger_changes_no_answer(
         shadow = wait_for(lambda answer=answer: shadow_of(answer["request_id"]))
         assert shadow["kind"] == "shadow" and shadow["model"]["version"] == "2"
         assert shadow["label"] != answer["label"], "the challenger answers the opposite, and it was recorded"
-    monitor = with_challenger.get("/api/v1/monitor").json()
+
+    # A shadow's outcome is counted by its record's done-callback, a moment after the commit that made the
+    # record visible above: the monitor is read once the count has caught up.
+    def monitor_once_all_scored() -> dict | None:
+        found = with_challenger.get("/api/v1/monitor").json()
+        return found if found["shadow"]["jobs"]["scored"] == len(images) else None
+
+    monitor = wait_for(monitor_once_all_scored)
     (pair,) = monitor["shadow"]["pairs"]
     assert (pair["champion"], pair["challenger"], pair["paired"], pair["agreement"]) == (
         "1",
@@ -105,7 +112,6 @@ def test_an_opposite_challenger_changes_no_answer(
         0.0,
     )
     assert monitor["versions"]["2"]["kinds"] == {"champion": 0, "pinned": 0, "shadow": len(images)}
-    assert monitor["shadow"]["jobs"]["scored"] == len(images)
     gauges = [
         line for line in with_challenger.get("/metrics").text.splitlines() if "shadow_agreement{" in line
     ]
