@@ -48,3 +48,8 @@ if [ "${WITH_128PX_AND_SWEEP:-0}" = 1 ]; then
         "$PZ" train --arch "$arch" --lr "$lr" --max-minutes "$minutes" "${SCRATCH128[@]}" "${COMMON[@]}"
     done
 fi
+
+# Tried and not shipped (2026-12-06 evening, README "One candidate the rule has not seen"): the ensemble of
+# versions 1 and 2 with the zoom_in test-time view. Better by validation Brier, worse on test; not in results/store.
+#   "$PZ" ensemble --member models:/pneumonia-classifier/1 --member models:/pneumonia-classifier/2 \
+#       --tta identity --tta zoom_in --data "$DATA" --quiet

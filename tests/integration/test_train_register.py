@@ -31,7 +31,9 @@ def cli(*args: str, store: str, check: bool = True, timeout: float = 300) -> sub
     return result
 
 
-def test_cli_train_promote_predict(tracking_store: str, fixture_data: Path, originals: Path) -> None:
+def test_cli_train_promote_predict(
+    tracking_store: str, fixture_data: Path, originals: Path, tmp_path: Path
+) -> None:
     out = cli(
         "train",
         "--arch",
@@ -94,9 +96,10 @@ def test_cli_train_promote_predict(tracking_store: str, fixture_data: Path, orig
     assert version.tags["architecture"] == "small_cnn" and "val_auc" in version.tags
     assert version.tags["guard"] == "True" and version.tags["operating_point"] == "balanced"
 
-    # The split CSVs logged with the run put no patient on two sides.
+    # The split CSVs logged with the run put no patient on two sides (downloaded into the test's folder:
+    # without a destination MLflow makes a temporary folder it never removes).
     splits = {
-        name: pd.read_csv(client.download_artifacts(run.info.run_id, f"splits/{name}.csv"))
+        name: pd.read_csv(client.download_artifacts(run.info.run_id, f"splits/{name}.csv", str(tmp_path)))
         for name in ("train", "val")
     }
     assert not set(splits["train"]["patient"]) & set(splits["val"]["patient"])

@@ -31,9 +31,12 @@ path = tempfile.mktemp()
 handle = libc.fopen(path.encode(), b"w")
 libc.malloc_info(0, ctypes.c_void_p(handle))
 libc.fclose(ctypes.c_void_p(handle))
+with open(path) as report:
+    arenas = report.read().count("<heap nr=")
+os.remove(path)
 from threadpoolctl import threadpool_info
 print(json.dumps({
-    "arenas": open(path).read().count("<heap nr="),
+    "arenas": arenas,
     "blas_threads": sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}),
     "env": os.environ.get("MALLOC_ARENA_MAX"),
 }))
