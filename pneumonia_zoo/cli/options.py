@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import typer
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+from rich.markup import escape
 
 from pneumonia_zoo.choices import OneOf
 from pneumonia_zoo.tracking.uris import ALIAS_FORM, VERSION_FORM
@@ -94,7 +95,7 @@ def option_fields() -> dict[str, OptionField]:
             panel=AUGMENTATION_PANEL
             if name.startswith(AUGMENT_PREFIX)
             else _PANEL_OF.get(name, DEFAULT_PANEL),
-            help=info.description or "",
+            help=escape(info.description or ""),  # Rich would take "[exp(-r), exp(r)]" for a tag
             choices=_choices(info),
             annotation=info.annotation,
             default=None if info.is_required() else info.get_default(call_default_factory=True),
@@ -155,7 +156,9 @@ def options_signature(
 
 
 def extra_option(name: str, annotation: Any, default: Any, *names: str, **option: Any) -> inspect.Parameter:
-    """A command's own option (not a training knob)."""
+    """A command's own option (not a training knob); its help is plain text, not Rich markup."""
+    if "help" in option:
+        option["help"] = escape(option["help"])
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,

@@ -1,7 +1,11 @@
 """`train`'s and `sweep`'s options come from TrainConfig: each declared once, with its allowed values
 read from the registry that owns them; the CLI adds only panels and short flags."""
 
+import click
+import pytest
+import rich.markup
 import typer
+from typer.testing import CliRunner
 
 from pneumonia_zoo.cli import app
 from pneumonia_zoo.cli.options import PANELS, SHORT_FLAGS, option_fields
@@ -9,6 +13,7 @@ from pneumonia_zoo.data.augment import AugmentParams
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.training.schedules import DECAY_SCHEDULES, SCHEDULES
 from pneumonia_zoo.zoo.architectures import ARCHITECTURES, FREEZE_MODES
+from tests.cli.helpers import flat
 
 
 def command_options(name: str) -> dict[str, object]:
@@ -58,3 +63,25 @@ def test_sweep_takes_lists_instead_of_one_schedule_and_rate() -> None:
     assert options["schedules"].default == ",".join(DECAY_SCHEDULES)
     assert options["onnx"].default is False and command_options("train")["onnx"].default is True
     assert options["backend"].default == "sequential"
+
+
+def test_every_help_text_is_shown_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--help renders help as Rich markup, where "[word...]" is a tag and vanishes: "Gamma in [exp(-r),
+    exp(r)]" showed as "Gamma in ."; each option's help must appear whole in its command's --help."""
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapping inside a word's neighbourhood that flat() can't undo
+    root = typer.main.get_command(app)
+    commands: list[tuple[list[str], click.Command]] = []
+    for name, command in root.commands.items():  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", {})
+        commands += [([name, sub], cmd) for sub, cmd in subcommands.items()] or [([name], command)]
+    checked = 0
+    for path, command in commands:
+        shown = flat(CliRunner().invoke(app, [*path, "--help"]).output)
+        for param in command.params:
+            help_text = getattr(param, "help", None)
+            if help_text:
+                as_written = help_text.replace("\\[", "[")  # what escape() protected, unprotected
+                assert rich.markup.render(help_text).plain == as_written, (path, param.name)
+                assert " ".join(as_written.split()) in shown, (path, param.name)
+                checked += 1
+    assert checked > 100  # every command's options, not a few
