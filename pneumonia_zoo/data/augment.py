@@ -1,11 +1,11 @@
 """Training-time augmentation on cached uint8 images (1 x S x S), teaching invariance to how an X-ray
 was acquired, stored and scaled, not only to small shifts.
 
-In the order an image meets them on its way to us: pose (affine), exposure (gamma, contrast,
-brightness), detector noise, the scanner's sharpening or blur, down-scaling by whoever exported it,
-and JPEG compression at any quality (the dataset's own copies were saved at about quality 75, and a
-model can learn those artefacts instead of the lungs). Flips are off by default: chest anatomy (heart
-on the left) is not mirror-symmetric.
+In the order an image meets them on its way to us: pose (affine), the squash of its aspect ratio to a
+square, exposure (gamma, contrast, brightness), detector noise, the scanner's sharpening or blur,
+down-scaling by whoever exported it, and JPEG compression at any quality (the dataset's own copies were
+saved at about quality 75, and a model can learn those artefacts instead of the lungs). Flips are off by
+default: chest anatomy (heart on the left) is not mirror-symmetric.
 """
 
 import math
@@ -26,6 +26,13 @@ class AugmentParams(BaseModel):
     affine_degrees: float = Field(7.0, ge=0, le=45, description="Random rotation, degrees either way.")
     affine_translate: float = Field(0.05, ge=0, le=0.5, description="Random shift, share of the side.")
     affine_scale: float = Field(0.1, ge=0, lt=1, description="Random zoom, +- this share.")
+    aspect_p: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Probability of stretching the width alone (the squash of an original's aspect ratio).",
+    )
+    aspect_log_range: float = Field(0.25, ge=0, le=1, description="Width x [exp(-r), exp(r)], height kept.")
     gamma_p: float = Field(0.5, ge=0, le=1, description="Probability of a random gamma (exposure curve).")
     gamma_log_range: float = Field(0.35, ge=0, le=2, description="Gamma in [exp(-r), exp(r)].")
     contrast_p: float = Field(0.5, ge=0, le=1, description="Probability of a contrast/brightness change.")
@@ -64,6 +71,8 @@ class RobustAugmentation:
     def __call__(self, image: "torch.Tensor") -> "torch.Tensor":
         p, F = self.params, self.F
         image = self.affine(image)
+        if p.aspect_p and random.random() < p.aspect_p:  # no draw when off: older runs' draws unchanged
+            image = self._stretch_width(image)
         if p.horizontal_flip and random.random() < 0.5:
             image = F.horizontal_flip(image)
         image = self._exposure_and_noise(image)
@@ -79,6 +88,16 @@ class RobustAugmentation:
         if random.random() < p.jpeg_p:
             image = F.jpeg(image, random.randint(p.jpeg_quality_min, p.jpeg_quality_max))
         return image
+
+    def _stretch_width(self, image: "torch.Tensor") -> "torch.Tensor":
+        """The anatomy wider or narrower, the side kept (cropped, or padded with black as the affine does).
+
+        Images are squashed to a square whatever their aspect ratio, and in Kermany's train split the
+        originals' aspect ratios differ by class (NORMAL median 1.18, PNEUMONIA 1.45 in fullres_train/):
+        without this, the squash itself is a cue to the label that other sites do not share."""
+        side, log_range = image.shape[-1], self.params.aspect_log_range
+        width = max(8, round(side * math.exp(random.uniform(-log_range, log_range))))
+        return self.F.center_crop(self.F.resize(image, [side, width], antialias=True), [side, side])
 
     def _exposure_and_noise(self, image: "torch.Tensor") -> "torch.Tensor":
         import torch

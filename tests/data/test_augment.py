@@ -1,5 +1,6 @@
 """The robust augmentations: each does what it says, within its options, on one grey channel."""
 
+import math
 import random
 
 import pytest
@@ -85,3 +86,30 @@ def test_options_are_validated_and_logged_flat(fixture_data) -> None:
         TrainConfig.build(
             arch="small_cnn", data=fixture_data, augmentation={"jpeg_quality_min": 90, "jpeg_quality_max": 40}
         )
+
+
+def test_aspect_stretch_changes_the_width_alone(xray) -> None:
+    params = NOTHING.model_copy(update={"aspect_p": 1.0, "aspect_log_range": 0.3})
+    side = xray.shape[-1]
+    for seed in range(6):
+        random.seed(seed)
+        draw = random.random(), random.uniform(-0.3, 0.3)  # the two draws the augmentation makes
+        random.seed(seed)
+        out = RobustAugmentation(params)(xray)
+        width = round(side * math.exp(draw[1]))
+        expected = F.center_crop(F.resize(xray, [side, width], antialias=True), [side, side])
+        assert out.shape == xray.shape and torch.equal(out, expected)
+        if width < side:  # narrower anatomy: black columns either side, the rows untouched in between
+            assert out[..., : (side - width) // 2].max() == 0 and out[..., side // 2].max() > 0
+    assert NOTHING.aspect_p == 0  # off unless asked: runs logged before it existed reproduce as they were
+
+
+def test_the_aspect_stretch_draws_nothing_when_off(xray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off, it takes no number from `random`: a run logged before it existed draws the same augmentations."""
+    draws = []
+    real = random.random
+    monkeypatch.setattr(random, "random", lambda: draws.append(1) or real())
+    RobustAugmentation(NOTHING)(xray)
+    off = len(draws)
+    RobustAugmentation(NOTHING.model_copy(update={"aspect_p": 0.5}))(xray)
+    assert off == 6 and len(draws) - off == off + 1  # gamma, contrast, noise, blur, rescale, jpeg (+ aspect)
