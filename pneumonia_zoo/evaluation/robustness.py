@@ -2,24 +2,32 @@
 
 (a) a folder of full-resolution originals against the dataset's 224 x 224 copies of the same files
     (the copies were squashed and saved as JPEG at about quality 75);
-(b) the test split re-encoded as JPEG at several qualities, and resized, against the images as they are.
+(b) the test split re-encoded as JPEG at several qualities, resized, and reframed (its sides cropped, or
+    padded with black), against the images as they are. Reframing changes how much the anatomy is squashed
+    on its way to the square input: a model that learned the squash of each class's originals (Kermany's
+    train NORMALs are squarer than its PNEUMONIAs) answers differently.
 Agreement is at the model's default operating point.
 """
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from pneumonia_zoo.data.cache import DecodedImages
 from pneumonia_zoo.data.discovery import list_labelled
 from pneumonia_zoo.data.images import DecodedImage, ImageDecodeError, read_image
 from pneumonia_zoo.package.classifier import Classifier
 
+if TYPE_CHECKING:  # the cache needs torch; model cards read ROBUSTNESS_LABELS where torch is not installed
+    from pneumonia_zoo.data.cache import DecodedImages
+
 JPEG_QUALITIES = (30, 50, 75, 95)
-SCALES = (0.5, 2.0)  # of the side: a smaller and a larger export of the same image
+WIDTHS = (0.8, 1.25)  # of the width: the sides cropped, or padded with black (the height kept)
 BATCH = 32
 
 
@@ -87,23 +95,52 @@ def _rescaled(image: Image.Image, scale: float) -> DecodedImage:
     return DecodedImage(image.resize(side, Image.Resampling.BILINEAR), side, 0.0, "PNG")
 
 
-def perturbations(classifier: Classifier, images: DecodedImages) -> dict[str, Agreement]:
-    """JPEG re-encoding at JPEG_QUALITIES and resizing by SCALES, against the unperturbed images."""
+def _reframed(image: Image.Image, width: float) -> DecodedImage:
+    """The same X-ray framed wider (black columns either side) or narrower (its sides cropped)."""
+    size = max(8, round(image.width * width)), image.height
+    canvas = Image.new("L", size, 0)
+    canvas.paste(image.convert("L"), ((size[0] - image.width) // 2, 0))  # a negative offset crops
+    return DecodedImage(canvas, size, 0.0, "PNG")
+
+
+Perturbation = Callable[[Image.Image], DecodedImage]
+PERTURBATIONS: dict[str, tuple[str, Perturbation]] = {  # scales: a smaller and a larger export
+    **{
+        f"jpeg{q}": (f"test split re-encoded as JPEG quality {q}", partial(_reencoded, quality=q))
+        for q in JPEG_QUALITIES
+    },
+    "scale0.5": ("test split at half size", partial(_rescaled, scale=0.5)),
+    "scale2": ("test split at double size", partial(_rescaled, scale=2.0)),
+    **{
+        f"width{w:g}": (
+            f"test split {'cropped' if w < 1 else 'padded'} to {w:g} x its width",
+            partial(_reframed, width=w),
+        )
+        for w in WIDTHS
+    },
+}
+"""Name (its metrics are robust_<name>_*) -> (what it is, for model cards; the perturbation)."""
+ROBUSTNESS_LABELS = {
+    "robust_originals": "full-resolution originals vs the dataset's 224 px copies",
+    **{f"robust_{name}": label for name, (label, _) in PERTURBATIONS.items()},
+}
+
+
+def perturbations(classifier: Classifier, images: "DecodedImages") -> dict[str, Agreement]:
+    """Every perturbation in PERTURBATIONS, against the unperturbed images."""
     originals = [images.decoded(i) for i in range(len(images.labels))]
     reference = _probabilities(classifier, originals)
     threshold = classifier.config.threshold
-    results = {}
-    for quality in JPEG_QUALITIES:
-        changed = [_reencoded(image.image, quality) for image in originals]
-        results[f"jpeg{quality}"] = _agreement(reference, _probabilities(classifier, changed), threshold)
-    for scale in SCALES:
-        changed = [_rescaled(image.image, scale) for image in originals]
-        results[f"scale{scale:g}"] = _agreement(reference, _probabilities(classifier, changed), threshold)
-    return results
+    return {
+        name: _agreement(
+            reference, _probabilities(classifier, [perturb(i.image) for i in originals]), threshold
+        )
+        for name, (_, perturb) in PERTURBATIONS.items()
+    }
 
 
 def robustness_metrics(
-    classifier: Classifier, test: DecodedImages | None, originals: Path | None, copies: Path | None
+    classifier: Classifier, test: "DecodedImages | None", originals: Path | None, copies: Path | None
 ) -> dict[str, float]:
     """Everything above as flat `robust_*` metrics (parts without data are left out)."""
     metrics: dict[str, float] = {}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from pneumonia_zoo.evaluation.robustness import ROBUSTNESS_LABELS
 from pneumonia_zoo.package.format import PackageConfig
 from pneumonia_zoo.package.io import read_config
 from pneumonia_zoo.resources import REPORT_TEMPLATES_DIR
@@ -27,15 +28,6 @@ METRIC_ROWS = (
     ("precision", "precision"),
     ("f1", "F1"),
     ("auc", "ROC AUC"),
-)
-ROBUSTNESS_ROWS = (
-    ("robust_originals", "full-resolution originals vs the dataset's 224 px copies"),
-    ("robust_jpeg30", "test split re-encoded as JPEG quality 30"),
-    ("robust_jpeg50", "test split re-encoded as JPEG quality 50"),
-    ("robust_jpeg75", "test split re-encoded as JPEG quality 75"),
-    ("robust_jpeg95", "test split re-encoded as JPEG quality 95"),
-    ("robust_scale0.5", "test split at half size"),
-    ("robust_scale2", "test split at double size"),
 )
 
 
@@ -117,7 +109,7 @@ def card_context(
             "label": label,
             **{k: metrics.get(f"{prefix}_{k}") for k in ("images", "agreement", "mean_dp", "max_dp")},
         }
-        for prefix, label in ROBUSTNESS_ROWS
+        for prefix, label in ROBUSTNESS_LABELS.items()
         if f"{prefix}_agreement" in metrics
     ]
     wilson_rows = [

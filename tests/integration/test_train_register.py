@@ -73,6 +73,7 @@ def test_cli_train_promote_predict(
         "test_images",
         "robust_jpeg30_agreement",
         "robust_scale0.5_mean_dp",
+        "robust_width1.25_agreement",
         "test/sensitivity_95/sensitivity",
     ):
         assert key in run.data.metrics, key

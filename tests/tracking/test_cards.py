@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pneumonia_zoo.evaluation.robustness import ROBUSTNESS_LABELS
 from pneumonia_zoo.package.io import read_config
-from pneumonia_zoo.tracking.cards import METRIC_ROWS, ROBUSTNESS_ROWS, stored_card, version_card
+from pneumonia_zoo.tracking.cards import METRIC_ROWS, stored_card, version_card
 from pneumonia_zoo.workflows.evaluate import log_evaluation, run_evaluation
 from pneumonia_zoo.workflows.starter import MODEL_CARD, export_starter
 from tests.conftest import FIXTURE_DATA, registry_client, store_for
@@ -74,8 +75,8 @@ def test_calibration_temperature_and_ece(
 
 
 def test_robustness_rows(card: str, logged: dict) -> None:
-    measured = [(prefix, label) for prefix, label in ROBUSTNESS_ROWS if f"{prefix}_agreement" in logged]
-    assert len(measured) >= 6  # JPEG qualities and scales (no full-resolution originals beside the fixtures)
+    measured = [(p, label) for p, label in ROBUSTNESS_LABELS.items() if f"{p}_agreement" in logged]
+    assert len(measured) >= 8  # JPEG qualities, scales, widths (no full-resolution originals by the fixtures)
     for prefix, label in measured:
         row = (
             f"| {label} | {int(logged[f'{prefix}_images'])} | {logged[f'{prefix}_agreement'] * 100:.1f}% | "
