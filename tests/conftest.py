@@ -1,7 +1,9 @@
 """Shared fixtures: the shipped fixture images, the full dataset when present, MLflow stores."""
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +30,26 @@ def full_dataset_root() -> Path | None:
         if candidate and (Path(candidate) / "train").is_dir():
             return Path(candidate)
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_temp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every temporary file this test process and its children make without a folder of their own
+    (tempfile, TMPDIR: MLflow's downloads, multiprocessing's listener folders, launchers' scratch) goes into
+    one folder, removed at the end: a run leaves nothing behind in the machine's temporary root. Pytest's
+    own folders (tmp_path, kept for failed tests) are placed first and stay where pytest keeps them. Short:
+    Ray puts Unix sockets under it (108 bytes at most)."""
+    tmp_path_factory.getbasetemp()
+    root = tempfile.mkdtemp(prefix="pz-")
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = root, root
+    yield Path(root)
+    if saved[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
