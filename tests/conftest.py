@@ -41,6 +41,7 @@ def private_temp_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     Ray puts Unix sockets under it (108 bytes at most)."""
     tmp_path_factory.getbasetemp()
     root = tempfile.mkdtemp(prefix="pz-")
+    os.chmod(root, 0o755)  # as /tmp is to them: servers the tests run as another user (postgres) reach in
     saved = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"], tempfile.tempdir = root, root
     yield Path(root)
