@@ -104,11 +104,12 @@ def _reframed(image: Image.Image, width: float) -> DecodedImage:
 
 
 Perturbation = Callable[[Image.Image], DecodedImage]
-PERTURBATIONS: dict[str, tuple[str, Perturbation]] = {  # scales: a smaller and a larger export
+PERTURBATIONS: dict[str, tuple[str, Perturbation]] = {
     **{
         f"jpeg{q}": (f"test split re-encoded as JPEG quality {q}", partial(_reencoded, quality=q))
         for q in JPEG_QUALITIES
     },
+    # a smaller and a larger export of the same image
     "scale0.5": ("test split at half size", partial(_rescaled, scale=0.5)),
     "scale2": ("test split at double size", partial(_rescaled, scale=2.0)),
     **{

@@ -8,7 +8,7 @@ from tests.conftest import registry_client, store_for
 from tests.servers import run_group
 
 
-def test_torchrun_two_processes_gloo(tracking_store: str, fixture_data: Path, tmp_path: Path) -> None:
+def test_torchrun_two_processes_gloo(tracking_store: str, fixture_data: Path) -> None:
     command = [
         sys.executable,
         "-m",
@@ -36,12 +36,7 @@ def test_torchrun_two_processes_gloo(tracking_store: str, fixture_data: Path, tm
         "1",
         "-q",
     ]
-    # TMPDIR: the launcher's torchelastic_* folder goes with the test's folder, not into /tmp for good.
-    env = os.environ | {
-        "MLFLOW_TRACKING_URI": tracking_store,
-        "OMP_NUM_THREADS": "1",
-        "TMPDIR": str(tmp_path),
-    }
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_store, "OMP_NUM_THREADS": "1"}
     result = run_group(command, timeout=600, env=env)  # the ranks die with the launcher, whatever happens
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     store = store_for(tracking_store)

@@ -1,10 +1,7 @@
 """A sweep on Ray: trials in worker processes log child runs of the same parent, in the same store."""
 
 import importlib.util
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,17 +19,6 @@ needs_ray = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def ray_temp_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Ray keeps a session folder (logs, sockets) under the temporary root after it shuts down: give it one
-    that is removed afterwards. A short path, since Ray puts Unix sockets in it (108 bytes at most)."""
-    folder = tempfile.mkdtemp(prefix="pz-ray-")
-    monkeypatch.setenv("TMPDIR", folder)
-    monkeypatch.setattr(tempfile, "tempdir", folder)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def children(store: Store, parent_run_id: str) -> list:
     experiment = registry_client(store).get_experiment_by_name("pneumonia-zoo").experiment_id
     return registry_client(store).search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_run_id}'")
@@ -41,7 +27,7 @@ def children(store: Store, parent_run_id: str) -> list:
 @needs_ray
 @pytest.mark.slow
 def test_ray_backend_runs_trials_as_nested_runs_in_the_same_store(
-    tracking_store: str, fixture_data: Path, ray_temp_dir: str
+    tracking_store: str, fixture_data: Path
 ) -> None:
     store = store_for(tracking_store)
     base = TrainConfig.build(**tiny_train_args(fixture_data, threads=1, bootstrap=0, register_model=False))
