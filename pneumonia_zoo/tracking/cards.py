@@ -5,12 +5,14 @@ params and tags, and every evaluation logged against it (`pneumonia-zoo evaluate
 """
 
 import math
+import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from pneumonia_zoo.errors import InvalidInput
 from pneumonia_zoo.evaluation.robustness import ROBUSTNESS_LABELS
 from pneumonia_zoo.package.format import PackageConfig
 from pneumonia_zoo.package.io import read_config
@@ -29,6 +31,25 @@ METRIC_ROWS = (
     ("f1", "F1"),
     ("auc", "ROC AUC"),
 )
+
+
+def generated_stamp() -> str:
+    """When a card or report says it was generated: now, or SOURCE_DATE_EPOCH when set.
+
+    SOURCE_DATE_EPOCH (reproducible-builds.org) pins the stamp, so rendering the same registry twice gives
+    the same bytes: committed reports diff only where the registry changed, and two renders never differ
+    because a minute turned between them.
+    """
+    pinned = os.environ.get("SOURCE_DATE_EPOCH")
+    if pinned is None:
+        return f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    try:
+        moment = datetime.fromtimestamp(int(pinned), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidInput(
+            f"SOURCE_DATE_EPOCH={pinned!r} is not a whole number of seconds since 1970-01-01 UTC"
+        ) from None
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -127,7 +148,7 @@ def card_context(
         "name": name,
         "version": version,
         "title": title,
-        "generated": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "generated": generated_stamp(),
         "run_id": run.run_id if run else None,
         "git_commit": tags.get("git_commit"),
         "source_model": source_model,

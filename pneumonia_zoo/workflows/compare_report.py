@@ -2,7 +2,6 @@
 
 import json
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pneumonia_zoo.tracking.cards import environment  # noqa: E402
+from pneumonia_zoo.tracking.cards import environment, generated_stamp  # noqa: E402
 
 
 def _with_ci(row: dict, key: str) -> str:
@@ -186,7 +185,7 @@ def write_report(rows: list[dict], out: Path, name: str) -> list[Path]:
         figure.savefig(out / file_name, dpi=110)
         files.append(out / file_name)
     plt.close("all")
-    generated = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    generated = generated_stamp()
     (out / "compare.md").write_text(
         environment()
         .get_template("compare.md.j2")

@@ -60,6 +60,8 @@ def test_promote_on_an_empty_registry_says_so(monkeypatch: pytest.MonkeyPatch, t
 
 
 def test_card_of_the_champion_or_a_version(monkeypatch: pytest.MonkeyPatch, starter_store: str) -> None:
+    # Pinned, so that the two renders compared below cannot straddle a minute (CI failed on exactly that).
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     champion = invoke(monkeypatch, starter_store, "card")
     assert champion.exit_code == 0, champion.stderr
     assert champion.stdout.startswith(
@@ -70,8 +72,19 @@ def test_card_of_the_champion_or_a_version(monkeypatch: pytest.MonkeyPatch, star
         invoke(monkeypatch, starter_store, "card", "-m", "models:/pneumonia-classifier/1").stdout
         == champion.stdout
     )
+    assert "Generated 2023-11-14 22:13 UTC from the registry" in champion.stdout
     missing = invoke(monkeypatch, starter_store, "card", "--model", "models:/pneumonia-classifier/9")
     assert missing.exit_code == 1 and missing.stderr.startswith("error: models:/pneumonia-classifier/9 ")
+
+
+def test_card_refuses_a_malformed_date_epoch(monkeypatch: pytest.MonkeyPatch, starter_store: str) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    result = invoke(monkeypatch, starter_store, "card")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        2,  # a usage error, as a malformed option is
+        "",
+        "error: SOURCE_DATE_EPOCH='yesterday' is not a whole number of seconds since 1970-01-01 UTC\n",
+    )
 
 
 def test_card_log_stores_it_with_the_run(monkeypatch: pytest.MonkeyPatch, tracking_store: str) -> None:

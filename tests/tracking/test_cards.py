@@ -167,3 +167,21 @@ def test_the_starters_card_is_the_versions_card(registered_store: str, card: str
     assert exported_line.endswith("Exported from `models:/pneumonia-classifier/1`.")
     assert without_generation_time(starter_card) == without_generation_time(card)
     assert read_config(out).info.source_model == VERSION_1
+
+
+def test_the_stamp_is_now_unless_source_date_epoch_pins_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pneumonia_zoo.errors import InvalidInput
+    from pneumonia_zoo.tracking.cards import generated_stamp
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    before = datetime.now(UTC).replace(second=0, microsecond=0)
+    stamped = datetime.strptime(generated_stamp(), "%Y-%m-%d %H:%M UTC").replace(tzinfo=UTC)
+    assert before <= stamped <= datetime.now(UTC) + timedelta(minutes=1)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    assert generated_stamp() == "1970-01-01 00:00 UTC"
+    for malformed in ("", "1.5", "99999999999999999999"):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", malformed)
+        with pytest.raises(InvalidInput, match="SOURCE_DATE_EPOCH"):
+            generated_stamp()
