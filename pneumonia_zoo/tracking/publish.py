@@ -74,6 +74,12 @@ def package_code(target: Path) -> Path:
     return copy
 
 
+def member_image_sizes(package: PackageConfig, package_dir: Path) -> list[int]:
+    """An ensemble's members' input sizes, from their own model.json (none for a single model)."""
+    configs = [read_config(package_dir / member.path) for member in package.members]
+    return [config.preprocessing.image_size for config in configs if config.preprocessing]
+
+
 def publish(
     store: Store, package_dir: Path, register: bool = True, extra_tags: dict[str, str] | None = None
 ) -> str:
@@ -94,7 +100,8 @@ def publish(
         return ""
     run = mlflow.active_run()
     assert run is not None, "publish() logs into the active run"
-    version = store.register(logged.model_id, run.info.run_id, version_tags(package) | (extra_tags or {}))
+    tags = version_tags(package, member_image_sizes(package, package_dir))
+    version = store.register(logged.model_id, run.info.run_id, tags | (extra_tags or {}))
     mlflow.set_tag("registered_version", version)
     return version
 

@@ -8,6 +8,7 @@ uses the record, never the raw tags. Tag names are MLflow's contract with stores
 """
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -209,8 +210,9 @@ def evaluations_by_context(tags: dict[str, str] | dict[str, float]) -> dict[str,
     return found
 
 
-def version_tags(package: PackageConfig) -> dict[str, str]:
-    """The tags every registered version carries, all read from its package's model.json."""
+def version_tags(package: PackageConfig, member_image_sizes: Sequence[int] = ()) -> dict[str, str]:
+    """The tags every registered version carries, read from its package's model.json (an ensemble's
+    `member_image_sizes` from its members' own)."""
     tags = {
         key: format_float(package.metrics[key])
         for key in VERSION_METRIC_TAGS
@@ -227,8 +229,9 @@ def version_tags(package: PackageConfig) -> dict[str, str]:
     )
     tags |= {
         "architecture": package.architecture,
-        "image_size": str(package.preprocessing.image_size if package.preprocessing else "")
-        or ",".join(sorted({m.architecture for m in members})),
+        "image_size": str(package.preprocessing.image_size)
+        if package.preprocessing
+        else ",".join(str(size) for size in sorted(set(member_image_sizes))),
         "threshold": format_float(package.threshold),
         "operating_point": package.default_operating_point,
         "temperature": f"{package.temperature:.4f}",

@@ -78,6 +78,10 @@ def test_the_ensemble_is_registered_with_two_members(
     version = registry_client(store).get_model_version("pneumonia-classifier", ensemble_version)
     assert version.tags["kind"] == "ensemble" and version.tags["architecture"] == "ensemble"
     assert version.tags["members"] == "small_cnn,small_cnn" and version.tags["guard"] == "True"
+    # The members' input size (both members have the same): the tag once held their architectures.
+    member_size = ensemble.members[0].preprocessing.image_size
+    assert version.tags["image_size"] == str(member_size)
+    assert store.resolve(store.version_uri(ensemble_version)).image_size == member_size
     run = registry_client(store).get_run(version.run_id)
     assert run.data.tags["ensemble"] == "true" and run.data.params["members"] == ",".join(MEMBERS)
     card = version_card(store, ensemble_version)
