@@ -11,15 +11,24 @@ results/ship_store.py leaves out), plus a `merged_from` tag naming the source ru
 and registered version is recreated after the target's own (new version numbers, in the source's order) with
 its tags as they were, pointing to the new run; like results/ship_store.py, no model package travels.
 Aliases are not copied: the target's champion stays. A source run already merged (its id in a `merged_from`
-tag) is skipped, so a second merge of the same store adds nothing.
+tag) is skipped, so a second merge of the same store adds nothing. An ensemble's `members` (param and tag:
+its members' `models:/` URIs) is renumbered to the members' versions in the target, and so is each model
+card's (its title, its own URI, its members' and a site version's parent), so they name the networks they
+were built from, not the target's versions of the same number.
 """
 
+import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ship_store import SKIP_DIRS, SKIP_FILES  # results/, beside this script
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # pneumonia_zoo from this checkout, installed or not
@@ -30,6 +39,32 @@ PARENT = "mlflow.parentRunId"
 USAGE = "usage: merge_store.py SOURCE/mlflow.db TARGET/mlflow.db (both existing stores)"
 MODEL_NAME = "pneumonia-classifier"
 BATCH = 900  # MLflow's log_batch takes at most 1000 metrics per call
+CARD = "model_card.md"  # tracking/cards.py's CARD_ARTIFACT (this script runs without the package installed)
+MEMBERS = "members"  # an ensemble run's param and tag: its members' models:/ URIs, comma-separated
+
+
+def renumber_members(value: str, numbers: dict[str, str], model_name: str = MODEL_NAME) -> str:
+    """`models:/NAME/N,...` with each source version N replaced by its target version (others kept)."""
+    prefix = f"models:/{model_name}/"
+    return ",".join(
+        prefix + numbers[uri.removeprefix(prefix)]
+        if uri.startswith(prefix) and uri.removeprefix(prefix) in numbers
+        else uri
+        for uri in value.split(",")
+    )
+
+
+def renumber_card(text: str, numbers: dict[str, str], model_name: str = MODEL_NAME) -> str:
+    """A model card rendered in the source store, its version numbers (title, `models:/` URIs: its own,
+    an ensemble's members, a site version's parent) as the target numbers them."""
+    name = re.escape(model_name)
+
+    def renumbered(match: re.Match[str]) -> str:
+        return match.group(1) + numbers.get(match.group(2), match.group(2))
+
+    text = re.sub(rf"(models:/{name}/)(\d+)\b", renumbered, text)
+    text = re.sub(rf"^(# Model card: {name} version )(\d+)\b", renumbered, text, flags=re.MULTILINE)
+    return re.sub(r"(Version )(\d+)(?='s network)", renumbered, text)
 
 
 def merge(source_db: Path, target_db: Path, model_name: str = MODEL_NAME) -> list[tuple[str, str]]:
@@ -43,19 +78,26 @@ def merge(source_db: Path, target_db: Path, model_name: str = MODEL_NAME) -> lis
     # The registry looks a version's logged model up in the global tracking store, not its client's.
     mlflow.set_tracking_uri(f"sqlite:///{target_db}")
     experiments = {e.experiment_id: e for e in source.search_experiments()}
-    merged_before = {
-        run.data.tags[MERGED_FROM]
+    copies = {  # source run id -> the target run merged from it
+        run.data.tags[MERGED_FROM]: run.info.run_id
         for run in target.search_runs([e.experiment_id for e in target.search_experiments()])
         if MERGED_FROM in run.data.tags
     }
+    source_runs = [
+        run
+        for run in source.search_runs(list(experiments), order_by=["attributes.start_time ASC"])
+        if run.info.run_id not in copies
+    ]
+    versions = sorted(source.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version))
+    numbers = version_numbers(target, versions, copies, {run.info.run_id for run in source_runs}, model_name)
     new_runs: dict[str, str] = {}
-    for run in source.search_runs(list(experiments), order_by=["attributes.start_time ASC"]):
-        if run.info.run_id in merged_before:
-            continue
+    for run in source_runs:
         name = experiments[run.info.experiment_id].name
         found = target.get_experiment_by_name(name)
         experiment_id = found.experiment_id if found else target.create_experiment(name)
         tags = dict(run.data.tags)
+        if MEMBERS in tags:
+            tags[MEMBERS] = renumber_members(tags[MEMBERS], numbers, model_name)
         if PARENT in tags:  # a nested run (a sweep's trial): its parent was merged first (older)
             tags[PARENT] = new_runs.get(tags[PARENT], tags[PARENT])
         created = target.create_run(
@@ -68,7 +110,10 @@ def merge(source_db: Path, target_db: Path, model_name: str = MODEL_NAME) -> lis
             for key in run.data.metrics
             for m in source.get_metric_history(run.info.run_id, key)
         ]
-        params = [Param(k, v) for k, v in run.data.params.items()]
+        params = [
+            Param(k, renumber_members(v, numbers, model_name) if k == MEMBERS else v)
+            for k, v in run.data.params.items()
+        ]
         target.log_batch(run_id, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
         for start in range(0, len(metrics), BATCH):
             target.log_batch(run_id, metrics=metrics[start : start + BATCH])
@@ -77,12 +122,13 @@ def merge(source_db: Path, target_db: Path, model_name: str = MODEL_NAME) -> lis
             with tempfile.TemporaryDirectory() as tmp:
                 kept = Path(tmp) / "artifacts"
                 shutil.copytree(artifacts, kept, ignore=shutil.ignore_patterns(*SKIP_DIRS, *SKIP_FILES))
+                if (card := kept / CARD).is_file():
+                    card.write_text(renumber_card(card.read_text(), numbers, model_name))
                 target.log_artifacts(run_id, str(kept))
         target.set_terminated(run_id, run.info.status, end_time=run.info.end_time)
         new_runs[run.info.run_id] = run_id
 
     added = []
-    versions = sorted(source.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version))
     for version in versions:
         if version.run_id not in new_runs:
             continue  # its run was merged before (or is not in the source)
@@ -100,8 +146,34 @@ def merge(source_db: Path, target_db: Path, model_name: str = MODEL_NAME) -> lis
             model_name, source=f"models:/{logged.model_id}", run_id=run_id, tags=dict(version.tags),
             model_id=logged.model_id,
         )  # fmt: skip
+        if str(new.version) != numbers[str(version.version)]:  # what was renumbered above would be wrong
+            raise RuntimeError(
+                f"version {version.version} became {new.version}, not {numbers[str(version.version)]}"
+            )
         added.append((version.version, new.version))
     return added
+
+
+def version_numbers(
+    target: "MlflowClient",
+    versions: list["ModelVersion"],
+    copies: dict[str, str],
+    merging: set[str],
+    model_name: str,
+) -> dict[str, str]:
+    """Source version -> its target version: merged before (found by its run's copy) or now (numbered after
+    the target's own, in the source's order, as the registry will number them)."""
+    existing = target.search_model_versions(f"name='{model_name}'")
+    by_run = {version.run_id: str(version.version) for version in existing}
+    numbers: dict[str, str] = {}
+    following = max((int(version.version) for version in existing), default=0) + 1
+    for version in versions:
+        if version.run_id in copies and copies[version.run_id] in by_run:
+            numbers[str(version.version)] = by_run[copies[version.run_id]]
+        elif version.run_id in merging:
+            numbers[str(version.version)] = str(following)
+            following += 1
+    return numbers
 
 
 def main(argv: list[str]) -> int:

@@ -89,3 +89,57 @@ def test_a_missing_store_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "usage: merge_store.py SOURCE/mlflow.db TARGET/mlflow.db (both existing stores)"
     ]
+
+
+def add_version(
+    uri: str, run_name: str, params: dict[str, str], tags: dict[str, str], card: str | None = None
+) -> str:
+    """One more run (these params, tags and model card) registered as the next version of `uri`'s model."""
+    client = client_for(uri)
+    experiment = client.get_experiment_by_name("pneumonia-zoo").experiment_id
+    run = client.create_run(experiment, run_name=run_name, tags=tags)
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    if card is not None:
+        client.log_text(run.info.run_id, card, "model_card.md")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    model = client.create_logged_model(experiment, name="model", source_run_id=run.info.run_id)
+    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    with mlflow_globals(uri):
+        version = client.create_model_version(
+            MODEL, f"models:/{model.model_id}", run.info.run_id, tags={"kind": "x"}, model_id=model.model_id
+        )
+    return str(version.version)
+
+
+def test_an_ensembles_members_are_renumbered_to_the_targets_versions(tmp_path: Path) -> None:
+    """Otherwise a merged ensemble's record and card would name the target's own versions of those numbers."""
+    source, target = tmp_path / "source", tmp_path / "store"
+    source.mkdir(), target.mkdir()
+    source_uri = make_store(source, "lite0-aspect", {"device": "cpu"})
+    add_version(source_uri, "lite1-aspect", {"lr": "0.0005"}, {})
+    target_uri = make_store(target, "lite0", {"device": "cpu"})
+    first = merge(source, target)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.splitlines() == ["version 1 -> version 2", "version 2 -> version 3"]
+
+    # Built after the first merge: one member merged before, the other merged with it.
+    add_version(source_uri, "lite2-aspect", {}, {})
+    members = ",".join(f"models:/{MODEL}/{n}" for n in (1, 2, 3))
+    card = (
+        f"# Model card: {MODEL} version 4 (ensemble of a, b, c)\n\nIts own: models:/{MODEL}/4, from"
+        f" `--member models:/{MODEL}/1 --member models:/{MODEL}/3`; another model: models:/{MODEL}/12\n"
+    )
+    add_version(source_uri, "ensemble", {"members": members}, {"members": members, "other": members}, card)
+    second = merge(source, target)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.splitlines() == ["version 3 -> version 4", "version 4 -> version 5"]
+    ensemble = client_for(target_uri).get_run(client_for(target_uri).get_model_version(MODEL, "5").run_id)
+    renumbered = ",".join(f"models:/{MODEL}/{n}" for n in (2, 3, 4))
+    assert ensemble.data.params["members"] == renumbered and ensemble.data.tags["members"] == renumbered
+    assert ensemble.data.tags["other"] == members  # only the members are version numbers to rewrite
+    merged_card = (target / "mlruns" / ensemble.info.run_id / "artifacts" / "model_card.md").read_text()
+    assert merged_card == (
+        f"# Model card: {MODEL} version 5 (ensemble of a, b, c)\n\nIts own: models:/{MODEL}/5, from"
+        f" `--member models:/{MODEL}/2 --member models:/{MODEL}/4`; another model: models:/{MODEL}/12\n"
+    )
