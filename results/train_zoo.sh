@@ -54,6 +54,12 @@ fi
 # versions 1 and 2 with the zoom_in test-time view. Better by validation Brier, worse on test; not in results/store.
 #   "$PZ" ensemble --member models:/pneumonia-classifier/1 --member models:/pneumonia-classifier/2 \
 #       --tta identity --tta zoom_in --data "$DATA" --quiet
+# Tried and not shipped (2026-12-07; README "Lite0 + Lite1 + Lite2"): Lite2 with the LITE recipe, then the
+# ensemble of versions 1, 2 and it. Better by validation Brier (0.0166), equal on test, and over the service's
+# 1.5 GB memory limit as the starter (1.61 GB); not in results/store.
+#   version=$("$PZ" train --arch efficientnet_lite2 "${LITE[@]}" "${COMMON[@]}" | sed -n 's/^registered version //p')
+#   "$PZ" ensemble --member models:/pneumonia-classifier/1 --member models:/pneumonia-classifier/2 \
+#       --member "models:/pneumonia-classifier/$version" --data "$DATA" --quiet
 # Versions 21-23 (2026-12-06 night, into a store of their own merged with results/merge_store.py; README "The
 # squash shortcut"): Lite0 and Lite1 as versions 1-2 plus the aspect stretch, and their ensemble. Not the
 # champion: the rule, fixed before, ranks them below version 7 (validation Brier 0.0210 against 0.0172).
