@@ -25,6 +25,7 @@ def site_config(
     """The parent's description with the site's calibration, operating points, guard and lineage."""
     config = copy.deepcopy(parent)
     config.temperature = model.temperature
+    config.logit_bias = 0.0  # the site head has its own intercept: the parent's Platt bias would shift it
     config.operating_points = model.operating_points
     config.default_operating_point = DEFAULT_OPERATING_POINT
     config.guard = guard_config(model.guard, model.flag_rate)

@@ -144,7 +144,7 @@ class Member:
         return np.asarray(features, np.float64) @ weight.T + bias
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
-        return apply_temperature(logits, self.config.temperature)
+        return apply_temperature(logits, self.config.temperature, self.config.logit_bias)
 
     def guard_ratio(self, features: np.ndarray | None, count: int) -> np.ndarray:
         """The guard's score over the member's own threshold (nan when it has no guard)."""

@@ -1,9 +1,10 @@
 """`model.json`: what a package is, its calibration, operating points and guard, and its files.
 
-Pydantic models, read and written by pydantic. Format 2 adds temperature scaling, named operating
-points, the out-of-population guard and ensembles; format 1 packages (one threshold, nothing else) are
-read as format 2 with temperature 1. Packages written before `info` was typed stored its values as
-strings ("True", "None", "0.15"): they are read into the typed fields.
+Pydantic models, read and written by pydantic. Format 2 adds temperature scaling, named operating points, the
+out-of-population guard and ensembles; format 1 packages (one threshold, nothing else) are read as format 2
+with temperature 1. Format 3 is format 2 with a calibration bias (`logit_bias`), written only when the bias is
+not 0, so that readers that know only format 2 refuse it. Packages written before `info` was typed stored its
+values as strings ("True", "None", "0.15"): they are read into the typed fields.
 """
 
 import json
@@ -26,6 +27,7 @@ from pneumonia_zoo.errors import InvalidInput, PackageRejected
 from pneumonia_zoo.stats.operating_points import DEFAULT_OPERATING_POINT, OperatingPoint
 
 FORMAT_VERSION = 2
+FORMAT_VERSION_WITH_BIAS = 3  # format 2 plus `logit_bias`, written only when it is not 0
 CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
@@ -182,6 +184,8 @@ class PackageConfig(BaseModel):
     architecture: str  # an architecture from the zoo, or "ensemble"
     preprocessing: Preprocessing | None  # None for ensembles: every member has its own
     temperature: float = 1.0
+    # Platt scaling's bias on the scaled PNEUMONIA logit (train --calibration platt); 0: temperature alone.
+    logit_bias: float = 0.0
     operating_points: dict[str, OperatingPoint] = Field(default_factory=dict)
     default_operating_point: str = DEFAULT_OPERATING_POINT
     guard: GuardConfig | None = None
@@ -213,7 +217,8 @@ class PackageConfig(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def format_version(self) -> int:
-        return FORMAT_VERSION
+        # A bias that a format 2 reader would ignore (serving miscalibrated answers) makes it refuse instead.
+        return FORMAT_VERSION_WITH_BIAS if self.logit_bias else FORMAT_VERSION
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -245,7 +250,8 @@ class PackageConfig(BaseModel):
             ) from None
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2)
+        # Without a bias, model.json stays format 2 byte for byte (older readers, reproducible packages).
+        return self.model_dump_json(indent=2, exclude=None if self.logit_bias else {"logit_bias"})
 
     @classmethod
     def from_json(cls, text: str) -> "PackageConfig":
@@ -257,7 +263,7 @@ class PackageConfig(BaseModel):
             values.pop("cam_layer", None)
             if version == 1:
                 return cls._from_format_1(values)
-            if version != FORMAT_VERSION:
+            if version not in (FORMAT_VERSION, FORMAT_VERSION_WITH_BIAS):
                 raise PackageError(f"unsupported model package format {version!r}")
             return cls.model_validate(values)
         except PackageError:

@@ -1,8 +1,13 @@
-"""Temperature scaling and the calibration measures (ECE, reliability bins, Brier) that judge it.
+"""Temperature scaling (with or without a bias) and the calibration measures (ECE, reliability bins,
+Brier) that judge it.
 
 Temperature scaling is the one-parameter recalibration of Guo et al. (2017): it rescales the logits so
 the softmax's confidence matches observed accuracy without changing any prediction's ranking, which is
-why it can be fitted on validation data and leave every AUC untouched.
+why it can be fitted on validation data and leave every AUC untouched. It cannot move logits that are
+off-centre (a network stopped after an epoch or two may put every image on one side of zero): rescaling
+them only squeezes every probability toward one class. Platt scaling (Platt 1999, on the logit of
+PNEUMONIA against NORMAL) adds a bias to the scaled PNEUMONIA logit; the ranking, and so the AUC, is still
+unchanged.
 """
 
 import numpy as np
@@ -10,16 +15,34 @@ import numpy as np
 # SciPy and scikit-learn are imported inside the fitting and scoring functions: the prediction path
 # (apply_temperature) needs NumPy only, and the CLI's `predict` should not pay for them.
 
+CALIBRATIONS = ("temperature", "platt")  # the methods train --calibration offers
 TEMPERATURE_BOUNDS = (0.05, 20.0)
+BIAS_BOUND = 50.0  # |bias| on the PNEUMONIA logit: far beyond any useful shift, keeps the answer finite
 ECE_BINS = 15
 
 
-def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    """Mean negative log-likelihood of the labels under softmax(logits / temperature)."""
+def _scaled(logits: np.ndarray, temperature: float, bias: float) -> np.ndarray:
+    """logits / temperature, with `bias` added to the last (PNEUMONIA) class's."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    if bias:
+        scaled[:, -1] += bias
+    return scaled
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float, bias: float = 0.0) -> float:
+    """Mean negative log-likelihood of the labels under softmax(logits / temperature + [0, bias])."""
     from scipy.special import log_softmax
 
-    log_probs = log_softmax(logits / temperature, axis=1)
+    log_probs = log_softmax(_scaled(logits, temperature, bias), axis=1)
     return float(-np.mean(log_probs[np.arange(len(labels)), labels]))
+
+
+def _checked(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels).astype(int)
+    if logits.ndim != 2 or len(logits) != len(labels) or len(labels) == 0:
+        raise ValueError(f"need N x C logits and N labels, got {logits.shape} and {labels.shape}")
+    return logits, labels
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -29,10 +52,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     TEMPERATURE_BOUNDS finds the optimum deterministically. Separable data push T to the lower bound
     (sharper is always better there); the bound keeps the answer finite.
     """
-    logits = np.asarray(logits, dtype=np.float64)
-    labels = np.asarray(labels).astype(int)
-    if logits.ndim != 2 or len(logits) != len(labels) or len(labels) == 0:
-        raise ValueError(f"need N x C logits and N labels, got {logits.shape} and {labels.shape}")
+    logits, labels = _checked(logits, labels)
     from scipy.optimize import minimize_scalar
 
     low, high = np.log(TEMPERATURE_BOUNDS)
@@ -45,11 +65,31 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
-def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """N x C probabilities softmax(logits / temperature), in float64 so large logits cannot overflow."""
+def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The temperature T and bias b minimising the mean NLL of softmax(logits / T + [0, b]) on these labels
+    (two classes). Started from the temperature alone (b = 0), within TEMPERATURE_BOUNDS and BIAS_BOUND."""
+    logits, labels = _checked(logits, labels)
+    if logits.shape[1] != 2:
+        raise ValueError(f"Platt scaling needs two classes' logits, got {logits.shape[1]}")
+    from scipy.optimize import minimize
+
+    low, high = np.log(TEMPERATURE_BOUNDS)
+    start = np.log(fit_temperature(logits, labels))
+    result = minimize(
+        lambda x: _nll(logits, labels, float(np.exp(x[0])), float(x[1])),
+        x0=np.array([start, 0.0]),
+        method="L-BFGS-B",
+        bounds=[(low, high), (-BIAS_BOUND, BIAS_BOUND)],
+    )
+    return float(np.exp(result.x[0])), float(result.x[1])
+
+
+def apply_temperature(logits: np.ndarray, temperature: float, bias: float = 0.0) -> np.ndarray:
+    """N x C probabilities softmax(logits / temperature + [0, bias]), in float64 so large logits cannot
+    overflow."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    scaled = _scaled(logits, temperature, bias)
     exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
     return exp / exp.sum(axis=1, keepdims=True)
 

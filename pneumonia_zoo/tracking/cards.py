@@ -184,6 +184,7 @@ def card_context(
         "metrics": metrics,
         "wilson_rows": wilson_rows,
         "temperature": config.temperature,
+        "logit_bias": config.logit_bias,
         "points": list(config.operating_points.values()),
         "prior": f"{info.prior:.6f}" if info.prior is not None else "n/a",
         "robustness": robustness,

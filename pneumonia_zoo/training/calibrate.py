@@ -1,6 +1,7 @@
-"""After training, on held-out data only: the temperature, the operating points and the guard.
+"""After training, on held-out data only: the temperature (and a bias, for Platt scaling), the operating
+points and the guard.
 
-Temperature and thresholds are fitted on the VALIDATION split; the guard's Gaussians on the TRAINING
+Temperature (bias) and thresholds are fitted on the VALIDATION split; the guard's Gaussians on the TRAINING
 split's features (without augmentation) and its threshold on validation, so that about
 `flag_rate` of validation images are flagged. The test split is never seen here.
 """
@@ -14,7 +15,7 @@ from torch import nn
 from pneumonia_zoo.data.cache import DecodedImages
 from pneumonia_zoo.data.pipeline import PreparedData
 from pneumonia_zoo.data.transforms import Preprocessing
-from pneumonia_zoo.stats.calibration import apply_temperature, fit_temperature
+from pneumonia_zoo.stats.calibration import apply_temperature, fit_platt, fit_temperature
 from pneumonia_zoo.stats.operating_points import OperatingPoint, choose_operating_points
 from pneumonia_zoo.stats.outliers import PartGuard, fit_part_guard
 from pneumonia_zoo.training.device import Runtime
@@ -30,6 +31,7 @@ class Calibration:
     operating_points: dict[str, OperatingPoint]
     guard: PartGuard
     prior: float  # training prevalence of PNEUMONIA (the balanced point's reference)
+    bias: float = 0.0  # Platt scaling's, on the scaled PNEUMONIA logit
 
 
 def calibrate(
@@ -41,6 +43,7 @@ def calibrate(
     batch_size: int,
     flag_rate: float,
     channels_last: bool = True,
+    method: str = "temperature",
 ) -> Calibration:
     # A split view of a copy: the trained model itself stays as it is, for the package.
     network = FeatureNetwork(copy.deepcopy(model), arch)
@@ -53,12 +56,15 @@ def calibrate(
     val_labels, val_logits, val_features = outputs(data.val)
     train_labels, _, train_features = outputs(data.train)
     penultimate = network.head.in_features
-    temperature = fit_temperature(val_logits, val_labels)
-    val_probs = apply_temperature(val_logits, temperature)[:, 1]
+    if method == "platt":
+        temperature, bias = fit_platt(val_logits, val_labels)
+    else:
+        temperature, bias = fit_temperature(val_logits, val_labels), 0.0
+    val_probs = apply_temperature(val_logits, temperature, bias)[:, 1]
     prior = float(np.mean(train_labels))
     points = choose_operating_points(val_labels, val_probs, prior=prior)
     guard = fit_guard(arch, penultimate, train_features, train_labels, val_features, flag_rate)
-    return Calibration(temperature, points, guard, prior)
+    return Calibration(temperature, points, guard, prior, bias)
 
 
 def fit_guard(

@@ -14,14 +14,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
+from pneumonia_zoo.choices import OneOf
 from pneumonia_zoo.data.augment import AugmentParams
 from pneumonia_zoo.errors import UserError
+from pneumonia_zoo.stats.calibration import CALIBRATIONS
 from pneumonia_zoo.training.schedules import SCHEDULE, ScheduleParams
 from pneumonia_zoo.zoo.architectures import ARCHITECTURE, FREEZE_MODE
 
 AUGMENT_PREFIX = "aug_"  # AugmentParams fields appear as --aug-<name> options and aug_<name> params
 _NOT_REPRODUCING = {"arch", "data", "run_name"}
 _OPTION_NAMES = {"register_model": "register"}  # the fields whose option is not named after them
+CALIBRATION = OneOf(CALIBRATIONS, "calibration")
 
 
 def option_flag(name: str) -> str:
@@ -126,6 +129,11 @@ class TrainConfig(BaseModel):
         "auto",
         description="Mixed precision of forward passes. auto: bf16 on a CUDA GPU that has it (else fp16 "
         "with loss scaling), off on CPU; bf16 also runs on CPU, fp16 needs CUDA.",
+    )
+    calibration: Annotated[str, CALIBRATION] = Field(
+        "temperature",
+        description="Fitted on validation: temperature scaling, or platt (a temperature and a bias: for "
+        "logits off-centre, as after a short training, which a temperature alone squeezes to one class).",
     )
     guard_flag_rate: float = Field(
         0.02,

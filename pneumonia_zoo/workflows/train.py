@@ -126,6 +126,7 @@ def build_package(
         architecture=config.arch,
         preprocessing=preprocessing,
         temperature=calibration.temperature,
+        logit_bias=calibration.bias,
         operating_points=calibration.operating_points,
         guard=guard_config(calibration.guard, config.guard_flag_rate),
         info=info,
@@ -148,6 +149,7 @@ def evaluate_package(
     metrics: dict[str, float] = {
         "threshold": classifier.config.threshold,
         "temperature": classifier.config.temperature,
+        "logit_bias": classifier.config.logit_bias,
         "best_epoch": float(fit_result.best_epoch),
         "epochs_run": float(len(fit_result.history)),
         "budget_exhausted": float(fit_result.budget_exhausted),
@@ -280,6 +282,7 @@ def _train(
             config.batch_size,
             config.guard_flag_rate,
             config.channels_last,
+            config.calibration,
         )
         with tempfile.TemporaryDirectory() as tmp:
             package_dir = Path(tmp) / "package"

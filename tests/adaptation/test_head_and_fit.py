@@ -106,3 +106,14 @@ def test_too_few_patients_of_a_class_are_refused() -> None:
     site = synthetic_site(patients=6, per_patient=10)  # 3 patients of each class
     with pytest.raises(InvalidInput, match="too few NORMAL patients"):
         fit_site_model(site)
+
+
+def test_a_site_package_drops_the_parents_platt_bias() -> None:
+    """The site head has its own intercept and temperature: the parent's bias would shift its answers."""
+    from pneumonia_zoo.adaptation.package import site_config
+    from pneumonia_zoo.package.format import PackageConfig
+
+    parent = PackageConfig(architecture="small_cnn", preprocessing=None, temperature=2.0, logit_bias=1.5)
+    model = fit_site_model(synthetic_site(), "penultimate")
+    config = site_config(parent, model, {}, {})
+    assert config.temperature == model.temperature and config.logit_bias == 0.0

@@ -15,6 +15,7 @@ from pneumonia_zoo.data.cache import decode_all
 from pneumonia_zoo.data.pipeline import split_samples
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.evaluation.predict import predict_images
+from pneumonia_zoo.stats.calibration import fit_platt
 from pneumonia_zoo.stats.operating_points import choose_operating_points
 from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.training.device import Runtime
@@ -65,6 +66,27 @@ def test_operating_points_are_those_of_the_validation_predictions(
     assert {k: v.threshold for k, v in expected.items()} == pytest.approx(
         {k: v.threshold for k, v in classifier.config.operating_points.items()}, abs=1e-6
     )
+
+
+def test_platt_calibration_is_fitted_on_validation_and_travels(fixture_data: Path, tmp_path: Path) -> None:
+    store = store_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    config = TrainConfig.build(**tiny_train_args(fixture_data, calibration="platt", bootstrap=0))
+    outcome = train(config, store, quiet=True)
+    _, classifier = store.load(f"models:/pneumonia-classifier/{outcome.version}", destination=tmp_path / "v")
+    info = classifier.config.info
+    _, val, _ = split_samples(fixture_data, info.val_fraction, info.seed, None)
+    images = decode_all(val, Preprocessing(classifier.input_size), quiet=True)
+    member = classifier.members[0]
+    logits, _ = member.runner(member.preprocessing.batch([images.decoded(i) for i in range(len(val))]))
+    temperature, bias = fit_platt(logits, images.labels.numpy())
+    assert classifier.config.temperature == pytest.approx(temperature, rel=1e-3)
+    assert classifier.config.logit_bias == pytest.approx(bias, rel=1e-3, abs=1e-3) and bias != 0
+    run = registry_client(store).get_run(outcome.run_id)
+    assert run.data.params["calibration"] == "platt"
+    assert run.data.metrics["logit_bias"] == pytest.approx(classifier.config.logit_bias)
+    card = registry_client(store).download_artifacts(outcome.run_id, "model_card.md", str(tmp_path))
+    t, b = classifier.config.temperature, classifier.config.logit_bias
+    assert f"Platt scaling fitted on validation (T = {t:.3f}, bias {b:.3f}" in Path(card).read_text()
 
 
 def test_early_stopping_restores_the_best_epoch() -> None:

@@ -136,6 +136,27 @@ def test_format_1_packages_still_load(package_dir: Path, tmp_path: Path, images)
     assert np.isnan(scores.ood_scores).all()
 
 
+def test_a_platt_bias_is_applied_and_written_as_format_3(package_dir: Path, tmp_path: Path, images) -> None:
+    plain = json.loads((package_dir / CONFIG_FILE).read_text())
+    assert plain["format_version"] == 2 and "logit_bias" not in plain  # no bias: format 2 as before
+    biased = tmp_path / "biased"
+    shutil.copytree(package_dir, biased)
+    config = PackageConfig.from_json((biased / CONFIG_FILE).read_text())
+    config.logit_bias = 0.9
+    (biased / CONFIG_FILE).write_text(config.to_json())
+    written = json.loads((biased / CONFIG_FILE).read_text())
+    assert written["format_version"] == 3 and written["logit_bias"] == 0.9  # a format 2 reader refuses it
+    classifier = load_classifier(biased, runtime="onnx")
+    logits, _ = classifier.members[0].runner(classifier.members[0].preprocessing.batch(images))
+    probabilities = classifier.predict(images).probabilities
+    assert np.allclose(probabilities, apply_temperature(logits, 1.7, 0.9), atol=1e-6)
+    assert not np.allclose(probabilities, apply_temperature(logits, 1.7), atol=1e-3)
+    written["format_version"] = 4
+    (biased / CONFIG_FILE).write_text(json.dumps(written))
+    with pytest.raises(PackageError, match="unsupported model package format 4"):
+        load_classifier(biased)
+
+
 def test_ensemble_round_trip_averages_calibrated_members(tmp_path: Path, images) -> None:
     first, second = tmp_path / "a", tmp_path / "b"
     make_package(first, size=48, temperature=1.5, seed=1)

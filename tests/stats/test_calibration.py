@@ -7,6 +7,7 @@ from pneumonia_zoo.stats.calibration import (
     apply_temperature,
     brier_score,
     expected_calibration_error,
+    fit_platt,
     fit_temperature,
     reliability_bins,
 )
@@ -55,6 +56,45 @@ def test_apply_temperature_values_and_stability() -> None:
     np.testing.assert_allclose(probs, [[0.25, 0.75], [1.0, 0.0]], atol=1e-12)
     with pytest.raises(ValueError):
         apply_temperature(np.zeros((1, 2)), 0.0)
+
+
+def calibrated_sample(shift: float, n: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """Two-class logits calibrated at T = 1, bias `-shift` (every PNEUMONIA logit moved down by `shift`)."""
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(n, 2)) * 1.5 + [0.0, 1.0]  # about 70% PNEUMONIA, as in training
+    labels = (rng.random(n) < softmax(z, axis=1)[:, 1]).astype(int)
+    return z - [0.0, shift], labels
+
+
+def test_platt_recovers_logits_a_temperature_cannot() -> None:
+    """Off-centre logits (DenseNet201 after one epoch, README): a temperature alone calls every image NORMAL
+    at 0.5; the bias puts them back."""
+    logits, labels = calibrated_sample(shift=8.0)
+    temperature = fit_temperature(logits, labels)
+    alone = apply_temperature(logits, temperature)[:, 1]
+    # A large temperature squeezes the probabilities under 0.5: (nearly) every image NORMAL, 64% PNEUMONIA.
+    assert (alone >= 0.5).mean() < 0.01
+    fitted_t, bias = fit_platt(logits, labels)
+    # Back to the sample's own calibration: (d - 8) / T + bias = d / T exactly when bias = 8 / T.
+    assert fitted_t == pytest.approx(1.0, rel=0.05) and bias * fitted_t == pytest.approx(8.0, rel=0.01)
+    platt = apply_temperature(logits, fitted_t, bias)[:, 1]
+    assert platt.mean() == pytest.approx(labels.mean(), abs=0.01)
+    assert ((platt >= 0.5) == labels).mean() > ((alone >= 0.5) == labels).mean() + 0.3
+    assert brier_score(labels, platt) < brier_score(labels, alone) - 0.05
+    assert np.array_equal(np.argsort(platt, kind="stable"), np.argsort(alone, kind="stable"))  # same ranking
+
+
+def test_platt_on_centred_logits_is_a_temperature() -> None:
+    logits, labels = calibrated_sample(shift=0.0)
+    fitted_t, bias = fit_platt(logits, labels)
+    assert fitted_t == pytest.approx(fit_temperature(logits, labels), rel=0.02) and abs(bias) < 0.05
+    with pytest.raises(ValueError, match="two classes"):
+        fit_platt(np.zeros((4, 3)), np.array([0, 1, 2, 1]))
+
+
+def test_apply_temperature_adds_the_bias_to_the_pneumonia_logit() -> None:
+    probs = apply_temperature(np.array([[0.0, 0.0], [0.0, 2.0]]), 2.0, bias=np.log(3))
+    np.testing.assert_allclose(probs[:, 1], [0.75, 1 / (1 + np.exp(-(1 + np.log(3))))], atol=1e-12)
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy() -> None:
