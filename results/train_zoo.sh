@@ -10,7 +10,7 @@
 # a 7-minute budget each. Version 7: the ensemble of versions 1 and 2. Then the champion (lowest
 # validation Brier since issue 21; validation AUC when results/store was made), evaluations logged
 # against it, the shipped starter and the compare report. WITH_128PX_AND_SWEEP=1 adds versions 10-20 (below),
-# WITH_ASPECT=1 versions 21-23.
+# WITH_ASPECT=1 versions 21-23, WITH_PLATT=1 version 24.
 # Versions 8-9 come from results/gpu_recipe.py on a GPU (DEVELOPERS.md, "When a GPU is lent").
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
@@ -71,4 +71,9 @@ if [ "${WITH_ASPECT:-0}" = 1 ]; then
         members+=(--member "models:/pneumonia-classifier/$version")
     done
     "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
+fi
+# Version 24 (2026-12-07, a store of its own merged with results/merge_store.py; README, "DenseNet201,
+# VGG16 and ViT-Tiny at 128 px"): version 18's command with Platt scaling instead of a temperature alone.
+if [ "${WITH_PLATT:-0}" = 1 ]; then
+    "$PZ" train --arch densenet201 --lr 1e-3 --max-minutes 8 --calibration platt "${SCRATCH128[@]}" "${COMMON[@]}"
 fi
