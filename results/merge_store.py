@@ -43,28 +43,24 @@ CARD = "model_card.md"  # tracking/cards.py's CARD_ARTIFACT (this script runs wi
 MEMBERS = "members"  # an ensemble run's param and tag: its members' models:/ URIs, comma-separated
 
 
+def _renumber(pattern: str, text: str, numbers: dict[str, str], flags: int = 0) -> str:
+    """`text` with each version number `pattern` matches (its group 2, after group 1) as the target's."""
+    return re.sub(pattern, lambda m: m.group(1) + numbers.get(m.group(2), m.group(2)), text, flags=flags)
+
+
 def renumber_members(value: str, numbers: dict[str, str], model_name: str = MODEL_NAME) -> str:
-    """`models:/NAME/N,...` with each source version N replaced by its target version (others kept)."""
-    prefix = f"models:/{model_name}/"
-    return ",".join(
-        prefix + numbers[uri.removeprefix(prefix)]
-        if uri.startswith(prefix) and uri.removeprefix(prefix) in numbers
-        else uri
-        for uri in value.split(",")
-    )
+    """`models:/NAME/N` URIs (an ensemble's comma-separated members, or any text) with each source version
+    N replaced by its target version (others kept)."""
+    return _renumber(rf"(models:/{re.escape(model_name)}/)(\d+)\b", value, numbers)
 
 
 def renumber_card(text: str, numbers: dict[str, str], model_name: str = MODEL_NAME) -> str:
     """A model card rendered in the source store, its version numbers (title, `models:/` URIs: its own,
     an ensemble's members, a site version's parent) as the target numbers them."""
-    name = re.escape(model_name)
-
-    def renumbered(match: re.Match[str]) -> str:
-        return match.group(1) + numbers.get(match.group(2), match.group(2))
-
-    text = re.sub(rf"(models:/{name}/)(\d+)\b", renumbered, text)
-    text = re.sub(rf"^(# Model card: {name} version )(\d+)\b", renumbered, text, flags=re.MULTILINE)
-    return re.sub(r"(Version )(\d+)(?='s network)", renumbered, text)
+    text = renumber_members(text, numbers, model_name)
+    title = rf"^(# Model card: {re.escape(model_name)} version )(\d+)\b"
+    text = _renumber(title, text, numbers, re.MULTILINE)
+    return _renumber(r"(Version )(\d+)(?='s network)", text, numbers)  # a site card's parent
 
 
 def merge(source_db: Path, target_db: Path, model_name: str = MODEL_NAME) -> list[tuple[str, str]]:

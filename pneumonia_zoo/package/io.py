@@ -37,6 +37,11 @@ def read_config(directory: Path) -> PackageConfig:
     return PackageConfig.from_json(path.read_text())
 
 
+def member_configs(directory: Path, config: PackageConfig) -> list[PackageConfig]:
+    """An ensemble's members' own model.json, in order (none for a single model)."""
+    return [read_config(directory / ref.path) for ref in config.members]
+
+
 def verify(directory: Path, config: PackageConfig) -> None:
     """Every recorded file is present and matches its sha256 (paths may name member folders)."""
     if not config.is_ensemble and WEIGHTS_FILE not in config.files:

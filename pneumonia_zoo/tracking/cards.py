@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pneumonia_zoo.errors import InvalidInput
 from pneumonia_zoo.evaluation.robustness import ROBUSTNESS_LABELS
 from pneumonia_zoo.package.format import PackageConfig
-from pneumonia_zoo.package.io import read_config
+from pneumonia_zoo.package.io import member_configs, read_config
 from pneumonia_zoo.resources import REPORT_TEMPLATES_DIR
 from pneumonia_zoo.tracking.params import train_command
 from pneumonia_zoo.tracking.records import EvaluationRecord, RunRecord, VersionRecord
@@ -210,8 +210,7 @@ def site_context(config: PackageConfig) -> dict | None:
 
 def member_rows(config: PackageConfig, directory: Path) -> list[dict]:
     rows = []
-    for ref in config.members:
-        member = read_config(directory / ref.path)
+    for member in member_configs(directory, config):
         rows.append(
             {
                 "architecture": member.architecture,

@@ -19,7 +19,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 import pneumonia_zoo
 from pneumonia_zoo import CLASS_NAMES
 from pneumonia_zoo.package.format import ONNX_FILE, PackageConfig
-from pneumonia_zoo.package.io import read_config
+from pneumonia_zoo.package.io import member_configs, read_config
 from pneumonia_zoo.package.pyfunc import IMAGE_COLUMN
 from pneumonia_zoo.tracking.records import version_tags
 from pneumonia_zoo.tracking.store import Store
@@ -74,12 +74,6 @@ def package_code(target: Path) -> Path:
     return copy
 
 
-def member_image_sizes(package: PackageConfig, package_dir: Path) -> list[int]:
-    """An ensemble's members' input sizes, from their own model.json (none for a single model)."""
-    configs = [read_config(package_dir / member.path) for member in package.members]
-    return [config.preprocessing.image_size for config in configs if config.preprocessing]
-
-
 def publish(
     store: Store, package_dir: Path, register: bool = True, extra_tags: dict[str, str] | None = None
 ) -> str:
@@ -100,7 +94,9 @@ def publish(
         return ""
     run = mlflow.active_run()
     assert run is not None, "publish() logs into the active run"
-    tags = version_tags(package, member_image_sizes(package, package_dir))
+    members = member_configs(package_dir, package)
+    member_sizes = [member.preprocessing.image_size for member in members if member.preprocessing]
+    tags = version_tags(package, member_sizes)
     version = store.register(logged.model_id, run.info.run_id, tags | (extra_tags or {}))
     mlflow.set_tag("registered_version", version)
     return version
