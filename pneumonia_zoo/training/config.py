@@ -100,6 +100,20 @@ class TrainConfig(BaseModel):
     )
     class_weights: bool = Field(False, description="Weight the loss by inverse class frequency.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
+    mixup_alpha: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="Mixup: blend each batch with a shuffled copy of itself, images and loss, by a share "
+        "drawn from Beta(alpha, alpha) (0: off; 0.2 to 0.4 is usual).",
+    )
+    ema_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Keep a moving average of the weights with this decay per step (warmed up as "
+        "(1+t)/(10+t)); the average is validated, kept and shipped (0: off; 0.998 is usual).",
+    )
     augment: bool = Field(
         True,
         description="Augment training images (the --aug-* options).",

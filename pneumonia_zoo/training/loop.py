@@ -11,11 +11,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from pneumonia_zoo.stats.classification import binary_metrics
 from pneumonia_zoo.training.device import Runtime
+from pneumonia_zoo.training.ema import create_ema
+from pneumonia_zoo.training.mixup import Mixup
 from pneumonia_zoo.training.schedules import Scheduler
 from pneumonia_zoo.zoo.features import FeatureNetwork
 
@@ -83,9 +86,13 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     deadline: float | None = None,
     quiet: bool = False,
+    mixup: Mixup | None = None,
+    ema: AveragedModel | None = None,
 ) -> dict[str, float]:
-    """One pass over the loader; with a `deadline` (perf_counter seconds) it ends early."""
+    """One pass over the loader; with a `deadline` (perf_counter seconds) it ends early. `mixup` blends
+    each batch; `ema` is updated after every optimizer step."""
     model.train()
+    network = model.module if isinstance(model, DistributedDataParallel) else model
     scaler = scaler or runtime.grad_scaler()
     seen, correct, loss_sum = 0, 0, 0.0
     lr_first = scheduler.lr
@@ -93,16 +100,19 @@ def train_one_epoch(
     for images, targets in progress:
         images, targets = _to_device(images, runtime, channels_last), targets.to(runtime.device)
         optimizer.zero_grad(set_to_none=True)
+        mixed = mixup(images, targets) if mixup is not None else None
         with runtime.autocast():
-            logits = model(images)
-            loss = loss_fn(logits.float(), targets)
+            logits = model(mixed.images if mixed else images)
+            loss = mixed.loss(loss_fn, logits.float()) if mixed else loss_fn(logits.float(), targets)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         scheduler.step_batch()
+        if ema is not None:
+            ema.update_parameters(network)
         seen += len(targets)
         loss_sum += loss.item() * len(targets)
-        correct += (logits.argmax(1) == targets).sum().item()
+        correct += (logits.argmax(1) == (mixed.dominant_targets() if mixed else targets)).sum().item()
         progress.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{scheduler.lr:.2e}")
         if deadline is not None and time.perf_counter() >= deadline:
             break
@@ -137,15 +147,22 @@ def fit(
     on_epoch: EpochCallback | None = None,
     max_minutes: float | None = None,
     quiet: bool = False,
+    mixup: Mixup | None = None,
+    ema_decay: float = 0.0,
 ) -> FitResult:
     """Train, validating each epoch on rank 0; stop after `patience` epochs without a better
     validation AUC and restore the best weights. Ctrl-C ends the loop cleanly.
+
+    With `ema_decay` the moving average of the weights is what is validated, kept and restored: the
+    network leaves with the best epoch's average.
 
     `max_minutes` is a training-time budget: the epoch that crosses it ends early, is validated,
     and is the last. Under DDP the budget is checked between epochs only, so ranks stay in step.
     """
     result, best_state = FitResult(), None
     network: nn.Module = model.module if isinstance(model, DistributedDataParallel) else model
+    ema = create_ema(network, ema_decay)
+    validated: nn.Module = ema.module if ema is not None else network
     scaler = runtime.grad_scaler()  # float16 only: bfloat16 and float32 need no loss scaling
     started = time.perf_counter()
     deadline = started + max_minutes * 60 if max_minutes else None
@@ -165,11 +182,13 @@ def fit(
                 scaler,
                 None if runtime.distributed else deadline,
                 quiet,
+                mixup,
+                ema,
             )
             result.budget_exhausted = deadline is not None and time.perf_counter() >= deadline
             stop = result.budget_exhausted
             if runtime.is_main:
-                labels, probs, val_loss = predict_probs(network, val_loader, runtime, channels_last)
+                labels, probs, val_loss = predict_probs(validated, val_loader, runtime, channels_last)
                 val = binary_metrics(labels, probs, 0.5)
                 metrics |= {
                     "val_loss": val_loss,
@@ -179,7 +198,7 @@ def fit(
                 score = val["auc"] if not math.isnan(val["auc"]) else -val_loss
                 if score > result.best_score:
                     result.best_score, result.best_epoch = score, epoch
-                    best_state = copy.deepcopy(network.state_dict())
+                    best_state = copy.deepcopy(validated.state_dict())
                 scheduler.step_epoch(score)
                 result.history.append(metrics | {"epoch": epoch})
                 if on_epoch:

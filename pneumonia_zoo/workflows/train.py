@@ -42,6 +42,7 @@ from pneumonia_zoo.training.config import TrainConfig
 from pneumonia_zoo.training.device import Runtime, seed_everything, setup_runtime, teardown_runtime
 from pneumonia_zoo.training.factories import create_loaders, create_loss, create_optimizer
 from pneumonia_zoo.training.loop import FitResult, fit
+from pneumonia_zoo.training.mixup import create_mixup
 from pneumonia_zoo.training.schedules import Scheduler
 from pneumonia_zoo.zoo.architectures import get_architecture
 from pneumonia_zoo.zoo.factory import create_model, resolve_pretrained
@@ -245,6 +246,8 @@ def _train(
         config.channels_last,
         max_minutes=config.max_minutes,
         quiet=quiet,
+        mixup=create_mixup(config.mixup_alpha, config.seed + runtime.rank),
+        ema_decay=config.ema_decay,
     )
     if not runtime.is_main:
         run_fit()
