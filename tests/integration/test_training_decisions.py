@@ -153,3 +153,21 @@ def test_pretrained_fine_tunes_from_the_weights_torchvision_delivers(
     trained = classifier.members[0].network.body.features[0].weight.detach()
     # lr 1e-9 for one epoch: the backbone is still the delivered one (the head is new: 2 classes).
     assert np.allclose(trained.numpy(), given["features.0.weight"].numpy(), atol=1e-6)
+
+
+def test_ema_changes_what_is_kept_and_mixup_what_is_trained(fixture_data: Path, tmp_path: Path) -> None:
+    """The same seeded run three times: --ema-decay leaves the training itself as it was (same training
+    loss) and changes what is validated and shipped; --mixup-alpha changes the training."""
+    runs = {}
+    for name, extra in {"plain": {}, "ema": {"ema_decay": 0.9}, "mixup": {"mixup_alpha": 0.4}}.items():
+        store = store_for(f"sqlite:///{tmp_path / name / 'mlflow.db'}")
+        config = TrainConfig.build(**tiny_train_args(fixture_data, bootstrap=0, threads=1, **extra))
+        outcome = train(config, store, quiet=True)
+        run = registry_client(store).get_run(outcome.run_id)
+        runs[name] = (run.data.metrics, run.data.params)
+    (plain, _), (ema, ema_params), (mixup, mixup_params) = runs["plain"], runs["ema"], runs["mixup"]
+    assert ema_params["ema_decay"] == "0.9" and mixup_params["mixup_alpha"] == "0.4"
+    assert ema["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-6)
+    assert ema["val_loss"] != pytest.approx(plain["val_loss"], rel=1e-4)
+    assert ema["temperature"] != pytest.approx(plain["temperature"], rel=1e-4)
+    assert mixup["train_loss"] != pytest.approx(plain["train_loss"], rel=1e-4)
