@@ -18,11 +18,9 @@ from pneumonia_zoo.evaluation.predict import predict_images
 from pneumonia_zoo.stats.calibration import fit_platt
 from pneumonia_zoo.stats.operating_points import choose_operating_points
 from pneumonia_zoo.training.config import TrainConfig
-from pneumonia_zoo.training.device import Runtime
-from pneumonia_zoo.training.loop import fit
-from pneumonia_zoo.training.schedules import ScheduleParams, Scheduler
 from pneumonia_zoo.workflows.train import train
 from tests.conftest import registry_client, store_for, tiny_train_args
+from tests.training_helpers import fit_on_cpu
 
 
 def _run(data: Path, store_dir: Path):
@@ -103,19 +101,14 @@ def test_early_stopping_restores_the_best_epoch() -> None:
         model[0].weight[1, 0], model[0].weight[0, 0] = 1.0, -1.0
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     states = []
-    result = fit(
+    result = fit_on_cpu(
         model,
         train_loader,
-        val_loader,
         optimizer,
-        Scheduler("constant", optimizer, ScheduleParams(epochs=10), len(train_loader)),
-        nn.CrossEntropyLoss(),
-        Runtime(torch.device("cpu")),
-        epochs=10,
+        10,
+        val_loader=val_loader,
         patience=2,
-        channels_last=False,
         on_epoch=lambda epoch, values: states.append({k: v.clone() for k, v in model.state_dict().items()}),
-        quiet=True,
     )
     aucs = [row["val_auc"] for row in result.history]
     assert len(result.history) == 3 and result.best_epoch == 0 and aucs[0] > aucs[1] >= aucs[2]

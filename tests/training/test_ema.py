@@ -11,10 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.training.config import TrainConfig
-from pneumonia_zoo.training.device import Runtime
 from pneumonia_zoo.training.ema import create_ema, warmed_up_decay
-from pneumonia_zoo.training.loop import fit
-from pneumonia_zoo.training.schedules import ScheduleParams, Scheduler
+from tests.training_helpers import fit_on_cpu
 
 
 def _problem() -> tuple[DataLoader, nn.Module, torch.optim.Optimizer]:
@@ -24,25 +22,6 @@ def _problem() -> tuple[DataLoader, nn.Module, torch.optim.Optimizer]:
     loader = DataLoader(TensorDataset(features, labels), batch_size=8, shuffle=False)
     model = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
     return loader, model, torch.optim.SGD(model.parameters(), lr=0.3)
-
-
-def _fit(
-    model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, ema_decay: float, epochs: int
-):
-    return fit(
-        model,
-        loader,
-        loader,
-        optimizer,
-        Scheduler("constant", optimizer, ScheduleParams(epochs=epochs), len(loader)),
-        nn.CrossEntropyLoss(),
-        Runtime(torch.device("cpu")),
-        epochs=epochs,
-        patience=10,
-        channels_last=False,
-        quiet=True,
-        ema_decay=ema_decay,
-    )
 
 
 def test_the_decay_is_warmed_up_then_capped() -> None:
@@ -65,7 +44,7 @@ def test_fit_leaves_the_network_with_the_average_of_its_steps() -> None:
         lambda *_: steps.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     )
     decay = 0.6
-    _fit(model, loader, optimizer, decay, epochs=1)
+    fit_on_cpu(model, loader, optimizer, epochs=1, ema_decay=decay)
     assert len(steps) == len(loader) == 12
     expected = copy.deepcopy(steps[0])
     for updates, weights in enumerate(steps[1:], start=1):
@@ -88,7 +67,7 @@ def test_without_ema_the_network_keeps_its_last_step() -> None:
     optimizer.register_step_post_hook(
         lambda *_: steps.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     )
-    _fit(model, loader, optimizer, 0.0, epochs=1)
+    fit_on_cpu(model, loader, optimizer, epochs=1, ema_decay=0.0)
     assert all(torch.equal(value, steps[-1][name]) for name, value in model.state_dict().items())
 
 
@@ -98,7 +77,7 @@ def test_validation_scores_the_average_not_the_last_step() -> None:
     optimizer.register_step_post_hook(
         lambda *_: steps.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     )
-    result = _fit(model, loader, optimizer, 0.9, epochs=1)
+    result = fit_on_cpu(model, loader, optimizer, epochs=1, ema_decay=0.9)
 
     def loss_of(weights: dict[str, torch.Tensor]) -> float:
         model.load_state_dict(weights)

@@ -4,9 +4,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pneumonia_zoo.training.device import Runtime
-from pneumonia_zoo.training.loop import fit
-from pneumonia_zoo.training.schedules import ScheduleParams, Scheduler
+from tests.training_helpers import fit_on_cpu
 
 
 def _fit(max_minutes: float | None, epochs: int = 3):
@@ -19,20 +17,7 @@ def _fit(max_minutes: float | None, epochs: int = 3):
     forwards = []
     model.register_forward_hook(lambda module, args, out: forwards.append(module.training))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    scheduler = Scheduler("constant", optimizer, ScheduleParams(epochs=epochs), len(loader))
-    result = fit(
-        model,
-        loader,
-        loader,
-        optimizer,
-        scheduler,
-        nn.CrossEntropyLoss(),
-        Runtime(torch.device("cpu")),
-        epochs=epochs,
-        patience=10,
-        channels_last=False,
-        max_minutes=max_minutes,
-    )
+    result = fit_on_cpu(model, loader, optimizer, epochs, max_minutes=max_minutes)
     return result, sum(forwards)
 
 
