@@ -10,7 +10,7 @@
 # a 7-minute budget each. Version 7: the ensemble of versions 1 and 2. Then the champion (lowest
 # validation Brier since issue 21; validation AUC when results/store was made), evaluations logged
 # against it, the shipped starter and the compare report. WITH_128PX_AND_SWEEP=1 adds versions 10-20 (below),
-# WITH_ASPECT=1 versions 21-23, WITH_PLATT=1 version 24, WITH_EMA_MIXUP=1 versions 25-27.
+# WITH_ASPECT=1 versions 21-23, WITH_PLATT=1 version 24, WITH_EMA_MIXUP=1 versions 25-28.
 # Versions 8-9 come from results/gpu_recipe.py on a GPU (DEVELOPERS.md, "When a GPU is lent").
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
@@ -77,7 +77,7 @@ fi
 if [ "${WITH_PLATT:-0}" = 1 ]; then
     "$PZ" train --arch densenet201 --lr 1e-3 --max-minutes 8 --calibration platt "${SCRATCH128[@]}" "${COMMON[@]}"
 fi
-# Versions 25-27 (2026-12-07, a store of their own merged with results/merge_store.py; README, "EMA and mixup"):
+# Versions 25-28 (2026-12-07, stores of their own merged with results/merge_store.py; README, "EMA and mixup"):
 # Lite0 and Lite1 as versions 1-2 plus a moving average of the weights and mixup, and their ensemble. Not the
 # champion: validation Brier 0.0219 against version 7's 0.0172.
 if [ "${WITH_EMA_MIXUP:-0}" = 1 ]; then
@@ -88,4 +88,6 @@ if [ "${WITH_EMA_MIXUP:-0}" = 1 ]; then
         members+=(--member "models:/pneumonia-classifier/$version")
     done
     "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
+    # Version 28: EMA alone (Lite1 and an ensemble were to follow only if it beat version 1; it did not).
+    "$PZ" train --arch efficientnet_lite0 "${LITE[@]}" --ema-decay 0.998 "${COMMON[@]}"
 fi
