@@ -10,7 +10,8 @@
 # a 7-minute budget each. Version 7: the ensemble of versions 1 and 2. Then the champion (lowest
 # validation Brier since issue 21; validation AUC when results/store was made), evaluations logged
 # against it, the shipped starter and the compare report. WITH_128PX_AND_SWEEP=1 adds versions 10-20 (below),
-# WITH_ASPECT=1 versions 21-23, WITH_PLATT=1 version 24, WITH_EMA_MIXUP=1 versions 25-28.
+# WITH_ASPECT=1 versions 21-23, WITH_PLATT=1 version 24, WITH_EMA_MIXUP=1 versions 25-28,
+# WITH_LITE2_PAIR=1 versions 29-30 and the champion since 2026-12-07 (version 30).
 # Versions 8-9 come from results/gpu_recipe.py on a GPU (DEVELOPERS.md, "When a GPU is lent").
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
@@ -90,4 +91,15 @@ if [ "${WITH_EMA_MIXUP:-0}" = 1 ]; then
     "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
     # Version 28: EMA alone (Lite1 and an ensemble were to follow only if it beat version 1; it did not).
     "$PZ" train --arch efficientnet_lite0 "${LITE[@]}" --ema-decay 0.998 "${COMMON[@]}"
+fi
+# Versions 29-30 (2026-12-07; README, "Lite1 + Lite2"): Lite2 with the recipe of versions 1-2 (into a store of
+# its own beside the retrains of versions 1-2, merged with results/merge_store.py), then the ensemble of version
+# 2 and it, built in this store; the champion rule picks it (validation Brier 0.0165 against 0.0172).
+if [ "${WITH_LITE2_PAIR:-0}" = 1 ]; then
+    lite2=$("$PZ" train --arch efficientnet_lite2 "${LITE[@]}" "${COMMON[@]}" | sed -n 's/^registered version //p')
+    "$PZ" ensemble --member models:/pneumonia-classifier/2 --member "models:/pneumonia-classifier/$lite2" --data "$DATA" --quiet
+    "$PZ" promote
+    "$PZ" evaluate --data "$(dirname "$DATA")/external_adult_covid" --log
+    "$PZ" export-starter --model models:/pneumonia-classifier@champion --fp16 --data "$DATA" --out pneumonia_zoo/assets/starter
+    "$PZ" compare --out results/compare
 fi
