@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pneumonia_zoo.resources import SAMPLE_IMAGES_DIR
+from pneumonia_zoo.package.io import read_config
+from pneumonia_zoo.resources import SAMPLE_IMAGES_DIR, STARTER_DIR
 from pneumonia_zoo.tracking.cards import stored_card
 from tests.cli.helpers import flat, invoke
 from tests.conftest import registry_client, store_for
@@ -64,9 +65,9 @@ def test_card_of_the_champion_or_a_version(monkeypatch: pytest.MonkeyPatch, star
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     champion = invoke(monkeypatch, starter_store, "card")
     assert champion.exit_code == 0, champion.stderr
-    assert champion.stdout.startswith(
-        "# Model card: pneumonia-classifier version 1 (ensemble of efficientnet_lite0, efficientnet_lite1)\n"
-    )
+    members = ", ".join(member.architecture for member in read_config(STARTER_DIR).members)
+    title = f"# Model card: pneumonia-classifier version 1 (ensemble of {members})\n"
+    assert champion.stdout.startswith(title) and members.count("efficientnet_lite") == 2
     assert "Research tool, not a diagnostic device." in champion.stdout
     assert (
         invoke(monkeypatch, starter_store, "card", "-m", "models:/pneumonia-classifier/1").stdout
