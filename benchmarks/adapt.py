@@ -38,6 +38,7 @@ from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.package.classifier import Classifier, load_classifier
 from pneumonia_zoo.resources import STARTER_DIR
 from pneumonia_zoo.stats.calibration import apply_temperature, expected_calibration_error
+from pneumonia_zoo.workflows.adapt import network_to_adapt
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -95,13 +96,14 @@ def ece_floor(probs: np.ndarray, draws: int = 200, seed: int = 0) -> float:
 def measure_options(site: Path, seeds: int) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    classifier = load_classifier(STARTER_DIR)
+    starter = load_classifier(STARTER_DIR)
+    classifier, _ = network_to_adapt(starter)  # an ensemble is adapted through the member it explains with
     samples = read_manifest(site / "MANIFEST.csv")
     images = decode_all(samples, Preprocessing(classifier.input_size), quiet=True)
     features = site_features(classifier, images)
     starter_probs = np.concatenate(
         [
-            classifier.predict([images.decoded(i) for i in range(s, min(s + 32, len(samples)))]).pneumonia
+            starter.predict([images.decoded(i) for i in range(s, min(s + 32, len(samples)))]).pneumonia
             for s in range(0, len(samples), 32)
         ]
     )
