@@ -21,6 +21,18 @@ SCRATCH=(--no-pretrained --image-size 64 --epochs 30 --patience 3 --max-minutes 
     --schedule cosine --warmup-epochs 0.3)
 COMMON=(--data "$DATA" --class-weights --label-smoothing 0.05 --threads 2 --quiet)
 
+# One network with the LITE recipe plus "$@"; prints the version it registered.
+train_lite() { "$PZ" train "$@" "${LITE[@]}" "${COMMON[@]}" | sed -n 's/^registered version //p'; }
+# Lite0 and Lite1 with the LITE recipe plus "$@", then their plain ensemble.
+lite_pair() {
+    local members=() arch version
+    for arch in efficientnet_lite0 efficientnet_lite1; do
+        version=$(train_lite --arch "$arch" "$@")
+        members+=(--member "models:/pneumonia-classifier/$version")
+    done
+    "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
+}
+
 "$PZ" train --arch efficientnet_lite0 "${LITE[@]}" "${COMMON[@]}"
 "$PZ" train --arch efficientnet_lite1 "${LITE[@]}" "${COMMON[@]}"
 "$PZ" train --arch alexnet --lr 1e-4 "${SCRATCH[@]}" "${COMMON[@]}"
@@ -58,7 +70,7 @@ fi
 # Tried and not shipped (2026-12-07; README "Lite0 + Lite1 + Lite2"): Lite2 with the LITE recipe, then the
 # ensemble of versions 1, 2 and it. Better by validation Brier (0.0166), equal on test, and over the service's
 # 1.5 GB memory limit as the starter (1.61 GB); not in results/store.
-#   version=$("$PZ" train --arch efficientnet_lite2 "${LITE[@]}" "${COMMON[@]}" | sed -n 's/^registered version //p')
+#   version=$(train_lite --arch efficientnet_lite2)
 #   "$PZ" ensemble --member models:/pneumonia-classifier/1 --member models:/pneumonia-classifier/2 \
 #       --member "models:/pneumonia-classifier/$version" --data "$DATA" --quiet
 # Versions 21-23 (2026-12-06 night, into a store of their own merged with results/merge_store.py; README "The
@@ -66,12 +78,7 @@ fi
 # champion: the rule, fixed before, ranks them below version 7 (validation Brier 0.0210 against 0.0172).
 ASPECT=(--aug-aspect-p 0.5 --aug-aspect-log-range 0.25)
 if [ "${WITH_ASPECT:-0}" = 1 ]; then
-    members=()
-    for arch in efficientnet_lite0 efficientnet_lite1; do
-        version=$("$PZ" train --arch "$arch" "${LITE[@]}" "${ASPECT[@]}" "${COMMON[@]}" | sed -n 's/^registered version //p')
-        members+=(--member "models:/pneumonia-classifier/$version")
-    done
-    "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
+    lite_pair "${ASPECT[@]}"
 fi
 # Version 24 (2026-12-07, a store of its own merged with results/merge_store.py; README, "DenseNet201,
 # VGG16 and ViT-Tiny at 128 px"): version 18's command with Platt scaling instead of a temperature alone.
@@ -82,21 +89,15 @@ fi
 # Lite0 and Lite1 as versions 1-2 plus a moving average of the weights and mixup, and their ensemble. Not the
 # champion: validation Brier 0.0219 against version 7's 0.0172.
 if [ "${WITH_EMA_MIXUP:-0}" = 1 ]; then
-    members=()
-    for arch in efficientnet_lite0 efficientnet_lite1; do
-        version=$("$PZ" train --arch "$arch" "${LITE[@]}" --ema-decay 0.998 --mixup-alpha 0.2 "${COMMON[@]}" |
-            sed -n 's/^registered version //p')
-        members+=(--member "models:/pneumonia-classifier/$version")
-    done
-    "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
+    lite_pair --ema-decay 0.998 --mixup-alpha 0.2
     # Version 28: EMA alone (Lite1 and an ensemble were to follow only if it beat version 1; it did not).
-    "$PZ" train --arch efficientnet_lite0 "${LITE[@]}" --ema-decay 0.998 "${COMMON[@]}"
+    train_lite --arch efficientnet_lite0 --ema-decay 0.998
 fi
 # Versions 29-30 (2026-12-07; README, "Lite1 + Lite2"): Lite2 with the recipe of versions 1-2 (into a store of
 # its own beside the retrains of versions 1-2, merged with results/merge_store.py), then the ensemble of version
 # 2 and it, built in this store; the champion rule picks it (validation Brier 0.0165 against 0.0172).
 if [ "${WITH_LITE2_PAIR:-0}" = 1 ]; then
-    lite2=$("$PZ" train --arch efficientnet_lite2 "${LITE[@]}" "${COMMON[@]}" | sed -n 's/^registered version //p')
+    lite2=$(train_lite --arch efficientnet_lite2)
     "$PZ" ensemble --member models:/pneumonia-classifier/2 --member "models:/pneumonia-classifier/$lite2" --data "$DATA" --quiet
     "$PZ" promote
     "$PZ" evaluate --data "$(dirname "$DATA")/external_adult_covid" --log

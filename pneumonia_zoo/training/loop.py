@@ -35,6 +35,11 @@ class FitResult:
     seconds: float = 0.0
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The network itself, under DDP's wrapper or not (what is validated, saved and averaged)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def _to_device(batch: torch.Tensor, runtime: Runtime, channels_last: bool) -> torch.Tensor:
     batch = batch.to(runtime.device, non_blocking=True)
     return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
@@ -92,7 +97,7 @@ def train_one_epoch(
     """One pass over the loader; with a `deadline` (perf_counter seconds) it ends early. `mixup` blends
     each batch; `ema` is updated after every optimizer step."""
     model.train()
-    network = model.module if isinstance(model, DistributedDataParallel) else model
+    network = _unwrap(model)
     scaler = scaler or runtime.grad_scaler()
     seen, correct, loss_sum = 0, 0, 0.0
     lr_first = scheduler.lr
@@ -160,7 +165,7 @@ def fit(
     and is the last. Under DDP the budget is checked between epochs only, so ranks stay in step.
     """
     result, best_state = FitResult(), None
-    network: nn.Module = model.module if isinstance(model, DistributedDataParallel) else model
+    network = _unwrap(model)
     ema = create_ema(network, ema_decay)
     validated: nn.Module = ema.module if ema is not None else network
     scaler = runtime.grad_scaler()  # float16 only: bfloat16 and float32 need no loss scaling
