@@ -96,11 +96,19 @@ def render_manifest_split(split: Mapping[str, Any]) -> str:
     return "\n".join(parts + [f"split by patient, seed {split['seed']}: no patient is in both"])
 
 
+def _through_member(member: int | None, losses: Mapping[str, float]) -> str:
+    if member is None:
+        return ""
+    if len(losses) < 2:
+        return f" through its member {member} (as asked)"
+    compared = ", ".join(f"{index}: {loss:.3f}" for index, loss in losses.items())
+    return f" through its member {member} (lowest out-of-fold log loss on FIT; {compared})"
+
+
 def render_adapted(result: Mapping[str, Any]) -> str:
     fit, chosen = result["fit"], result["chosen_by"]
     c, cv_auc, temperature = chosen["site_head_C"], chosen["site_head_cv_auc"], chosen["site_temperature"]
-    member = result["parent"].get("member")
-    through = f" through its member {member} (the one it explains with)" if member is not None else ""
+    through = _through_member(result["parent"].get("member"), result.get("member_cv_log_loss") or {})
     return "\n".join(
         [
             f"registered version {result['version']}: {result['parent']['uri']}{through} adapted to site "

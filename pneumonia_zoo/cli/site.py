@@ -54,6 +54,13 @@ def adapt(
         typer.Option(help="What the head reads: both (penultimate + guard-layer statistics) or penultimate."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seeds the cross-validation folds and the guard's split.")] = 0,
+    member: Annotated[
+        int | None,
+        typer.Option(
+            help="Ensembles: adapt through this member (default: the one whose site head has the lowest "
+            "out-of-fold log loss on FIT)."
+        ),
+    ] = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -72,6 +79,7 @@ def adapt(
         feature_set=features,  # type: ignore[arg-type]
         seed=seed,
         quiet=quiet or as_json,
+        member=member,
     )
     if as_json:
         output.show_json(result.to_dict())

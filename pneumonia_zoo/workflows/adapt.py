@@ -13,7 +13,7 @@ import hashlib
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -21,7 +21,7 @@ import mlflow
 from pneumonia_zoo.adaptation.features import site_features
 from pneumonia_zoo.adaptation.fit import FEATURE_SETS, FLAG_RATE, FeatureSet, SiteModel, fit_site_model
 from pneumonia_zoo.adaptation.package import write_site_package
-from pneumonia_zoo.data.cache import decode_all
+from pneumonia_zoo.data.cache import DecodedImages, decode_all
 from pneumonia_zoo.data.discovery import Sample, class_counts, list_labelled, read_manifest
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import InvalidInput, UserError
@@ -129,8 +129,10 @@ class AdaptResult:
     model: SiteModel
     run_id: str
     seconds: float
-    # The ensemble member adapted (network_to_adapt), None for a single model.
+    # The ensemble member adapted (networks_to_adapt), None for a single model.
     parent_member: int | None = None
+    # Ensembles: each member fitted -> its site head's out-of-fold log loss (one entry: it was asked for).
+    member_cv_log_loss: dict[int, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         points = self.model.operating_points
@@ -146,6 +148,7 @@ class AdaptResult:
                 "per_class": self.fit.per_class,
                 "sha256": self.fit.sha256,
             },
+            "member_cv_log_loss": {str(i): loss for i, loss in self.member_cv_log_loss.items()},
             "features": self.model.feature_set,
             "chosen_by": self.model.figures(),
             "operating_points": {name: p.threshold for name, p in points.items()},
@@ -184,18 +187,84 @@ def _write_fit_table(fit: ImageSet, path: Path) -> None:
             writer.writerow([digest, sample.class_name, sample.patient])
 
 
-def network_to_adapt(classifier: Classifier) -> tuple[Classifier, int | None]:
-    """The single network whose features the site head reads, and its member index in an ensemble.
-
-    An ensemble (the champion may be one) is adapted through the member it explains with, its strongest
-    by validation AUC: the site head re-learns the decision from the site's own images on one network's
-    features, and the site version is that single network (one forward pass per image, adaptable again).
-    """
+def networks_to_adapt(
+    classifier: Classifier, member: int | None = None
+) -> list[tuple[Classifier, int | None]]:
+    """The single networks a site head may read, each with its member index in an ensemble (None: the
+    parent is one network). An ensemble offers every member (or the one asked for): `adapt` fits the site
+    on each and keeps the best by the site's own cross-validation, since which network's features carry
+    to a new population is a property of that population (the ensemble's validation AUCs, on Kermany,
+    are all 0.99+ and say nothing about it). The site version is that single network."""
     if not classifier.config.is_ensemble:
-        return classifier, None
-    index = classifier.config.explain_member
-    member = classifier.members[index]
-    return load_classifier(member.directory, member.runtime_choice, member.threads), index
+        if member not in (None, 0):
+            raise InvalidInput(f"--member {member}: the parent is a single network, not an ensemble")
+        return [(classifier, None)]
+    count = len(classifier.members)
+    if member is not None and not 0 <= member < count:
+        raise InvalidInput(f"--member {member}: the ensemble has members 0 to {count - 1}")
+    indices = range(count) if member is None else [member]
+    return [
+        (load_classifier(m.directory, m.runtime_choice, m.threads), i)
+        for i, m in ((i, classifier.members[i]) for i in indices)
+    ]
+
+
+@dataclass(frozen=True)
+class SiteFit:
+    """One network fitted to the site: what the member choice compares."""
+
+    classifier: Classifier
+    member: int | None
+    feature_set: FeatureSet
+    model: SiteModel
+
+    @property
+    def cv_log_loss(self) -> float:
+        return self.model.head.cv_log_loss
+
+
+def _feature_set_for(classifier: Classifier, asked: FeatureSet | None) -> FeatureSet:
+    architecture = get_architecture(classifier.config.architecture)
+    chosen: FeatureSet = asked or ("both" if architecture.linear_cam else "penultimate")
+    if chosen not in FEATURE_SETS:
+        raise InvalidInput(f"unknown feature set '{chosen}': choose one of {', '.join(FEATURE_SETS)}")
+    if chosen == "both" and not architecture.linear_cam:
+        raise InvalidInput(
+            f"{architecture.name} explains with Grad-CAM on its own head: adapt it with the penultimate "
+            "features only"
+        )
+    return chosen
+
+
+def fit_networks(
+    networks: list[tuple[Classifier, int | None]],
+    fit: ImageSet,
+    feature_set: FeatureSet | None,
+    seed: int,
+    flag_rate: float,
+    quiet: bool,
+) -> list[SiteFit]:
+    """Fit the site on each network's frozen features (FIT decoded once per input size; the same
+    patient-grouped folds for every network, so their out-of-fold log losses compare)."""
+    fitted: list[SiteFit] = []
+    decoded: dict[int, DecodedImages] = {}
+    for classifier, member in networks:
+        chosen = _feature_set_for(classifier, feature_set)
+        size = classifier.input_size
+        if size not in decoded:
+            decoded[size] = decode_all(fit.samples, Preprocessing(size), "decode FIT", quiet)
+        images = decoded[size]
+        if images.unreadable:
+            path, reason = images.unreadable[0]
+            raise InvalidInput(
+                f"{len(images.unreadable)} FIT image(s) could not be read, e.g. {Path(path).name}: {reason}"
+            )
+        float16 = classifier.config.info.weights_dtype == "float16"
+        model = fit_site_model(
+            site_features(classifier, images), chosen, seed, flag_rate=flag_rate, float16_head=float16
+        )
+        fitted.append(SiteFit(classifier, member, chosen, model))
+    return fitted
 
 
 def adapt(
@@ -209,8 +278,12 @@ def adapt(
     seed: int = 0,
     flag_rate: float = FLAG_RATE,
     quiet: bool = False,
+    member: int | None = None,
 ) -> AdaptResult:
     """Adapt `model_uri` to `site` from FIT (`manifest` or `data`, a folder); register the new version.
+
+    An ensemble is adapted through one member: `member`, or the one whose site head has the lowest
+    out-of-fold log loss on FIT (networks_to_adapt).
 
     `holdout`: a manifest or folder of images that must stay unseen (a TEST split): FIT may share no
     patient and no file with it. It is read as patients and file digests only, never decoded.
@@ -227,26 +300,11 @@ def adapt(
         check_holdout(fit, read_images(holdout, "holdout"))
     with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-adapt-") as tmp:
         parent, loaded = store.load(model_uri, destination=Path(tmp) / "parent")
-        classifier, through = network_to_adapt(loaded)
-        architecture = get_architecture(classifier.config.architecture)
-        chosen: FeatureSet = feature_set or ("both" if architecture.linear_cam else "penultimate")
-        if chosen not in FEATURE_SETS:
-            raise InvalidInput(f"unknown feature set '{chosen}': choose one of {', '.join(FEATURE_SETS)}")
-        if chosen == "both" and not architecture.linear_cam:
-            raise InvalidInput(
-                f"{architecture.name} explains with Grad-CAM on its own head: adapt it with the penultimate "
-                "features only"
-            )
-        images = decode_all(fit.samples, Preprocessing(classifier.input_size), "decode FIT", quiet)
-        if images.unreadable:
-            path, reason = images.unreadable[0]
-            raise InvalidInput(
-                f"{len(images.unreadable)} FIT image(s) could not be read, e.g. {Path(path).name}: {reason}"
-            )
-        features = site_features(classifier, images)
+        fits = fit_networks(networks_to_adapt(loaded, member), fit, feature_set, seed, flag_rate, quiet)
+        best = min(fits, key=lambda f: f.cv_log_loss)
+        classifier, through, chosen, model = best.classifier, best.member, best.feature_set, best.model
         parent_dir = classifier.directory
-        float16 = classifier.config.info.weights_dtype == "float16"
-        model = fit_site_model(features, chosen, seed, flag_rate=flag_rate, float16_head=float16)
+        compared = {f.member: f.cv_log_loss for f in fits if f.member is not None}
         tags = lineage(parent, site, fit, model)
         info = PackageInfo.model_validate(
             {key: value for key, value in tags.items() if not key.startswith("site_")}
@@ -263,7 +321,9 @@ def adapt(
                 {"seed": seed, "flag_rate": flag_rate, "features": chosen, "parent": parent.uri}
                 | ({"parent_member": through} if through is not None else {})
             )
-            mlflow.log_metrics(model.figures())
+            mlflow.log_metrics(
+                model.figures() | {f"site_member{i}_cv_log_loss": loss for i, loss in compared.items()}
+            )
             mlflow.log_dict(
                 {f"{c:g}": loss for c, loss in model.head.grid.items()}, "adaptation/cv_log_loss.json"
             )
@@ -280,4 +340,5 @@ def adapt(
         run.info.run_id,
         time.perf_counter() - start,
         through,
+        compared,
     )

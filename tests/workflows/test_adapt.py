@@ -23,22 +23,29 @@ from tests.conftest import FIXTURE_DATA, copy_store, registry_client, store_for
 from tests.site_helpers import site_images, write_rows
 
 STARTER = read_config(STARTER_DIR)
-# The site store's champion is the starter; an ensemble is adapted through the member it explains with.
-PARENT_MEMBER = STARTER.explain_member if STARTER.is_ensemble else None
-PARENT_DIR = (
-    STARTER_DIR / STARTER.members[STARTER.explain_member].path if STARTER.is_ensemble else STARTER_DIR
-)
+
+
+def network_dir(member: int | None) -> Path:
+    """The site store's champion is the starter: an ensemble is adapted through one member's network."""
+    return STARTER_DIR / STARTER.members[member].path if member is not None else STARTER_DIR
 
 
 def test_a_new_version_with_its_lineage_and_the_champion_unmoved(site_store) -> None:
     store = store_for(site_store.uri)
     result = site_store.result
     assert result["version"] == "2" and store.champion_version() == "1"
-    assert result["parent"] == {
-        "version": "1",
-        "uri": "models:/pneumonia-classifier/1",
-        "member": PARENT_MEMBER,
-    }
+    parent = dict(result["parent"])
+    member = parent.pop("member")
+    assert parent == {"version": "1", "uri": "models:/pneumonia-classifier/1"}
+    # An ensemble: every member fitted on the same folds, the lowest out-of-fold log loss kept.
+    losses = result["member_cv_log_loss"]
+    if STARTER.is_ensemble:
+        assert sorted(losses) == [str(i) for i in range(len(STARTER.members))]
+        assert member == int(min(losses, key=losses.__getitem__))
+        assert losses[str(member)] == pytest.approx(result["chosen_by"]["site_head_cv_log_loss"])
+        assert len(set(losses.values())) == len(losses)  # different networks, different features
+    else:
+        assert member is None and losses == {}
     assert result["fit"]["images"] == 84 and result["fit"]["per_class"] == {"NORMAL": 42, "PNEUMONIA": 42}
     assert result["fit"]["sha256"] == read_images(site_store.fit, "FIT").sha256
     assert result["features"] == "both" and result["model"] == "models:/pneumonia-classifier/2"
@@ -57,7 +64,8 @@ def test_the_package_is_the_parents_network_with_the_sites_head(site_store, tmp_
     store = store_for(site_store.uri)
     directory = store.download_package("2", tmp_path)
     config = read_config(directory)
-    parent = read_config(PARENT_DIR)
+    parent_dir = network_dir(site_store.result["parent"]["member"])
+    parent = read_config(parent_dir)
     # The network and its ONNX graph are the parent's, byte for byte; the head, guard and calibration are new.
     for name in (WEIGHTS_FILE, ONNX_FILE):
         assert config.files[name] == parent.files[name]
@@ -70,7 +78,7 @@ def test_the_package_is_the_parents_network_with_the_sites_head(site_store, tmp_
     assert weight.shape == (2, sum(config.guard.part_dims))
     # What it serves: softmax(site head(features) / T) on the parent's features, on both runtimes.
     classifier = load_classifier(directory)
-    parent_classifier = load_classifier(PARENT_DIR)
+    parent_classifier = load_classifier(parent_dir)
     images = [read_image(s.path, min_side=224) for s in read_manifest(site_store.test)]
     _, features = parent_classifier.members[0].runner(
         parent_classifier.members[0].preprocessing.batch(images)
@@ -212,6 +220,8 @@ def _adapt_runs(store) -> int:
         ({"flag_rate": 0.9}, "flag rate"),
         ({"feature_set": "all"}, "unknown feature set"),
         ({"manifest": None}, "either a manifest or a NORMAL/PNEUMONIA folder"),
+        ({"member": 7}, "--member 7: the "),
+        ({"member": -1}, "--member -1: the "),
     ],
 )
 def test_bad_options_are_refused(site_store, kwargs: dict, message: str) -> None:
@@ -219,6 +229,26 @@ def test_bad_options_are_refused(site_store, kwargs: dict, message: str) -> None
     options = {"site": "site", "manifest": site_store.fit, "quiet": True} | kwargs
     with pytest.raises(InvalidInput, match=message):
         adapt(store, store.champion_uri, **options)
+
+
+@pytest.mark.skipif(not STARTER.is_ensemble, reason="the starter is one network: no member to choose")
+def test_each_member_asked_for_is_fitted_as_in_the_comparison(site_store, tmp_path: Path) -> None:
+    """`--member` forces one: its head's out-of-fold log loss is the one the automatic choice compared
+    (same folds), and the version is that member's network."""
+    store = store_for(copy_store(site_store.uri, tmp_path / "mlflow.db"))
+    compared = site_store.result["member_cv_log_loss"]
+    for index in range(len(STARTER.members)):
+        result = adapt(
+            store, "models:/pneumonia-classifier/1", "site", manifest=site_store.fit, quiet=True, member=index
+        )
+        assert result.parent_member == index and result.to_dict()["member_cv_log_loss"] == {
+            str(index): pytest.approx(compared[str(index)])
+        }
+        directory = store.download_package(result.version, tmp_path / f"member{index}")
+        assert (
+            read_config(directory).files[WEIGHTS_FILE] == read_config(network_dir(index)).files[WEIGHTS_FILE]
+        )
+    assert store.champion_version() == "1"
 
 
 def test_penultimate_features_write_the_head_into_the_network(tmp_path: Path) -> None:

@@ -199,11 +199,12 @@ def test_a_single_member_is_refused(
     assert len(store_for(scratch_store).versions()) == versions
 
 
-def test_an_ensemble_is_adapted_through_the_member_it_explains(
+def test_an_ensemble_is_adapted_through_the_member_the_site_fits_best(
     scratch_store: str, ensemble_version: str, ensemble_dir: Path, tmp_path: Path
 ) -> None:
-    """The champion may be an ensemble (promote ranks it with the rest): adapt reads the features of the
-    member the ensemble explains with and registers that network with the site's head (it refused)."""
+    """The champion may be an ensemble (promote ranks it with the rest): adapt fits the site on each
+    member's features and registers the member with the lowest out-of-fold log loss, with the site's head
+    (it refused ensembles, then always took the member the ensemble explains with)."""
     from pneumonia_zoo.workflows.adapt import adapt
     from tests.site_helpers import site_images, write_rows
 
@@ -212,16 +213,22 @@ def test_an_ensemble_is_adapted_through_the_member_it_explains(
     uri = f"models:/pneumonia-classifier/{ensemble_version}"
     result = adapt(store, uri, "site-a", manifest=fit, quiet=True)
     ensemble = read_config(ensemble_dir)
-    explained = ensemble.explain_member
-    member = read_config(ensemble_dir / ensemble.members[explained].path)
-    assert result.parent.version == ensemble_version and result.parent_member == explained
-    assert result.to_dict()["parent"] == {"version": ensemble_version, "uri": uri, "member": explained}
+    losses = result.member_cv_log_loss
+    assert sorted(losses) == list(range(len(ensemble.members)))
+    chosen = min(losses, key=losses.__getitem__)
+    member = read_config(ensemble_dir / ensemble.members[chosen].path)
+    assert result.parent.version == ensemble_version and result.parent_member == chosen
+    assert result.to_dict()["parent"] == {"version": ensemble_version, "uri": uri, "member": chosen}
+    logged = registry_client(store).get_run(result.run_id).data
+    assert logged.params["parent_member"] == str(chosen)
+    assert {k: v for k, v in logged.metrics.items() if k.startswith("site_member")} == pytest.approx(
+        {f"site_member{i}_cv_log_loss": loss for i, loss in losses.items()}
+    )
     directory = store.download_package(result.version, tmp_path / "adapted")
     adapted = read_config(directory)
     assert not adapted.is_ensemble and adapted.architecture == member.architecture
     assert adapted.info.parent_version == ensemble_version and adapted.info.head_features == "both"
     assert adapted.files[WEIGHTS_FILE] == member.files[WEIGHTS_FILE]  # that member's network, unchanged
-    assert registry_client(store).get_run(result.run_id).data.params["parent_member"] == str(explained)
     images = [
         read_image(path, min_side=member.preprocessing.image_size)
         for path in sorted(FIXTURE_DATA.rglob("*.jpeg"))[:4]
