@@ -11,7 +11,7 @@
 # validation Brier since issue 21; validation AUC when results/store was made), evaluations logged
 # against it, the shipped starter and the compare report. WITH_128PX_AND_SWEEP=1 adds versions 10-20 (below),
 # WITH_ASPECT=1 versions 21-23, WITH_PLATT=1 version 24, WITH_EMA_MIXUP=1 versions 25-28,
-# WITH_LITE2_PAIR=1 versions 29-30 and the champion since 2026-12-07 (version 30), WITH_R50_128=1 version 31.
+# WITH_LITE2_PAIR=1 versions 29-30 and the champion since 2026-12-07 (version 30), WITH_R50_128=1 versions 31-32.
 # Versions 8-9 come from results/gpu_recipe.py on a GPU (DEVELOPERS.md, "When a GPU is lent").
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
@@ -104,10 +104,14 @@ if [ "${WITH_LITE2_PAIR:-0}" = 1 ]; then
     "$PZ" export-starter --model models:/pneumonia-classifier@champion --fp16 --data "$DATA" --out pneumonia_zoo/assets/starter
     "$PZ" compare --out results/compare
 fi
-# Version 31 (2026-12-07; README, "ResNet50 at 128 px with a budget that fits its schedule", into a store of
-# its own merged with results/merge_store.py): version 10's network with six epochs, so that cosine ends.
+# Versions 31-32 (2026-12-07; README, "ResNet50 at 128 px with a budget that fits its schedule", each into a
+# store of its own merged with results/merge_store.py): version 10's network with six epochs, so that cosine
+# ends, then DenseNet201 the same way with the 26 minutes that were left (its sixth epoch cut halfway).
 if [ "${WITH_R50_128:-0}" = 1 ]; then
-    "$PZ" train --arch resnet50 --lr 1e-3 --max-minutes 32 --no-pretrained --image-size 128 --epochs 6 --patience 3 \
-        --batch-size 64 --schedule cosine --warmup-epochs 0.3 "${COMMON[@]}"
+    for spec in "resnet50 32" "densenet201 26"; do
+        read -r arch minutes <<< "$spec"
+        "$PZ" train --arch "$arch" --lr 1e-3 --max-minutes "$minutes" --no-pretrained --image-size 128 --epochs 6 \
+            --patience 3 --batch-size 64 --schedule cosine --warmup-epochs 0.3 "${COMMON[@]}"
+    done
     "$PZ" compare --out results/compare
 fi
