@@ -202,10 +202,10 @@ def networks_to_adapt(
     count = len(classifier.members)
     if member is not None and not 0 <= member < count:
         raise InvalidInput(f"--member {member}: the ensemble has members 0 to {count - 1}")
-    indices = range(count) if member is None else [member]
+    members = classifier.members
     return [
-        (load_classifier(m.directory, m.runtime_choice, m.threads), i)
-        for i, m in ((i, classifier.members[i]) for i in indices)
+        (load_classifier(members[i].directory, members[i].runtime_choice, members[i].threads), i)
+        for i in (range(count) if member is None else [member])
     ]
 
 
@@ -215,8 +215,7 @@ class SiteFit:
 
     classifier: Classifier
     member: int | None
-    feature_set: FeatureSet
-    model: SiteModel
+    model: SiteModel  # its feature_set says what the head reads
 
     @property
     def cv_log_loss(self) -> float:
@@ -252,18 +251,20 @@ def fit_networks(
         chosen = _feature_set_for(classifier, feature_set)
         size = classifier.input_size
         if size not in decoded:
-            decoded[size] = decode_all(fit.samples, Preprocessing(size), "decode FIT", quiet)
+            images = decode_all(fit.samples, Preprocessing(size), "decode FIT", quiet)
+            if images.unreadable:
+                path, reason = images.unreadable[0]
+                raise InvalidInput(
+                    f"{len(images.unreadable)} FIT image(s) could not be read, e.g. "
+                    f"{Path(path).name}: {reason}"
+                )
+            decoded[size] = images
         images = decoded[size]
-        if images.unreadable:
-            path, reason = images.unreadable[0]
-            raise InvalidInput(
-                f"{len(images.unreadable)} FIT image(s) could not be read, e.g. {Path(path).name}: {reason}"
-            )
         float16 = classifier.config.info.weights_dtype == "float16"
         model = fit_site_model(
             site_features(classifier, images), chosen, seed, flag_rate=flag_rate, float16_head=float16
         )
-        fitted.append(SiteFit(classifier, member, chosen, model))
+        fitted.append(SiteFit(classifier, member, model))
     return fitted
 
 
@@ -302,7 +303,7 @@ def adapt(
         parent, loaded = store.load(model_uri, destination=Path(tmp) / "parent")
         fits = fit_networks(networks_to_adapt(loaded, member), fit, feature_set, seed, flag_rate, quiet)
         best = min(fits, key=lambda f: f.cv_log_loss)
-        classifier, through, chosen, model = best.classifier, best.member, best.feature_set, best.model
+        classifier, through, model = best.classifier, best.member, best.model
         parent_dir = classifier.directory
         compared = {f.member: f.cv_log_loss for f in fits if f.member is not None}
         tags = lineage(parent, site, fit, model)
@@ -318,7 +319,7 @@ def adapt(
         with mlflow.start_run(run_name=f"adapt-v{parent.version}-{site}") as run:
             mlflow.set_tags(tags)
             mlflow.log_params(
-                {"seed": seed, "flag_rate": flag_rate, "features": chosen, "parent": parent.uri}
+                {"seed": seed, "flag_rate": flag_rate, "features": model.feature_set, "parent": parent.uri}
                 | ({"parent_member": through} if through is not None else {})
             )
             mlflow.log_metrics(
