@@ -44,7 +44,7 @@ AUGMENTATION_PANEL = "Augmentation"  # every aug_* field, and `augment`
 PANELS: dict[str, tuple[str, ...]] = {
     "Optimizer": ("lr", "optimizer", "weight_decay", "momentum"),
     "Schedule": ("schedule", "warmup_epochs", "decay_rate", "decay_epochs", "power", "min_lr_ratio"),
-    "Data": ("val_fraction", "limit", "seed"),
+    "Data": ("val_fraction", "val_split", "limit", "seed"),
     AUGMENTATION_PANEL: ("augment",),
     "Machine": ("threads", "workers", "channels_last", "device", "autocast"),
     "Model package": (

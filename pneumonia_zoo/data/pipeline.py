@@ -8,7 +8,7 @@ import pandas as pd
 
 from pneumonia_zoo.data.cache import DecodedImages, decode_all
 from pneumonia_zoo.data.discovery import Sample, discover, merge_duplicate_groups
-from pneumonia_zoo.data.split import grouped_split, stratified_subsample
+from pneumonia_zoo.data.split import ValSplit, earliest_split, grouped_split, stratified_subsample
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import UserError
 
@@ -45,12 +45,15 @@ class PreparedData:
 
 
 def split_samples(
-    root: Path, val_fraction: float, seed: int, limit: int | None
+    root: Path, val_fraction: float, seed: int, limit: int | None, val_split: ValSplit = "random"
 ) -> tuple[list[Sample], list[Sample], list[Sample]]:
     """Patient-grouped train/val from the train pool; `limit` caps the pool and the test set."""
     pool, test = discover(root)
     pool = merge_duplicate_groups(stratified_subsample(pool, limit, seed))
-    train, val = grouped_split(pool, val_fraction, seed)
+    if val_split == "earliest":
+        train, val = earliest_split(pool, val_fraction)
+    else:
+        train, val = grouped_split(pool, val_fraction, seed)
     return train, val, stratified_subsample(test, limit, seed)
 
 
@@ -61,8 +64,9 @@ def prepare_data(
     seed: int = 42,
     limit: int | None = None,
     quiet: bool = False,
+    val_split: ValSplit = "random",
 ) -> PreparedData:
-    train, val, test = split_samples(root, val_fraction, seed, limit)
+    train, val, test = split_samples(root, val_fraction, seed, limit, val_split)
     decoded = PreparedData(
         train=decode_all(train, preprocessing, "decode train", quiet),
         val=decode_all(val, preprocessing, "decode val", quiet),

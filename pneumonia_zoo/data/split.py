@@ -1,5 +1,8 @@
 """Patient-grouped, label-stratified splits and stratified subsampling."""
 
+import re
+from typing import Literal
+
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
@@ -30,6 +33,45 @@ def grouped_split(samples: list[Sample], val_fraction: float, seed: int) -> tupl
     groups = np.array([s.patient for s in samples])
     train_idx, val_idx = grouped_indices(labels, groups, val_fraction, seed)
     return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
+
+
+# How the validation patients are drawn from the train pool: `random` (grouped, stratified, seeded) or
+# `earliest` (each class's lowest patient numbers: Kermany numbers patients in acquisition order, so the
+# validation set is the period before the training one, as the official test set is).
+VAL_SPLITS = ("random", "earliest")
+ValSplit = Literal["random", "earliest"]
+_NUMBER = re.compile(r"(\d+)")
+
+
+def _acquisition_key(patient: str) -> tuple[int, int, str]:
+    """Patients with a number first, in numeric order; the rest after them, by name."""
+    match = _NUMBER.search(patient)
+    return (0, int(match.group(1)), patient) if match else (1, 0, patient)
+
+
+def earliest_split(samples: list[Sample], val_fraction: float) -> tuple[list[Sample], list[Sample]]:
+    """(train, val): per class, whole patients in acquisition order until `val_fraction` of the class's
+    images are in validation. A patient with images of both classes goes where its first class puts it."""
+    if not 0.0 < val_fraction < 0.5:
+        raise ValueError("val_fraction must be in (0, 0.5)")
+    chosen: set[str] = set()
+    for label in sorted({s.label for s in samples}):
+        images_of: dict[str, int] = {}
+        for sample in samples:
+            if sample.label == label:
+                images_of[sample.patient] = images_of.get(sample.patient, 0) + 1
+        wanted, taken = val_fraction * sum(images_of.values()), 0
+        for patient in sorted(images_of, key=_acquisition_key):
+            if taken >= wanted:
+                break
+            if patient not in chosen:
+                chosen.add(patient)
+                taken += images_of[patient]
+    train = [s for s in samples if s.patient not in chosen]
+    val = [s for s in samples if s.patient in chosen]
+    if len({s.label for s in train}) < 2 or len({s.label for s in val}) < 2:
+        raise UserError("too few patients to make a validation split: each class needs at least 2")
+    return train, val
 
 
 def split_by_patient(

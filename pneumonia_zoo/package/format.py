@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from pneumonia_zoo import CLASS_NAMES
+from pneumonia_zoo.data.split import ValSplit
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import InvalidInput, PackageRejected
 from pneumonia_zoo.stats.operating_points import DEFAULT_OPERATING_POINT, OperatingPoint
@@ -144,6 +145,7 @@ class PackageInfo(BaseModel):
     schedule: str | None = None
     seed: int = 42  # the validation split is rebuilt from seed, val_fraction and limit
     val_fraction: float = 0.15
+    val_split: ValSplit = "random"  # packages from before the choice existed: random
     limit: int | None = None
     prior: float | None = None  # training prevalence of PNEUMONIA (the balanced point's reference)
     weights_dtype: str = "float32"

@@ -173,6 +173,7 @@ def card_context(
         "n_val": params.get("n_val", "n/a"),
         "n_test": params.get("n_test", "n/a"),
         "val_fraction": info.val_fraction,
+        "val_split": info.val_split,
         "seed": info.seed,
         "limit": info.limit,
         "bootstrap": params.get("bootstrap", "n/a"),

@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 
 from pneumonia_zoo.choices import OneOf
 from pneumonia_zoo.data.augment import AugmentParams
+from pneumonia_zoo.data.split import ValSplit
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.stats.calibration import CALIBRATIONS
 from pneumonia_zoo.training.schedules import SCHEDULE, ScheduleParams
@@ -88,6 +89,11 @@ class TrainConfig(BaseModel):
         gt=0,
         lt=0.5,
         description="Share of train patients held out for validation.",
+    )
+    val_split: ValSplit = Field(
+        "random",
+        description="Validation patients: random (grouped, seeded) or earliest (each class's lowest "
+        "patient numbers, acquisition order).",
     )
     limit: int | None = Field(
         None,

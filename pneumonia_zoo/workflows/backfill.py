@@ -49,7 +49,7 @@ def add_guard(directory: Path, data: Path, flag_rate: float = 0.02, quiet: bool 
     if config.is_ensemble:
         raise UserError("backfill the members of an ensemble, then build the ensemble again")
     info = config.info
-    train, val, _ = split_samples(data, info.val_fraction, info.seed, info.limit)
+    train, val, _ = split_samples(data, info.val_fraction, info.seed, info.limit, info.val_split)
     assert config.preprocessing is not None
     preprocessing = Preprocessing(config.preprocessing.image_size)
     train_images = decode_all(train, preprocessing, "decode train", quiet)

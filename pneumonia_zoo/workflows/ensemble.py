@@ -34,7 +34,7 @@ from pneumonia_zoo.tracking.records import VersionRecord
 from pneumonia_zoo.tracking.store import Store
 from pneumonia_zoo.workflows.train import log_evaluations, reference_of
 
-SPLIT_KEYS = ("seed", "val_fraction", "limit")
+SPLIT_KEYS = ("seed", "val_fraction", "val_split", "limit")
 
 
 @dataclass
@@ -80,7 +80,9 @@ def build_ensemble(
             if classifier.config.is_ensemble:
                 raise UserError(f"{resolved.uri} is itself an ensemble: give its members instead")
         split = _common_split(members)
-        train, val, test = split_samples(data, split["val_fraction"], split["seed"], split["limit"])
+        train, val, test = split_samples(
+            data, split["val_fraction"], split["seed"], split["limit"], split["val_split"]
+        )
         size = max(c.input_size for _, c in members)
         prepared = PreparedData(
             train=decode_all(train[:0], Preprocessing(size), quiet=True),

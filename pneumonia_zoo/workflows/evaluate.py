@@ -56,7 +56,7 @@ def _kaggle_split(classifier: Classifier, root: Path, split: str, limit: int | N
     if split == "test":  # with the training seed, `--limit N` picks the subsample training used
         _, test = discover(root)
         return stratified_subsample(test, limit, seed)
-    train, val, _ = split_samples(root, val_fraction, seed, info.limit)
+    train, val, _ = split_samples(root, val_fraction, seed, info.limit, info.val_split)
     return stratified_subsample(train if split == "train" else val, limit, seed)
 
 

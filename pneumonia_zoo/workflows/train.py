@@ -120,6 +120,7 @@ def build_package(
         schedule=config.schedule,
         seed=config.seed,
         val_fraction=config.val_fraction,
+        val_split=config.val_split,
         limit=config.limit,
         prior=round(calibration.prior, 6),
     )
@@ -222,6 +223,7 @@ def _train(
         config.seed,
         config.limit,
         quiet=quiet or not runtime.is_main,
+        val_split=config.val_split,
     )
     model = model.to(runtime.device)
     if config.channels_last:

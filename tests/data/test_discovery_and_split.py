@@ -5,7 +5,7 @@ import pytest
 
 from pneumonia_zoo.data.discovery import discover, list_split, merge_duplicate_groups, patient_id
 from pneumonia_zoo.data.pipeline import prepare_data, split_samples
-from pneumonia_zoo.data.split import grouped_split, stratified_subsample
+from pneumonia_zoo.data.split import earliest_split, grouped_split, stratified_subsample
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import UserError
 
@@ -92,6 +92,44 @@ def test_split_samples_never_puts_a_patient_on_both_sides(fixture_data: Path) ->
     train, val, test = split_samples(fixture_data, 0.2, seed=3, limit=None)
     assert val and not {s.patient for s in train} & {s.patient for s in val}
     assert len(test) == 10
+
+
+def _number(patient: str) -> int:
+    return int("".join(ch for ch in patient if ch.isdigit()))
+
+
+def test_earliest_split_holds_out_each_class_lowest_patient_numbers(fixture_data: Path) -> None:
+    pool, _ = discover(fixture_data)
+    train, val = earliest_split(pool, 0.2)
+    assert not {s.patient for s in train} & {s.patient for s in val}
+    for label in (0, 1):
+        val_numbers = [_number(s.patient) for s in val if s.label == label]
+        train_numbers = [_number(s.patient) for s in train if s.label == label]
+        assert val_numbers and max(val_numbers) < min(train_numbers)
+        # the fixture has one image per patient: 20% of 14 images per class is 3 whole patients
+        assert len(val_numbers) == 3
+    # numeric, not string, order: person66 is before person299 (and "person1002" < "person299" as text)
+    assert {s.patient for s in val if s.label == 1} == {"person66", "person299", "person379"}
+
+
+def test_earliest_split_takes_whole_patients_and_ignores_the_seed(fixture_data: Path) -> None:
+    first = split_samples(fixture_data, 0.2, seed=1, limit=None, val_split="earliest")
+    second = split_samples(fixture_data, 0.2, seed=2, limit=None, val_split="earliest")
+    assert [s.path for s in first[1]] == [s.path for s in second[1]]
+    pool, _ = discover(fixture_data)
+    twin = pool[0].__class__(pool[0].path.with_name("IM-0237-0002.jpeg"), 0, "normal237")
+    train, val = earliest_split([*pool, twin], 0.2)
+    assert {s.path.name for s in val if s.patient == "normal237"} == {
+        "IM-0237-0001.jpeg",
+        "IM-0237-0002.jpeg",
+    }
+
+
+def test_earliest_split_without_two_patients_per_class_is_a_clear_error(fixture_data: Path) -> None:
+    pool, _ = discover(fixture_data)
+    one_normal = [s for s in pool if s.label == 1] + [s for s in pool if s.label == 0][:1]
+    with pytest.raises(UserError, match="each class needs at least 2"):
+        earliest_split(one_normal, 0.2)
 
 
 def test_unreadable_files_are_skipped_and_reported(fixture_data: Path, tmp_path: Path) -> None:

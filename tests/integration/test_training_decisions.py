@@ -66,6 +66,33 @@ def test_operating_points_are_those_of_the_validation_predictions(
     )
 
 
+def test_an_earliest_split_run_decides_on_the_earliest_patients(fixture_data: Path, tmp_path: Path) -> None:
+    store = store_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    config = TrainConfig.build(
+        **tiny_train_args(fixture_data, val_split="earliest", val_fraction=0.2, bootstrap=0)
+    )
+    outcome = train(config, store, quiet=True)
+    _, classifier = store.load(f"models:/pneumonia-classifier/{outcome.version}", destination=tmp_path / "v")
+    info = classifier.config.info
+    assert info.val_split == "earliest"
+    assert registry_client(store).get_run(outcome.run_id).data.params["val_split"] == "earliest"
+    _, val, _ = split_samples(fixture_data, info.val_fraction, info.seed, None, info.val_split)
+    _, random_val, _ = split_samples(fixture_data, info.val_fraction, info.seed, None)
+    assert {s.path for s in val} != {s.path for s in random_val}
+    card = Path(registry_client(store).download_artifacts(outcome.run_id, "model_card.md", str(tmp_path)))
+    assert (
+        "| validation | 6 | the earliest 0.2 of each class's train images, whole patients in acquisition"
+        in (card.read_text())
+    )
+    predictions = predict_images(
+        classifier, decode_all(val, Preprocessing(classifier.input_size), quiet=True)
+    )
+    expected = choose_operating_points(predictions.labels, predictions.probs, prior=info.prior)
+    assert {k: v.threshold for k, v in expected.items()} == pytest.approx(
+        {k: v.threshold for k, v in classifier.config.operating_points.items()}, abs=1e-6
+    )
+
+
 def test_platt_calibration_is_fitted_on_validation_and_travels(fixture_data: Path, tmp_path: Path) -> None:
     store = store_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
     config = TrainConfig.build(**tiny_train_args(fixture_data, calibration="platt", bootstrap=0))

@@ -167,12 +167,20 @@ def ensemble_runs(scratch_store: str) -> list:
     return registry_client(store).search_runs([experiment], "tags.ensemble = 'true'")
 
 
+@pytest.mark.parametrize(
+    ("change", "differing"), [({"seed": 7}, "seed"), ({"val_split": "earliest"}, "val_split")]
+)
 def test_members_trained_on_different_splits_are_refused(
-    scratch_store: str, fixture_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    scratch_store: str,
+    fixture_data: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    change: dict,
+    differing: str,
 ) -> None:
     store = store_for(scratch_store)
     other_split = train(
-        TrainConfig.build(**tiny_train_args(fixture_data, seed=7, bootstrap=0)), store, quiet=True
+        TrainConfig.build(**tiny_train_args(fixture_data, bootstrap=0, **change)), store, quiet=True
     ).version
     versions, runs = len(store.versions()), len(ensemble_runs(scratch_store))
     members = ["--member", MEMBERS[0], "--member", f"models:/pneumonia-classifier/{other_split}"]
@@ -181,7 +189,7 @@ def test_members_trained_on_different_splits_are_refused(
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: the members were trained on different validation splits (seed differ): an ensemble's "
+        f"error: the members were trained on different validation splits ({differing} differ): an ensemble's "
         "validation numbers would include images some members trained on"
     ]
     assert len(store.versions()) == versions and len(ensemble_runs(scratch_store)) == runs
