@@ -1,6 +1,7 @@
 """Server processes for the benchmarks: start, time to ready, resident memory, stop."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -114,7 +115,7 @@ def serve(
     with open(log, "wb") as output:
         started = time.perf_counter()
         process = subprocess.Popen(
-            command,
+            tied_to_this_process(command),
             stdout=output,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -126,6 +127,14 @@ def serve(
         yield Server(process, url, log, time.perf_counter() - started)
     finally:
         stop(process)
+
+
+def tied_to_this_process(command: list[str]) -> list[str]:
+    """`command`, sent SIGTERM by the kernel when the thread that starts it dies (setpriv --pdeathsig,
+    where util-linux has it): a benchmark or test killed outright (a timeout, SIGKILL) runs no `finally`,
+    and its server would otherwise stay behind holding a port and a gigabyte. Elsewhere, as it is."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *command] if setpriv else command
 
 
 def stop(process: subprocess.Popen, grace_s: float = 15) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.procs import stop  # one way to stop a server's process group
+from benchmarks.procs import stop, tied_to_this_process  # one way to start and stop a server
 
 BIN = Path(sys.executable).parent
 
@@ -55,7 +55,12 @@ def running(
     """Start `command`, wait for `health_url`, yield the process, then stop it (its group)."""
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+            tied_to_this_process(command),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
         )
     try:
         wait_http(health_url, timeout, process, log)
