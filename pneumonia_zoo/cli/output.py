@@ -82,6 +82,14 @@ def render_promotion(name: str, promotion: "Promotion") -> str:
         value = version.metric(metric)
         why = f"{metric} {value:.6f}" if value is not None else metric
     lines = [f"{name} version {version.version} is now @{promotion.alias} ({why})"]
+    if (ranking := promotion.ranking) is not None:
+        split = f"validation split {ranking.split}" if ranking.split else "an unrecorded validation split"
+        lines.append(f"ranked {len(ranking.versions)} version(s) on {split}")
+        if ranking.left_out:
+            lines.append(
+                f"{ranking.left_out} version(s) validated on other splits not compared "
+                "(promote --version N moves to one of them)"
+            )
     if promotion.comparison is not None:
         lines += promotion.comparison.lines()
     return "\n".join(lines)

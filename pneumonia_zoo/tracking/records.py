@@ -53,12 +53,26 @@ PARENT_MODEL_TAG = "parent_model"
 FIT_IMAGES_TAG = "fit_images"
 FIT_PATIENTS_TAG = "fit_patients"
 HEAD_FEATURES_TAG = "head_features"
+# Which validation split a version's val_* metrics come from: versions are ranked only against versions
+# validated on the same images (a Brier score on other images is another quantity).
+VALIDATION_SPLIT_TAG = "validation_split"
 # Tags of an `evaluate --log` run, which link it to the version it measured.
 EVALUATED_VERSION_TAG = "evaluated_model_version"
 EVALUATED_MODEL_TAG = "evaluated_model"
 EVALUATION_CONTEXT_TAG = "evaluation_context"
 EVALUATION_DATASET_TAG = "evaluation_dataset"
 EVALUATED_AGAINST_TAG = "evaluated_against"
+
+
+def validation_split_key(val_split: str, val_fraction: float, seed: int, limit: int | None) -> str:
+    """One text per validation split: `random 0.15 seed 42`, `earliest 0.15` (seeded only by a --limit
+    subsample), with ` limit N` when the pool was subsampled."""
+    seeded = val_split == "random" or limit is not None
+    return (
+        f"{val_split} {val_fraction:g}"
+        + (f" seed {seed}" if seeded else "")
+        + (f" limit {limit}" if limit else "")
+    )
 
 
 def _float(value: str | None) -> float | None:
@@ -127,6 +141,7 @@ class VersionRecord(BaseModel):
     evaluations: dict[str, dict[str, float]] = Field(default_factory=dict)  # context -> metric -> value
     lineage: Lineage = Field(default_factory=Lineage)
     pretrained_text: str = "unknown"  # the tag as written ("True", "False", "True,True" for ensembles)
+    validation_split: str | None = None  # validation_split_key; None on versions registered before the tag
 
     @property
     def uri(self) -> str:
@@ -173,6 +188,7 @@ class VersionRecord(BaseModel):
             pretrained_text=tags.get("pretrained", "unknown"),
             onnx=bool(_bool(tags.get("onnx"))),
             guard=bool(_bool(tags.get("guard"))),
+            validation_split=tags.get(VALIDATION_SPLIT_TAG),
             threshold=_float(tags.get("threshold")),
             operating_point=tags.get("operating_point"),
             operating_points=points,
@@ -239,6 +255,7 @@ def version_tags(package: PackageConfig, member_image_sizes: Sequence[int] = ())
         "pretrained": pretrained,
         "onnx": str(any(name.endswith(ONNX_FILE) for name in package.files)),
         "kind": "ensemble" if package.is_ensemble else "single",
+        VALIDATION_SPLIT_TAG: validation_split_key(info.val_split, info.val_fraction, info.seed, info.limit),
     }
     tags |= {
         f"{OPERATING_POINT_PREFIX}{name}": format_float(point.threshold)
@@ -287,6 +304,15 @@ class RunRecord(BaseModel):
     @property
     def date(self) -> str:
         return datetime.fromtimestamp(self.start_time / 1000, UTC).strftime("%Y-%m-%d")
+
+    @property
+    def validation_split(self) -> str | None:
+        """The split its run's parameters describe (train and ensemble runs log them); None otherwise."""
+        fraction, seed = _float(self.params.get("val_fraction")), _int(self.params.get("seed"))
+        if fraction is None or seed is None:
+            return None
+        limit = _int(self.params.get("limit"))
+        return validation_split_key(self.params.get("val_split", "random"), fraction, seed, limit)
 
     @classmethod
     def from_mlflow(cls, run: Run) -> "RunRecord":

@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +52,13 @@ def local_artifact_root(uri: str) -> Path | None:
     """For a sqlite file store, artifacts live in mlruns/ beside the database, whatever the current folder."""
     db_path = sqlite_path(uri)
     return db_path.parent / "mlruns" if db_path else None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    split: str | None  # the validation split they share (None: not recorded)
+    versions: list[VersionRecord]  # best first
+    left_out: int  # versions with the metric that were validated on another split
 
 
 class Store:
@@ -240,15 +248,21 @@ class Store:
         for key, value in tags.items():
             self._client.set_model_version_tag(self.model_name, version, key, value)
 
-    def best_version(
-        self, metric: str = CHAMPION_METRIC, eligible: Callable[[VersionRecord], bool] | None = None
-    ) -> VersionRecord:
-        """The version with the best validation metric (ties: lower val_loss, then the newer one), among
-        those `eligible` accepts (all by default).
+    def validation_split(self, version: VersionRecord) -> str | None:
+        """The validation split behind the version's val_* metrics: its tag, or (versions registered before
+        the tag) its run's parameters; None when neither says."""
+        if version.validation_split:
+            return version.validation_split
+        run = self.find_run(version.run_id)
+        return run.validation_split if run else None
 
-        The default is the champion rule (tracking/champion.py). Test metrics are never used: choosing on
-        test would make them optimistic.
-        """
+    def ranking(
+        self, metric: str = CHAMPION_METRIC, eligible: Callable[[VersionRecord], bool] | None = None
+    ) -> Ranking:
+        """The versions `metric` can rank against each other: those `eligible` accepts (all by default)
+        that were validated on the champion's validation split, or without a champion on the one split
+        they all share. Scores on different validation images are not comparable, so versions on another
+        split are left out (counted), and with no champion and several splits nothing is chosen."""
         if not metric.startswith("val_"):
             raise UserError(f"promotion must use a validation metric (val_*), not '{metric}'")
         candidates = [
@@ -258,7 +272,37 @@ class Store:
             raise UserError(
                 f"no version of '{self.model_name}' has a '{metric}' tag to rank by: train a model first"
             )
-        return max(candidates, key=lambda v: _rank(v, metric))
+        splits = {v.version: self.validation_split(v) for v in candidates}
+        champion = self.champion_version()
+        if champion is not None:
+            champion_record = self.resolve(self.version_uri(champion))
+            split = splits[champion] if champion in splits else self.validation_split(champion_record)
+        elif len(set(splits.values())) == 1:
+            split = next(iter(splits.values()))
+        else:
+            named = ", ".join(sorted({s or "unknown" for s in splits.values()}))
+            raise UserError(
+                f"the versions were validated on different splits ({named}): their {metric} values are "
+                "not comparable; choose one with --version N (later promotions rank the versions "
+                "validated on its split)"
+            )
+        ranked = [v for v in candidates if splits[v.version] == split]
+        if not ranked:
+            raise UserError(
+                f"no version validated on the champion's split ({split or 'unknown'}) has a '{metric}' tag: "
+                "choose one with --version N"
+            )
+        return Ranking(
+            split, sorted(ranked, key=lambda v: _rank(v, metric), reverse=True), len(candidates) - len(ranked)
+        )
+
+    def best_version(
+        self, metric: str = CHAMPION_METRIC, eligible: Callable[[VersionRecord], bool] | None = None
+    ) -> VersionRecord:
+        """The best by the validation metric (ties: lower val_loss, then the newer one) among the versions
+        `ranking` compares. The default is the champion rule (tracking/champion.py). Test metrics are
+        never used: choosing on test would make them optimistic."""
+        return self.ranking(metric, eligible).versions[0]
 
     def promote(self, metric: str = CHAMPION_METRIC, alias: str | None = None) -> VersionRecord:
         """Point `alias` (default: the champion's) at the best version by `metric`."""

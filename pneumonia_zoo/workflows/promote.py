@@ -7,7 +7,7 @@ from pathlib import Path
 from pneumonia_zoo.evaluation.paired import PairedComparison
 from pneumonia_zoo.tracking.champion import CHAMPION_METRIC
 from pneumonia_zoo.tracking.records import VersionRecord
-from pneumonia_zoo.tracking.store import Store
+from pneumonia_zoo.tracking.store import Ranking, Store
 from pneumonia_zoo.workflows.paired import check_not_worse
 
 
@@ -17,6 +17,7 @@ class Promotion:
     alias: str
     metric: str | None  # what chose it (None: given by number)
     comparison: PairedComparison | None  # against the champion, when --not-worse-on was given
+    ranking: Ranking | None = None  # the versions compared (None: given by number)
 
 
 def promote(
@@ -33,11 +34,14 @@ def promote(
     `not_worse_on`: a NORMAL/PNEUMONIA folder or a manifest (.csv); the move is refused (InvalidInput,
     nothing changes) when the candidate's paired ΔAUC interval against the champion lies below -margin.
     """
-    candidate = store.resolve(store.version_uri(version)) if version else store.best_version(metric)
+    ranking = None if version else store.ranking(metric)
+    candidate = ranking.versions[0] if ranking else store.resolve(store.version_uri(version or ""))
     comparison = None
     if not_worse_on is not None:
         manifest = not_worse_on if not_worse_on.suffix.lower() == ".csv" else None
         data = None if manifest is not None else not_worse_on
         comparison = check_not_worse(store, candidate.uri, data, manifest, margin, quiet=quiet)
     store.set_alias(candidate.version, alias)
-    return Promotion(candidate, alias or store.champion_alias, None if version else metric, comparison)
+    return Promotion(
+        candidate, alias or store.champion_alias, None if version else metric, comparison, ranking
+    )

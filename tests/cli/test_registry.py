@@ -41,7 +41,8 @@ def test_promote_moves_an_alias_to_the_best_version(
     result = invoke(monkeypatch, tracking_store, "promote", "--alias", "staging")
     assert (result.exit_code, result.stdout) == (
         0,
-        f"pneumonia-classifier version 1 is now @staging (val_brier {raw['val_brier']})\n",
+        f"pneumonia-classifier version 1 is now @staging (val_brier {raw['val_brier']})\n"
+        "ranked 1 version(s) on validation split random 0.15 seed 42\n",
     )
     assert store_for(tracking_store).resolve("models:/pneumonia-classifier@staging").version == "1"
     unknown = invoke(monkeypatch, tracking_store, "promote", "--metric", "val_luck")

@@ -289,8 +289,8 @@ def test_pyfunc_loads_by_alias_without_pickles(
 
 def test_promote_picks_best_validation_auc_never_test(tracking_store: str, fixture_data: Path) -> None:
     store = store_for(tracking_store)
-    for seed in (1, 2, 3):
-        train(TrainConfig.build(**tiny_train_args(fixture_data, seed=seed, bootstrap=0)), store, quiet=True)
+    for lr in (1e-3, 2e-3, 3e-3):  # one validation split: versions on different ones are not ranked together
+        train(TrainConfig.build(**tiny_train_args(fixture_data, lr=lr, bootstrap=0)), store, quiet=True)
     client = registry_client(store)
     client.set_model_version_tag("pneumonia-classifier", "1", "val_auc", "0.9")
     client.set_model_version_tag("pneumonia-classifier", "2", "val_auc", "0.9")
@@ -307,6 +307,41 @@ def test_promote_picks_best_validation_auc_never_test(tracking_store: str, fixtu
     assert store.promote().version == "3" and store.champion_version() == "3"
     with pytest.raises(UserError, match="validation metric"):
         store.promote("test_auc")
+
+
+def test_promote_ranks_only_versions_validated_on_the_champions_split(
+    tracking_store: str, fixture_data: Path
+) -> None:
+    store = store_for(tracking_store)
+    for split in ("random", "earliest", "earliest"):
+        config = TrainConfig.build(**tiny_train_args(fixture_data, val_split=split, bootstrap=0))
+        train(config, store, quiet=True)
+    client = registry_client(store)
+    for version, brier in (("1", "0.001"), ("2", "0.030"), ("3", "0.020")):
+        client.set_model_version_tag("pneumonia-classifier", version, "val_brier", brier)
+    # Version 1 registered before the tag existed: its run's parameters say which split it was.
+    client.delete_model_version_tag("pneumonia-classifier", "1", "validation_split")
+    assert [store.validation_split(v) for v in store.versions()] == [
+        "random 0.15 seed 42",
+        "earliest 0.15",
+        "earliest 0.15",
+    ]
+    # No champion and two splits: the lowest Brier (version 1) is on other images, so nothing is chosen.
+    refused = cli("promote", store=tracking_store, check=False)
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [
+        "error: the versions were validated on different splits (earliest 0.15, random 0.15 seed 42): their "
+        "val_brier values are not comparable; choose one with --version N (later promotions rank the "
+        "versions validated on its split)"
+    ]
+    assert store.champion_version() is None
+    cli("promote", "--version", "2", store=tracking_store)
+    moved = cli("promote", store=tracking_store)
+    assert moved.stdout.splitlines() == [
+        "pneumonia-classifier version 3 is now @champion (val_brier 0.020000)",
+        "ranked 2 version(s) on validation split earliest 0.15",
+        "1 version(s) validated on other splits not compared (promote --version N moves to one of them)",
+    ]
+    assert store.champion_version() == "3"
 
 
 def test_the_package_logged_is_the_package_that_loads(registered_store: str, tmp_path: Path) -> None:
