@@ -11,7 +11,8 @@
 # validation Brier since issue 21; validation AUC when results/store was made), evaluations logged
 # against it, the shipped starter and the compare report. WITH_128PX_AND_SWEEP=1 adds versions 10-20 (below),
 # WITH_ASPECT=1 versions 21-23, WITH_PLATT=1 version 24, WITH_EMA_MIXUP=1 versions 25-28,
-# WITH_LITE2_PAIR=1 versions 29-30 and the champion since 2026-12-07 (version 30), WITH_R50_128=1 versions 31-32.
+# WITH_LITE2_PAIR=1 versions 29-30 and the champion since 2026-12-07 (version 30), WITH_R50_128=1 versions 31-32,
+# WITH_EARLIEST_SPLIT=1 versions 33-35.
 # Versions 8-9 come from results/gpu_recipe.py on a GPU (DEVELOPERS.md, "When a GPU is lent").
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
@@ -113,5 +114,16 @@ if [ "${WITH_R50_128:-0}" = 1 ]; then
         "$PZ" train --arch "$arch" --lr 1e-3 --max-minutes "$minutes" --no-pretrained --image-size 128 --epochs 6 \
             --patience 3 --batch-size 64 --schedule cosine --warmup-epochs 0.3 "${COMMON[@]}"
     done
+    "$PZ" compare --out results/compare
+fi
+# Versions 33-35 (2026-12-07; README, "A temporal validation split"): Lite1 and Lite2 as versions 2 and 29, but
+# validated on each class's earliest patients (--val-split earliest), and their ensemble (into a store of their
+# own merged with results/merge_store.py). promote ranks them only among versions on that split: not picked.
+if [ "${WITH_EARLIEST_SPLIT:-0}" = 1 ]; then
+    members=()
+    for arch in efficientnet_lite1 efficientnet_lite2; do
+        members+=(--member "models:/pneumonia-classifier/$(train_lite --arch "$arch" --val-split earliest)")
+    done
+    "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
     "$PZ" compare --out results/compare
 fi

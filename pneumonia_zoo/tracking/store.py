@@ -274,9 +274,11 @@ class Store:
             )
         splits = {v.version: self.validation_split(v) for v in candidates}
         champion = self.champion_version()
-        if champion is not None:
-            champion_record = self.resolve(self.version_uri(champion))
-            split = splits[champion] if champion in splits else self.validation_split(champion_record)
+        if champion is not None:  # the champion may lack the metric: its split still decides
+            if champion in splits:
+                split = splits[champion]
+            else:
+                split = self.validation_split(self.resolve(self.version_uri(champion)))
         elif len(set(splits.values())) == 1:
             split = next(iter(splits.values()))
         else:
