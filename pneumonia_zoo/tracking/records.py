@@ -255,8 +255,11 @@ def version_tags(package: PackageConfig, member_image_sizes: Sequence[int] = ())
         "pretrained": pretrained,
         "onnx": str(any(name.endswith(ONNX_FILE) for name in package.files)),
         "kind": "ensemble" if package.is_ensemble else "single",
-        VALIDATION_SPLIT_TAG: validation_split_key(info.val_split, info.val_fraction, info.seed, info.limit),
     }
+    if not info.adapted:  # a site version was chosen on its site's cross-validation, not on a split
+        tags[VALIDATION_SPLIT_TAG] = validation_split_key(
+            info.val_split, info.val_fraction, info.seed, info.limit
+        )
     tags |= {
         f"{OPERATING_POINT_PREFIX}{name}": format_float(point.threshold)
         for name, point in package.operating_points.items()

@@ -57,6 +57,10 @@ def test_a_new_version_with_its_lineage_and_the_champion_unmoved(site_store) -> 
     assert tags["parent_version"] == "1" and tags["adapted"] == "true" and tags["fit_images"] == "84"
     assert float(tags["site_head_C"]) == pytest.approx(result["chosen_by"]["site_head_C"])
     assert record.metric("val_auc") is None  # the parent's validation figure does not describe it
+    assert (
+        store.validation_split(record) is None
+        and "validation_split" in registry_client(store).get_model_version("pneumonia-classifier", "1").tags
+    )  # nor does the parent's validation split
     assert record.temperature == pytest.approx(result["chosen_by"]["site_temperature"], abs=1e-4)
 
 
