@@ -4,6 +4,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from pneumonia_zoo import CLASS_NAMES
 from pneumonia_zoo.data.images import IMAGE_SUFFIXES
@@ -16,6 +17,12 @@ _NORMAL = re.compile(r"^(?:NORMAL2-)?IM-(\d+)-", re.IGNORECASE)
 
 
 MANIFEST_COLUMNS = ("path", "label", "patient")
+
+# How the validation patients are drawn from the train pool (data/split.py): `random` (grouped, stratified,
+# seeded) or `earliest` (each class's lowest patient numbers: Kermany numbers patients in acquisition
+# order, so validation is the period before the training one, as the official test set is). Declared here,
+# beside the patient ids, so that the package format can name it without importing scikit-learn.
+ValSplit = Literal["random", "earliest"]
 
 
 @dataclass(frozen=True)

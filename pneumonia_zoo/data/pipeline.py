@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from pneumonia_zoo.data.cache import DecodedImages, decode_all
-from pneumonia_zoo.data.discovery import Sample, discover, merge_duplicate_groups
-from pneumonia_zoo.data.split import ValSplit, earliest_split, grouped_split, stratified_subsample
+from pneumonia_zoo.data.discovery import Sample, ValSplit, discover, merge_duplicate_groups
+from pneumonia_zoo.data.split import earliest_split, grouped_split, stratified_subsample
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import UserError
 

@@ -1,7 +1,6 @@
 """Patient-grouped, label-stratified splits and stratified subsampling."""
 
 import re
-from typing import Literal
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
@@ -35,11 +34,6 @@ def grouped_split(samples: list[Sample], val_fraction: float, seed: int) -> tupl
     return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
 
 
-# How the validation patients are drawn from the train pool: `random` (grouped, stratified, seeded) or
-# `earliest` (each class's lowest patient numbers: Kermany numbers patients in acquisition order, so the
-# validation set is the period before the training one, as the official test set is).
-VAL_SPLITS = ("random", "earliest")
-ValSplit = Literal["random", "earliest"]
 _NUMBER = re.compile(r"(\d+)")
 
 

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from pneumonia_zoo import CLASS_NAMES
-from pneumonia_zoo.data.split import ValSplit
+from pneumonia_zoo.data.discovery import ValSplit
 from pneumonia_zoo.data.transforms import Preprocessing
 from pneumonia_zoo.errors import InvalidInput, PackageRejected
 from pneumonia_zoo.stats.operating_points import DEFAULT_OPERATING_POINT, OperatingPoint

@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 
 from pneumonia_zoo.choices import OneOf
 from pneumonia_zoo.data.augment import AugmentParams
-from pneumonia_zoo.data.split import ValSplit
+from pneumonia_zoo.data.discovery import ValSplit
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.stats.calibration import CALIBRATIONS
 from pneumonia_zoo.training.schedules import SCHEDULE, ScheduleParams
