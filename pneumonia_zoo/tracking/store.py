@@ -290,9 +290,10 @@ class Store:
             )
         ranked = [v for v in candidates if splits[v.version] == split]
         if not ranked:
+            which = split or "not recorded, as for a site version"
             raise UserError(
-                f"no version validated on the champion's split ({split or 'unknown'}) has a '{metric}' tag: "
-                "choose one with --version N"
+                f"no version with a '{metric}' shares the validation split of the champion (version "
+                f"{champion}: {which}); choose one with --version N"
             )
         return Ranking(
             split, sorted(ranked, key=lambda v: _rank(v, metric), reverse=True), len(candidates) - len(ranked)

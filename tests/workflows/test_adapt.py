@@ -12,7 +12,7 @@ import pytest
 
 from pneumonia_zoo.data.discovery import read_manifest
 from pneumonia_zoo.data.images import read_image
-from pneumonia_zoo.errors import InvalidInput
+from pneumonia_zoo.errors import InvalidInput, UserError
 from pneumonia_zoo.package.classifier import load_classifier
 from pneumonia_zoo.package.format import ONNX_FILE, SITE_HEAD_FILE, WEIGHTS_FILE
 from pneumonia_zoo.package.io import load_site_head, read_config, sha256_file
@@ -28,6 +28,19 @@ STARTER = read_config(STARTER_DIR)
 def network_dir(member: int | None) -> Path:
     """The site store's champion is the starter: an ensemble is adapted through one member's network."""
     return STARTER_DIR / STARTER.members[member].path if member is not None else STARTER_DIR
+
+
+def test_after_a_site_version_became_champion_promote_asks_for_a_version(site_store, tmp_path: Path) -> None:
+    """The site version has no validation split: no other version's Brier is comparable to it."""
+    store = store_for(copy_store(site_store.uri, tmp_path / "mlflow.db"))
+    store.set_alias("2")
+    with pytest.raises(UserError) as refused:
+        store.promote()
+    assert str(refused.value) == (
+        "no version with a 'val_brier' shares the validation split of the champion (version 2: not recorded, "
+        "as for a site version); choose one with --version N"
+    )
+    assert store.champion_version() == "2"
 
 
 def test_a_new_version_with_its_lineage_and_the_champion_unmoved(site_store) -> None:
