@@ -1,6 +1,7 @@
 """Patient-grouped, label-stratified splits and stratified subsampling."""
 
 import re
+from collections import Counter
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
@@ -50,10 +51,7 @@ def earliest_split(samples: list[Sample], val_fraction: float) -> tuple[list[Sam
         raise ValueError("val_fraction must be in (0, 0.5)")
     chosen: set[str] = set()
     for label in sorted({s.label for s in samples}):
-        images_of: dict[str, int] = {}
-        for sample in samples:
-            if sample.label == label:
-                images_of[sample.patient] = images_of.get(sample.patient, 0) + 1
+        images_of = Counter(s.patient for s in samples if s.label == label)
         wanted, taken = val_fraction * sum(images_of.values()), 0
         for patient in sorted(images_of, key=_acquisition_key):
             if taken >= wanted:

@@ -143,6 +143,10 @@ class VersionRecord(BaseModel):
     pretrained_text: str = "unknown"  # the tag as written ("True", "False", "True,True" for ensembles)
     validation_split: str | None = None  # validation_split_key; None on versions registered before the tag
 
+    def validation_split_given(self, run: "RunRecord | None") -> str | None:
+        """Its validation split: the tag, or for versions registered before the tag its run's parameters."""
+        return self.validation_split or (run.validation_split if run else None)
+
     @property
     def uri(self) -> str:
         return uris.version_uri(self.name, self.version)

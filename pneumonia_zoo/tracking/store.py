@@ -251,10 +251,8 @@ class Store:
     def validation_split(self, version: VersionRecord) -> str | None:
         """The validation split behind the version's val_* metrics: its tag, or (versions registered before
         the tag) its run's parameters; None when neither says."""
-        if version.validation_split:
-            return version.validation_split
-        run = self.find_run(version.run_id)
-        return run.validation_split if run else None
+        run = None if version.validation_split else self.find_run(version.run_id)  # the run only when needed
+        return version.validation_split_given(run)
 
     def ranking(
         self, metric: str = CHAMPION_METRIC, eligible: Callable[[VersionRecord], bool] | None = None

@@ -202,10 +202,10 @@ def networks_to_adapt(
     count = len(classifier.members)
     if member is not None and not 0 <= member < count:
         raise InvalidInput(f"--member {member}: the ensemble has members 0 to {count - 1}")
-    members = classifier.members
     return [
-        (load_classifier(members[i].directory, members[i].runtime_choice, members[i].threads), i)
-        for i in (range(count) if member is None else [member])
+        (load_classifier(m.directory, m.runtime_choice, m.threads), i)
+        for i, m in enumerate(classifier.members)
+        if member in (None, i)
     ]
 
 

@@ -70,7 +70,7 @@ def _row(record: VersionRecord, run: RunRecord | None, champion: str | None) -> 
         "val_brier": metric("val_brier"),  # the champion rule's score (tracking/champion.py)
         "trained_on": _trained_on(run.tags if run else {}),
         # val_* figures compare only within one split (Store.ranking)
-        "validation_split": record.validation_split or (run.validation_split if run else None),
+        "validation_split": record.validation_split_given(run),
         "threshold": record.threshold,
         "schedule": params.get("schedule"),
         "run_id": record.run_id,
