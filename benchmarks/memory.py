@@ -12,6 +12,12 @@ gives its memory pools back once it idles, RELEASE_AFTER_S in serving/batcher.py
     python benchmarks/memory.py --quick    # a smaller burst, to check it runs
     python benchmarks/memory.py --env MALLOC_ARENA_MAX=8 --name memory-arenas8   # another setting
     python benchmarks/memory.py --hostile  # issue 22: hostile headers (tests/hostile_files.py) instead
+    python benchmarks/memory.py --memray peak.bin  # the service under memray: what is allocated at its peak
+
+`--memray` needs memray in the venv (`.venv/bin/pip install memray`; not in the lock files: a diagnostic,
+not a dependency). It records the service's heap (native stacks) and prints the Python stacks
+holding the most at the high-water mark; tracking slows the service, so its RSS figures are not the
+benchmark's.
 
 The hostile case sends, at concurrency 10 for about a minute (--quick: 10 requests at 5), the uploads whose
 headers cost seconds or gigabytes on main: a deflated DICOM bomb (400 kB inflating to 400 MB), 20 MB of
@@ -22,6 +28,8 @@ Targets (issue 22's acceptance): peak RSS <= 1.5 GB; every /healthz within 1 s.
 
 import argparse
 import asyncio
+import collections
+import importlib.util
 import io
 import sys
 import tempfile
@@ -111,7 +119,41 @@ def settle_curve(rss: RssSampler, ended: float, settle_s: float) -> dict[str, in
     return curve
 
 
-def run(quick: bool, extra_env: dict[str, str] | None = None, settle_s: float = SETTLE_S) -> dict:
+def under_memray(command: list[str], capture: Path) -> list[str]:
+    """`command` (an interpreter running `-c CODE ARGS`) run by memray instead, recording into `capture`."""
+    interpreter, flag, code, *arguments = command
+    assert flag == "-c", command
+    tracker = [
+        interpreter,
+        "-m",
+        "memray",
+        "run",
+        "--native",
+        "--force",
+        "-q",
+    ]  # --aggregate wrote 0 bytes here
+    return [*tracker, "-o", str(capture), "-c", code, *arguments]
+
+
+def peak_stacks(capture: Path, top: int = 12) -> list[tuple[int, str]]:
+    """(bytes, innermost Python frames) of the allocations alive at the capture's high-water mark."""
+    from memray import FileReader
+
+    held: collections.Counter[str] = collections.Counter()
+    for record in FileReader(capture).get_high_watermark_allocation_records(merge_threads=True):
+        frames = record.stack_trace(max_stacks=4)
+        held[" <- ".join(f"{function} ({Path(file).name}:{line})" for function, file, line in frames)] += (
+            record.size
+        )
+    return [(size, stack) for stack, size in held.most_common(top)]
+
+
+def run(
+    quick: bool,
+    extra_env: dict[str, str] | None = None,
+    settle_s: float = SETTLE_S,
+    memray: Path | None = None,
+) -> dict:
     machine = report.machine()  # now: its load average is the one at the start
     items = corpus(3000 if quick else 7000)
     kinds = list(items)
@@ -125,7 +167,10 @@ def run(quick: bool, extra_env: dict[str, str] | None = None, settle_s: float = 
         port = free_port()
         # `pneumonia-zoo serve` as in the Docker image (asyncio + h11); only the registry is set.
         env = {"MLFLOW_TRACKING_URI": uri} | (extra_env or {})
-        with serve(service_command(port), "/readyz", port, Path(tmp) / "serve.log", env) as server:
+        command = service_command(port)
+        if memray is not None:
+            command = under_memray(command, memray.resolve())
+        with serve(command, "/readyz", port, Path(tmp) / "serve.log", env) as server:
             loop = event_loop_of(server.process.pid)
             url = f"{server.url}/api/v1/predict"
             with RssSampler(server.process.pid, interval_s=0.1) as rss:
@@ -331,14 +376,24 @@ def main() -> None:
     parser.add_argument("--hostile", action="store_true", help="hostile headers instead (issue 22)")
     parser.add_argument("--name", help="result file name (default memory[-hostile][-quick])")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--memray", type=Path, metavar="FILE", help="run the service under memray into FILE")
     args = parser.parse_args()
+    if args.memray is not None and importlib.util.find_spec("memray") is None:
+        parser.exit(2, "--memray needs memray: .venv/bin/pip install memray\n")
     extra_env = dict(item.split("=", 1) for item in args.env)
     if args.hostile:
         data = run_hostile(args.quick, extra_env)
         markdown = render_hostile(data)
     else:
-        data = run(args.quick, extra_env, args.settle_s)
+        data = run(args.quick, extra_env, args.settle_s, args.memray)
         markdown = render(data)
+        if args.memray is not None:
+            stacks = peak_stacks(args.memray)
+            data["memray_peak"] = [{"bytes": size, "stack": stack} for size, stack in stacks]
+            markdown += (
+                "\nUnder memray (its RSS figures above are not the benchmark's). Held at the heap's peak:\n\n"
+            )
+            markdown += "\n".join(f"- {size / 1e6:.0f} MB: `{stack}`" for size, stack in stacks) + "\n"
     name = "memory" + ("-hostile" if args.hostile else "") + ("-quick" if args.quick else "")
     report.write(args.out, args.name or name, data, markdown)
     print(markdown)

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     runtime: Runtime = "auto"  # auto: ONNX Runtime when the version has it
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)  # per file, enforced while streaming
     max_batch_files: int = Field(default=16, gt=0)  # files in one /api/v1/predict request
-    max_batch_size: int = Field(default=16, gt=0)  # images in one network call (micro-batching)
+    max_batch_size: int = Field(default=8, gt=0)  # images in one network call at most (memory grows with it)
     max_batch_wait_ms: float = Field(default=5.0, ge=0)  # how long a batch waits for company
     model_cache_size: int = Field(default=3, ge=0)  # non-champion versions kept loaded (LRU)
     decode_threads: int | None = Field(default=None, ge=1)  # decode/preprocess pool; None = CPUs allowed

@@ -54,6 +54,19 @@ class Forwarded(NamedTuple):
             None if ratios is None else ratios[start:end],
         )
 
+    @classmethod
+    def joined(cls, parts: Sequence["Forwarded"]) -> "Forwarded":
+        """Consecutive batches' outputs as one (a request the service ran in several network calls)."""
+
+        def join(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+            return None if arrays[0] is None else np.concatenate(arrays)  # type: ignore[arg-type]
+
+        return cls(
+            np.concatenate([part.logits for part in parts]),
+            join([part.features for part in parts]),
+            join([part.guard_ratios for part in parts]),
+        )
+
 
 @dataclass
 class Scores:

@@ -3,9 +3,11 @@
 Requests queue (classifier, inputs, future); one asyncio task takes the first, waits up to
 `max_wait_ms` for more (up to `max_batch_size` images), runs each classifier's group in the
 inference thread (the networks, then the guard, each over the whole batch) and hands every request
-its own rows back. Requests for different versions queue together but never share a call. The queue
-is bounded: past `max_queue` waiting requests a new one is refused at once (QueueFull, an AtCapacity)
-instead of waiting without end.
+its own rows back. No network call ever takes more than `max_batch_size` images, since the runtimes'
+memory grows with the largest batch they ran: a request that would overflow the batch starts the
+next one, and a request with more images than that runs in several calls. Requests for different
+versions queue together but never share a call. The queue is bounded: past `max_queue` waiting
+requests a new one is refused at once (QueueFull, an AtCapacity) instead of waiting without end.
 
 It waits only while more requests are on their way (`announce()`d: being preprocessed). A lone
 request runs at once: at low load the wait was pure latency, and under load the requests that queue
@@ -75,10 +77,12 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task | None = None
         self._incoming = 0  # requests announced but not queued yet
+        self._held: _Item | None = None  # taken from the queue, but it would have overflowed the batch
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
+        queued = self._queue.qsize() if self._queue is not None else 0
+        return queued + (self._held is not None)
 
     def announce(self) -> None:
         """A request will call forward() soon (it is being preprocessed): worth waiting for."""
@@ -125,6 +129,9 @@ class MicroBatcher:
                         item = await asyncio.wait_for(self._queue.get(), remaining)
                     except TimeoutError:
                         break
+                if rows + item.rows > self.max_batch_size:
+                    self._held = item  # the first of the next batch
+                    break
                 items.append(item)
                 rows += item.rows
             for group in _by_classifier(items):
@@ -135,6 +142,9 @@ class MicroBatcher:
         """The next queued request; if none comes within `release_after_s` after a burst, the memory is
         given back first (once per burst)."""
         assert self._queue is not None
+        if self._held is not None:
+            item, self._held = self._held, None
+            return item
         if self._to_release and self.release_after_s is not None:
             try:
                 return await asyncio.wait_for(self._queue.get(), self.release_after_s)
@@ -158,18 +168,11 @@ class MicroBatcher:
         if not group:
             return
         inputs = [np.concatenate([item.inputs[k] for item in group]) for k in range(len(group[0].inputs))]
-        started = time.perf_counter()
         key = id(group[0].classifier)
         if len(inputs[0]) > 1 or key in self._to_release:  # a batch-1 run grows no pool beyond its own
-            self._to_release[key] = (group[0].classifier, started)
+            self._to_release[key] = (group[0].classifier, time.perf_counter())
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(
-                self.executor, group[0].classifier.forward, inputs
-            )
-            if self.on_batch is not None:
-                self.on_batch(
-                    len(inputs[0]), time.perf_counter() - started, [started - i.queued_at for i in group]
-                )
+            outputs = await self._forward(group, inputs)
         except Exception as exc:  # every waiting request gets the failure, the loop lives on
             for item in group:
                 if not item.future.done():
@@ -181,6 +184,24 @@ class MicroBatcher:
             if not item.future.done():
                 item.future.set_result([output.rows(start, end) for output in outputs])
             start = end
+
+    async def _forward(self, group: list[_Item], inputs: list[np.ndarray]) -> list[Forwarded]:
+        """The network over `inputs` in calls of at most `max_batch_size` images (more only come from
+        one request with more images than that)."""
+        calls = []
+        for start in range(0, max(1, len(inputs[0])), self.max_batch_size):
+            part = [batch[start : start + self.max_batch_size] for batch in inputs]
+            started = time.perf_counter()
+            outputs = await asyncio.get_running_loop().run_in_executor(
+                self.executor, group[0].classifier.forward, part
+            )
+            if self.on_batch is not None:
+                waits = [started - item.queued_at for item in group] if start == 0 else []
+                self.on_batch(len(part[0]), time.perf_counter() - started, waits)
+            calls.append(outputs)
+        if len(calls) == 1:
+            return calls[0]
+        return [Forwarded.joined(view) for view in zip(*calls, strict=True)]
 
 
 def _release(classifiers: list[Classifier]) -> None:

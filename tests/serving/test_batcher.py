@@ -65,6 +65,24 @@ def test_different_images_batch_together_and_each_caller_gets_its_own_answer(cla
     assert len({round(float(r[0][0][0, 1]), 6) for r in results}) > 1
 
 
+def test_no_network_call_takes_more_than_max_batch_size(classifier, inputs) -> None:
+    """The runtimes' memory grows with the largest call they ran: requests of 3 images never make a call
+    of 6 when the limit is 4, and one request of 10 images runs as 4 + 4 + 2, its answer the same."""
+    triples = [
+        [np.concatenate(views) for views in zip(*inputs[i : i + 3], strict=True)] for i in (0, 3, 6, 9)
+    ]
+    results, batches = run_concurrently(classifier, triples, max_batch_size=4, max_wait_ms=50)
+    assert batches == [3, 3, 3, 3]  # a second request would have overflowed every batch
+    ten = [np.concatenate(views) for views in zip(*inputs[:10], strict=True)]
+    (outputs,), batches = run_concurrently(classifier, [ten], max_batch_size=4, max_wait_ms=50)
+    assert batches == [4, 4, 2]
+    alone = classifier.forward(ten)
+    for got, expected in zip(outputs, alone, strict=True):
+        np.testing.assert_allclose(got.logits, expected.logits, atol=1e-5)
+        np.testing.assert_allclose(got.features, expected.features, atol=1e-4)
+        np.testing.assert_allclose(got.guard_ratios, expected.guard_ratios, rtol=1e-4)
+
+
 def test_a_failure_inside_a_batch_reaches_every_waiter(classifier, inputs) -> None:
     broken = copy.copy(classifier)
 
