@@ -8,7 +8,13 @@ instead
 - caps open sockets at `max_connections` by closing the oldest connection still waiting for its
   headers (stalled or idle) when a new one arrives, so stalled sockets cannot lock newcomers out;
 - counts requests in flight, not sockets, against `limit_concurrency`, health probes exempt: the
-  admission control (serving/admission.py) decides on uploads before this limit does.
+  admission control (serving/admission.py) decides on uploads before this limit does;
+- after an answer given before the request's body arrived (408, 413, 503), reads the rest of the body
+  and drops it (uvicorn drops a finished request's body), for at most LINGER_S, closing sooner after
+  LINGER_IDLE_S of silence, as nginx's lingering close does; a body drained in time leaves the
+  connection open for the next request, which clients such as aiohttp send on it. Closed at once with
+  bytes unread, the kernel resets the connection, and a client still sending its body (aiohttp,
+  urllib3) sees "connection reset" instead of the answer and its Retry-After.
 """
 
 import asyncio
@@ -28,6 +34,8 @@ from pneumonia_zoo.config import Settings, get_settings
 log = logging.getLogger(__name__)
 
 PROBES = frozenset({"/healthz", "/readyz"})  # never refused for concurrency: an orchestrator restarts on them
+LINGER_S = 5.0  # the longest a connection drains a body nobody will read, after an early answer
+LINGER_IDLE_S = 1.0  # and it closes sooner once the client has sent nothing for this long
 
 
 @lru_cache
@@ -104,6 +112,9 @@ class ServiceProtocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.app = limit_requests(self.app, self.in_flight, _settings().limit_concurrency)
+        self._lingering_until: float | None = None  # loop time: draining after an early answer
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._drained_cycle: object = None  # the request whose body is being drained
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -128,10 +139,43 @@ class ServiceProtocol(H11Protocol):
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _close(self) -> None:
+    def _cancel_timers(self) -> None:
         self._disarm()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+
+    def _close(self) -> None:
+        self._cancel_timers()
         if not self.transport.is_closing():
             self.transport.close()
+
+    def _linger(self) -> None:
+        """Answer sent, body unread: drain it until LINGER_S, or LINGER_IDLE_S of silence, then close."""
+        self._disarm()
+        self._lingering_until, self._drained_cycle = self.loop.time() + LINGER_S, self.cycle
+        self.flow.resume_reading()  # uvicorn pauses reading while a body waits for the app
+        self._arm_linger()
+
+    def _drain(self, data: bytes) -> None:
+        super().data_received(data)  # h11 parses it; uvicorn drops the body of an answered request
+        if self.cycle is self._drained_cycle and self.conn.their_state is h11.SEND_BODY:
+            self._arm_linger()
+            return
+        self._cancel_timers()  # drained in time: the connection carries on
+        self._lingering_until = self._drained_cycle = None
+        if self._waiting_for_headers() and not self.transport.is_closing():
+            self._awaiting[self] = None  # idle until its next request, as after any answer
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    def _arm_linger(self) -> None:
+        assert self._lingering_until is not None
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+        left = self._lingering_until - self.loop.time()
+        self._linger_timer = self.loop.call_later(max(0.0, min(LINGER_IDLE_S, left)), self._close)
 
     def _expire(self) -> None:
         self._header_timer = None
@@ -140,6 +184,9 @@ class ServiceProtocol(H11Protocol):
             self._close()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering_until is not None:  # the rest of a body nobody will read
+            self._drain(data)
+            return
         if self._waiting_for_headers() and self._header_timer is None:
             self._arm()  # a keep-alive connection starts its next request
         super().data_received(data)
@@ -148,17 +195,23 @@ class ServiceProtocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
-            # Answered before the body arrived (408, 413): the rest of it will not be read, so the
-            # connection cannot carry another request.
-            self.transport.close()
+            # Answered before the body arrived (408, 413, 503): drained, within limits, rather than closed
+            # with bytes unread (the module's docstring says why).
+            self._linger()
             return
         super().on_response_complete()
         if not self.transport.is_closing():
             self._awaiting[self] = None  # idle until its next request: first in line to make room
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._cancel_timers()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        if self._lingering_until is not None:  # its answer is out: nothing to wait for
+            self._close()
+            return
+        super().shutdown()
 
 
 HeaderTimeoutProtocol = ServiceProtocol  # its former name

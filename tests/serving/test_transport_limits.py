@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from pneumonia_zoo.resources import SAMPLE_IMAGES_DIR
+from pneumonia_zoo.serving.server import LINGER_IDLE_S, LINGER_S
 from pneumonia_zoo.serving.uploads import max_body_bytes
 from tests.conftest import PROJECT_ROOT
 from tests.servers import BIN, free_port, running
@@ -115,6 +116,74 @@ def test_the_largest_batch_body_is_not_accepted_from_its_declared_length(server:
         sock.sendall(upload_head(declared))
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413"), answer
+
+
+def test_an_early_answer_reaches_a_client_still_sending_its_body(server: Server) -> None:
+    """A 413 from the declared length while the client goes on sending, as HTTP clients do: closed with
+    the body unread, the connection was reset under the client's writes (3 MB in), which aiohttp and
+    urllib3 report instead of the answer. Now the server drains and drops the rest, then closes."""
+    with server.connect(timeout=10) as sock:
+        sock.sendall(upload_head(max_body_bytes(DEFAULT_MAX_UPLOAD, DEFAULT_BATCH)))
+        for _ in range(128):  # 8 MB of body, never read
+            sock.sendall(b"x" * 65536)
+        quiet = time.monotonic()
+        answer = read_until_closed(sock)  # closed once the client has been quiet for LINGER_IDLE_S
+        assert time.monotonic() - quiet < LINGER_IDLE_S + 2
+        with pytest.raises(OSError):  # the first write is answered by a reset, the next fails
+            for _ in range(10):
+                sock.sendall(b"x")
+                time.sleep(0.1)
+    assert answer.startswith(b"HTTP/1.1 413"), answer
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One answer with a Content-Length, read to its end (the connection may stay open)."""
+
+    def more() -> bytes:
+        chunk = sock.recv(4096)
+        assert chunk, "the server closed the connection"
+        return chunk
+
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += more()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += more()
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_body_drained_after_an_early_answer_leaves_the_connection_for_the_next_request(
+    server: Server,
+) -> None:
+    """17 files, refused at the 17th part's headers: the client sends its whole body (8 MB more) anyway
+    and, seeing no `Connection: close`, its next request on the same connection (as aiohttp's pool
+    does). Closing with the body unread resets the connection; dropping every byte after the answer
+    would leave that next request unanswered."""
+    parts = (FILE_PART + b"x" * 1000 + b"\r\n") * DEFAULT_BATCH
+    body = parts + FILE_PART + b"x" * (8 * MB) + b"\r\n--b--\r\n"  # still arriving when refused
+    with server.connect(timeout=10) as sock:
+        sock.sendall(upload_head(len(body)) + body)
+        refused = read_answer(sock)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        healthy = read_answer(sock)
+    assert refused.startswith(b"HTTP/1.1 413") and b"too many files" in refused, refused
+    assert healthy.startswith(b"HTTP/1.1 200"), healthy
+
+
+def test_a_client_trickling_after_an_early_answer_is_closed_after_the_linger_time(server: Server) -> None:
+    """The drain is bounded: a byte every 0.3 s (never quiet for LINGER_IDLE_S) is cut off at LINGER_S."""
+    with server.connect(timeout=10) as sock:
+        sock.sendall(upload_head(max_body_bytes(DEFAULT_MAX_UPLOAD, DEFAULT_BATCH)))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+        answered = time.monotonic()
+        with pytest.raises(OSError):
+            while time.monotonic() - answered < LINGER_S + 5:
+                sock.sendall(b"x")
+                time.sleep(0.3)
+        took = time.monotonic() - answered
+    assert LINGER_S - 1 < took < LINGER_S + 2, took
 
 
 def test_slowloris_cannot_lock_out_the_health_probes_or_uploads(server: Server) -> None:
