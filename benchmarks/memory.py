@@ -123,16 +123,9 @@ def under_memray(command: list[str], capture: Path) -> list[str]:
     """`command` (an interpreter running `-c CODE ARGS`) run by memray instead, recording into `capture`."""
     interpreter, flag, code, *arguments = command
     assert flag == "-c", command
-    tracker = [
-        interpreter,
-        "-m",
-        "memray",
-        "run",
-        "--native",
-        "--force",
-        "-q",
-    ]  # --aggregate wrote 0 bytes here
-    return [*tracker, "-o", str(capture), "-c", code, *arguments]
+    # Not --aggregate: for this program it wrote an empty capture.
+    tracker = [interpreter, "-m", "memray", "run", "--native", "--force", "-q", "-o", str(capture)]
+    return [*tracker, "-c", code, *arguments]
 
 
 def peak_stacks(capture: Path, top: int = 12) -> list[tuple[int, str]]:
@@ -142,9 +135,8 @@ def peak_stacks(capture: Path, top: int = 12) -> list[tuple[int, str]]:
     held: collections.Counter[str] = collections.Counter()
     for record in FileReader(capture).get_high_watermark_allocation_records(merge_threads=True):
         frames = record.stack_trace(max_stacks=4)
-        held[" <- ".join(f"{function} ({Path(file).name}:{line})" for function, file, line in frames)] += (
-            record.size
-        )
+        stack = " <- ".join(f"{function} ({Path(file).name}:{line})" for function, file, line in frames)
+        held[stack] += record.size
     return [(size, stack) for stack, size in held.most_common(top)]
 
 

@@ -114,7 +114,6 @@ class ServiceProtocol(H11Protocol):
         self.app = limit_requests(self.app, self.in_flight, _settings().limit_concurrency)
         self._lingering_until: float | None = None  # loop time: draining after an early answer
         self._linger_timer: asyncio.TimerHandle | None = None
-        self._drained_cycle: object = None  # the request whose body is being drained
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -153,22 +152,19 @@ class ServiceProtocol(H11Protocol):
     def _linger(self) -> None:
         """Answer sent, body unread: drain it until LINGER_S, or LINGER_IDLE_S of silence, then close."""
         self._disarm()
-        self._lingering_until, self._drained_cycle = self.loop.time() + LINGER_S, self.cycle
+        self._lingering_until = self.loop.time() + LINGER_S
         self.flow.resume_reading()  # uvicorn pauses reading while a body waits for the app
         self._arm_linger()
 
     def _drain(self, data: bytes) -> None:
         super().data_received(data)  # h11 parses it; uvicorn drops the body of an answered request
-        if self.cycle is self._drained_cycle and self.conn.their_state is h11.SEND_BODY:
-            self._arm_linger()
+        if self._waiting_for_headers() and self.conn.their_state is h11.SEND_BODY:
+            self._arm_linger()  # still the answered request's body (a pipelined one would be unanswered)
             return
         self._cancel_timers()  # drained in time: the connection carries on
-        self._lingering_until = self._drained_cycle = None
-        if self._waiting_for_headers() and not self.transport.is_closing():
-            self._awaiting[self] = None  # idle until its next request, as after any answer
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
+        self._lingering_until = None
+        if self._waiting_for_headers():
+            self.on_response_complete()  # what follows any answer: keep-alive, first in line to make room
 
     def _arm_linger(self) -> None:
         assert self._lingering_until is not None
