@@ -120,6 +120,20 @@ class TrainConfig(BaseModel):
         description="Keep a moving average of the weights with this decay per step (warmed up as "
         "(1+t)/(10+t)); the average is validated, kept and shipped (0: off; 0.998 is usual).",
     )
+    swa_epochs: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Stochastic weight averaging: after the schedule, train this many epochs more from "
+        "the best one at a constant rate and ship the average of their ends, BatchNorm statistics "
+        "recomputed (0: off).",
+    )
+    swa_lr_ratio: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="The averaging epochs' constant learning rate, as a share of --lr.",
+    )
     augment: bool = Field(
         True,
         description="Augment training images (the --aug-* options).",
@@ -188,6 +202,8 @@ class TrainConfig(BaseModel):
         aug = self.augmentation
         if aug.jpeg_quality_min > aug.jpeg_quality_max:
             raise ValueError("--aug-jpeg-quality-min must not exceed --aug-jpeg-quality-max")
+        if self.swa_epochs and self.ema_decay:
+            raise ValueError("--swa-epochs and --ema-decay each ship an average of the weights: choose one")
         return self
 
     # -- derived -----------------------------------------------------------------------------------

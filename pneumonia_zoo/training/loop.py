@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -20,6 +20,7 @@ from pneumonia_zoo.training.device import Runtime
 from pneumonia_zoo.training.ema import create_ema
 from pneumonia_zoo.training.mixup import Mixup
 from pneumonia_zoo.training.schedules import Scheduler
+from pneumonia_zoo.training.swa import create_swa, share_weights, swa_scheduler
 from pneumonia_zoo.zoo.features import FeatureNetwork
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -33,6 +34,8 @@ class FitResult:
     interrupted: bool = False
     budget_exhausted: bool = False
     seconds: float = 0.0
+    swa_epochs_run: int = 0
+    averaged: dict[str, float] = field(default_factory=dict)  # validation of the SWA average, if any
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -129,6 +132,21 @@ def train_one_epoch(
     }
 
 
+def _validate(
+    model: nn.Module, loader: DataLoader, runtime: Runtime, channels_last: bool
+) -> dict[str, float]:
+    labels, probs, val_loss = predict_probs(model, loader, runtime, channels_last)
+    val = binary_metrics(labels, probs, 0.5)
+    return {"val_loss": val_loss, "val_accuracy": val["accuracy"], "val_auc": val["auc"]}
+
+
+def _epoch_line(name: str, metrics: dict[str, float]) -> str:
+    return (
+        f"{name}: loss {metrics['train_loss']:.4f} val_loss {metrics['val_loss']:.4f} "
+        f"val_auc {metrics['val_auc']:.4f} lr {metrics['lr_start']:.2e} -> {metrics['lr']:.2e}"
+    )
+
+
 def _should_stop(stop: bool, runtime: Runtime) -> bool:
     """Rank 0 decides; every rank follows, so they leave the loop together."""
     if not runtime.distributed:
@@ -154,6 +172,8 @@ def fit(
     quiet: bool = False,
     mixup: Mixup | None = None,
     ema_decay: float = 0.0,
+    swa_epochs: int = 0,
+    swa_lr_ratio: float = 0.1,
 ) -> FitResult:
     """Train, validating each epoch on rank 0; stop after `patience` epochs without a better
     validation AUC and restore the best weights. Ctrl-C ends the loop cleanly.
@@ -161,8 +181,12 @@ def fit(
     With `ema_decay` the moving average of the weights is what is validated, kept and restored: the
     network leaves with the best epoch's average.
 
+    With `swa_epochs` the best epoch's weights then train that many epochs more at `swa_lr_ratio` times
+    the base rate, and the network leaves with the average of their ends (`_average_epochs`).
+
     `max_minutes` is a training-time budget: the epoch that crosses it ends early, is validated,
-    and is the last. Under DDP the budget is checked between epochs only, so ranks stay in step.
+    and is the last (no averaging epochs follow). Under DDP the budget is checked between epochs only,
+    so ranks stay in step.
     """
     result, best_state = FitResult(), None
     network = _unwrap(model)
@@ -193,14 +217,8 @@ def fit(
             result.budget_exhausted = deadline is not None and time.perf_counter() >= deadline
             stop = result.budget_exhausted
             if runtime.is_main:
-                labels, probs, val_loss = predict_probs(validated, val_loader, runtime, channels_last)
-                val = binary_metrics(labels, probs, 0.5)
-                metrics |= {
-                    "val_loss": val_loss,
-                    "val_accuracy": val["accuracy"],
-                    "val_auc": val["auc"],
-                }
-                score = val["auc"] if not math.isnan(val["auc"]) else -val_loss
+                metrics |= _validate(validated, val_loader, runtime, channels_last)
+                score = metrics["val_auc"] if not math.isnan(metrics["val_auc"]) else -metrics["val_loss"]
                 if score > result.best_score:
                     result.best_score, result.best_epoch = score, epoch
                     best_state = copy.deepcopy(validated.state_dict())
@@ -209,17 +227,93 @@ def fit(
                 if on_epoch:
                     on_epoch(epoch, metrics)
                 if not quiet:
-                    tqdm.write(
-                        f"epoch {epoch + 1}/{epochs}: loss {metrics['train_loss']:.4f} "
-                        f"val_loss {val_loss:.4f} val_auc {val['auc']:.4f} "
-                        f"lr {metrics['lr_start']:.2e} -> {metrics['lr']:.2e}"
-                    )
+                    tqdm.write(_epoch_line(f"epoch {epoch + 1}/{epochs}", metrics))
                 stop = stop or epoch - result.best_epoch >= patience
             if _should_stop(stop, runtime):
                 break
+        if best_state is not None:
+            network.load_state_dict(best_state)
+        if swa_epochs and not result.budget_exhausted:
+            tail = _Tail(train_loader, val_loader, optimizer, loss_fn, runtime, channels_last, scaler, mixup)
+            _average_epochs(model, tail, swa_epochs, swa_lr_ratio, epochs, result, on_epoch, deadline, quiet)
     except KeyboardInterrupt:
         result.interrupted = True
-    if best_state is not None:
-        network.load_state_dict(best_state)
+        if best_state is not None:
+            network.load_state_dict(best_state)
     result.seconds = time.perf_counter() - started
     return result
+
+
+@dataclass
+class _Tail:
+    """What the averaging epochs train with: the run's loaders, optimizer, loss and runtime."""
+
+    train_loader: DataLoader
+    val_loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    runtime: Runtime
+    channels_last: bool
+    scaler: torch.amp.GradScaler | None
+    mixup: Mixup | None
+
+
+def _average_epochs(
+    model: nn.Module,
+    tail: _Tail,
+    count: int,
+    lr_ratio: float,
+    first_epoch: int,
+    result: FitResult,
+    on_epoch: EpochCallback | None,
+    deadline: float | None,
+    quiet: bool,
+) -> None:
+    """Stochastic weight averaging: `count` epochs at a constant rate from the weights `model` holds, the
+    equal average of the weights at each epoch's end, BatchNorm's statistics recomputed for it over the
+    training set; the average is validated (`result.averaged`) and left in the network. Each epoch is
+    logged as the schedule's were, validating the weights it ended with."""
+    network, runtime = _unwrap(model), tail.runtime
+    share_weights(network, runtime)
+    scheduler = swa_scheduler(tail.optimizer, lr_ratio, len(tail.train_loader), count)
+    average = create_swa(network)
+    for index in range(count):
+        if isinstance(tail.train_loader.sampler, DistributedSampler):
+            tail.train_loader.sampler.set_epoch(first_epoch + index)  # a shuffle none of the schedule had
+        metrics = train_one_epoch(
+            model,
+            tail.train_loader,
+            tail.optimizer,
+            scheduler,
+            tail.loss_fn,
+            runtime,
+            tail.channels_last,
+            f"averaging {index + 1}/{count}",
+            tail.scaler,
+            None if runtime.distributed else deadline,
+            quiet,
+            tail.mixup,
+        )
+        average.update_parameters(network)
+        result.swa_epochs_run += 1
+        result.budget_exhausted = deadline is not None and time.perf_counter() >= deadline
+        if runtime.is_main:
+            metrics |= _validate(network, tail.val_loader, runtime, tail.channels_last)
+            step = len(result.history)
+            result.history.append(metrics | {"epoch": step})
+            if on_epoch:
+                on_epoch(step, metrics)
+            if not quiet:
+                tqdm.write(_epoch_line(f"averaging {index + 1}/{count}", metrics))
+        if _should_stop(result.budget_exhausted, runtime):
+            break
+    update_bn(tail.train_loader, average, runtime.device)
+    network.load_state_dict(average.module.state_dict())
+    if runtime.is_main:
+        result.averaged = _validate(network, tail.val_loader, runtime, tail.channels_last)
+        if not quiet:
+            averaged = result.averaged
+            tqdm.write(
+                f"average of {result.swa_epochs_run} epochs: val_loss {averaged['val_loss']:.4f} "
+                f"val_auc {averaged['val_auc']:.4f}"
+            )

@@ -163,6 +163,9 @@ def evaluate_package(
     }
     if fit_result.history and fit_result.best_epoch >= 0:  # the kept epoch's loss: promote's tie-break
         metrics["val_loss"] = float(fit_result.history[fit_result.best_epoch]["val_loss"])
+    if fit_result.averaged:  # what is kept is the average of the SWA epochs, not the best epoch
+        metrics |= {f"swa_{name}": value for name, value in fit_result.averaged.items()}
+        metrics |= {"swa_epochs_run": float(fit_result.swa_epochs_run), "val_loss": metrics["swa_val_loss"]}
     for evaluation in evaluations:
         metrics |= evaluation.flat_metrics()
     originals = config.originals_folder()
@@ -250,6 +253,8 @@ def _train(
         quiet=quiet,
         mixup=create_mixup(config.mixup_alpha, config.seed + runtime.rank),
         ema_decay=config.ema_decay,
+        swa_epochs=config.swa_epochs,
+        swa_lr_ratio=config.swa_lr_ratio,
     )
     if not runtime.is_main:
         run_fit()

@@ -1,4 +1,5 @@
-"""Two CPU processes on the gloo backend: DDP trains, only rank 0 logs and registers."""
+"""Two CPU processes on the gloo backend: DDP trains (weight averaging included: every rank averages from
+rank 0's best epoch), only rank 0 logs and registers."""
 
 import os
 import sys
@@ -29,6 +30,8 @@ def test_torchrun_two_processes_gloo(tracking_store: str, fixture_data: Path) ->
         "32",
         "--batch-size",
         "4",
+        "--swa-epochs",
+        "1",
         "--bootstrap",
         "20",
         "--no-onnx",
@@ -44,6 +47,8 @@ def test_torchrun_two_processes_gloo(tracking_store: str, fixture_data: Path) ->
         [registry_client(store).get_experiment_by_name("pneumonia-zoo").experiment_id]
     )
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # rank 1 logged nothing
-    assert runs[0].data.metrics["epochs_run"] == 2
+    metrics = runs[0].data.metrics
+    assert metrics["epochs_run"] == 3 and metrics["swa_epochs_run"] == 1  # two of the schedule, one averaging
+    assert metrics["val_loss"] == metrics["swa_val_loss"]
     assert [str(v.version) for v in store.versions()] == ["1"]
     assert result.stdout.count("registered version 1") == 1
