@@ -275,7 +275,10 @@ def _train(
 
         fit_result = run_fit(on_epoch=log_epoch)
         if fit_result.history:
-            mlflow.log_figure(plots.history_figure(fit_result.history), "plots/curves.png")
+            mlflow.log_figure(
+                plots.history_figure(fit_result.history, fit_result.averaged, fit_result.swa_epochs_run),
+                "plots/curves.png",
+            )
             mlflow.log_figure(plots.lr_figure(fit_result.history), "plots/learning_rate.png")
             mlflow.log_text(json.dumps(fit_result.history, indent=1), "history.json")
         if fit_result.interrupted:

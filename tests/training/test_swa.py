@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from pneumonia_zoo.errors import UserError
+from pneumonia_zoo.training import plots
 from pneumonia_zoo.training.config import TrainConfig
 from tests.training_helpers import fit_on_cpu
 
@@ -111,3 +112,25 @@ def test_the_options_are_validated_logged_and_reproduced() -> None:
         TrainConfig.build(arch="small_cnn", data=Path("chest_xray"), swa_epochs=2, ema_decay=0.99)
     with pytest.raises(UserError, match="invalid --swa-lr-ratio"):
         TrainConfig.build(arch="small_cnn", data=Path("chest_xray"), swa_lr_ratio=0.0)
+
+
+def test_the_curves_show_the_averaging_epochs_and_the_kept_average() -> None:
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 0.3,
+            "val_loss": 0.2,
+            "train_accuracy": 0.9,
+            "val_accuracy": 0.9,
+            "val_auc": 0.99,
+        }
+        for e in range(5)
+    ]
+    averaged = {"val_loss": 0.15, "val_accuracy": 0.95, "val_auc": 0.995}
+    figure = plots.history_figure(history, averaged, averaging_epochs=2)
+    for axis, key in zip(figure.axes, ("val_loss", "val_accuracy", "val_auc"), strict=True):
+        labels = axis.get_legend_handles_labels()[1]
+        assert "averaging" in labels and "average (kept)" in labels
+        (star,) = [line for line in axis.get_lines() if line.get_label() == "average (kept)"]
+        assert list(star.get_ydata()) == [averaged[key]] and list(star.get_xdata()) == [5.5]
+    assert "averaging" not in plots.history_figure(history).axes[0].get_legend_handles_labels()[1]
