@@ -120,6 +120,13 @@ class TrainConfig(BaseModel):
         description="Keep a moving average of the weights with this decay per step (warmed up as "
         "(1+t)/(10+t)); the average is validated, kept and shipped (0: off; 0.998 is usual).",
     )
+    progressive_start_size: int | None = Field(
+        None,
+        ge=32,
+        le=1024,
+        description="Progressive resizing: the first epoch trains on images of this size, growing "
+        "linearly to --image-size by the last epoch of the schedule (validation always at --image-size).",
+    )
     swa_epochs: int = Field(
         0,
         ge=0,
@@ -202,6 +209,8 @@ class TrainConfig(BaseModel):
         aug = self.augmentation
         if aug.jpeg_quality_min > aug.jpeg_quality_max:
             raise ValueError("--aug-jpeg-quality-min must not exceed --aug-jpeg-quality-max")
+        if self.progressive_start_size is not None and self.progressive_start_size > self.image_size:
+            raise ValueError("--progressive-start-size must not exceed --image-size")
         if self.swa_epochs and self.ema_decay:
             raise ValueError("--swa-epochs and --ema-decay each ship an average of the weights: choose one")
         return self

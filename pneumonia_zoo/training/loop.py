@@ -3,7 +3,7 @@
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +19,7 @@ from pneumonia_zoo.stats.classification import binary_metrics
 from pneumonia_zoo.training.device import Runtime
 from pneumonia_zoo.training.ema import create_ema
 from pneumonia_zoo.training.mixup import Mixup
+from pneumonia_zoo.training.progressive import resize_batch
 from pneumonia_zoo.training.schedules import Scheduler
 from pneumonia_zoo.training.swa import create_swa, share_weights, swa_scheduler
 from pneumonia_zoo.zoo.features import FeatureNetwork
@@ -96,9 +97,10 @@ def train_one_epoch(
     quiet: bool = False,
     mixup: Mixup | None = None,
     ema: AveragedModel | None = None,
+    input_size: int | None = None,
 ) -> dict[str, float]:
     """One pass over the loader; with a `deadline` (perf_counter seconds) it ends early. `mixup` blends
-    each batch; `ema` is updated after every optimizer step."""
+    each batch; `ema` is updated after every optimizer step; `input_size` resizes each batch."""
     model.train()
     network = _unwrap(model)
     scaler = scaler or runtime.grad_scaler()
@@ -107,6 +109,8 @@ def train_one_epoch(
     progress = tqdm(loader, desc=description, leave=False, disable=quiet or not runtime.is_main)
     for images, targets in progress:
         images, targets = _to_device(images, runtime, channels_last), targets.to(runtime.device)
+        if input_size is not None:
+            images = resize_batch(images, input_size)
         optimizer.zero_grad(set_to_none=True)
         mixed = mixup(images, targets) if mixup is not None else None
         with runtime.autocast():
@@ -129,7 +133,7 @@ def train_one_epoch(
         "train_accuracy": correct / max(seen, 1),
         "lr": scheduler.lr,  # in use at the end of the epoch (after warm-up's ramp, say)
         "lr_start": lr_first,
-    }
+    } | ({"input_size": float(input_size)} if input_size is not None else {})
 
 
 def _validate(
@@ -174,6 +178,7 @@ def fit(
     ema_decay: float = 0.0,
     swa_epochs: int = 0,
     swa_lr_ratio: float = 0.1,
+    input_sizes: Sequence[int] | None = None,
 ) -> FitResult:
     """Train, validating each epoch on rank 0; stop after `patience` epochs without a better
     validation AUC and restore the best weights. Ctrl-C ends the loop cleanly.
@@ -183,6 +188,9 @@ def fit(
 
     With `swa_epochs` the best epoch's weights then train that many epochs more at `swa_lr_ratio` times
     the base rate, and the network leaves with the average of their ends (`_average_epochs`).
+
+    With `input_sizes` (one per epoch, `progressive.epoch_sizes`) the schedule's epochs train on batches
+    resized to them; validation and the averaging epochs see the loaders' images as they are.
 
     `max_minutes` is a training-time budget: the epoch that crosses it ends early, is validated,
     and is the last (no averaging epochs follow). Under DDP the budget is checked between epochs only,
@@ -195,6 +203,7 @@ def fit(
     scaler = runtime.grad_scaler()  # float16 only: bfloat16 and float32 need no loss scaling
     started = time.perf_counter()
     deadline = started + max_minutes * 60 if max_minutes else None
+    sizes: list[int | None] = list(input_sizes) if input_sizes is not None else [None] * epochs
     try:
         for epoch in range(epochs):
             if isinstance(train_loader.sampler, DistributedSampler):
@@ -213,6 +222,7 @@ def fit(
                 quiet,
                 mixup,
                 ema,
+                sizes[epoch],
             )
             result.budget_exhausted = deadline is not None and time.perf_counter() >= deadline
             stop = result.budget_exhausted

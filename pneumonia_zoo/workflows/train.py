@@ -43,6 +43,7 @@ from pneumonia_zoo.training.device import Runtime, seed_everything, setup_runtim
 from pneumonia_zoo.training.factories import create_loaders, create_loss, create_optimizer
 from pneumonia_zoo.training.loop import FitResult, fit
 from pneumonia_zoo.training.mixup import create_mixup
+from pneumonia_zoo.training.progressive import epoch_sizes
 from pneumonia_zoo.training.schedules import Scheduler
 from pneumonia_zoo.zoo.architectures import get_architecture
 from pneumonia_zoo.zoo.factory import create_model, resolve_pretrained
@@ -255,6 +256,7 @@ def _train(
         ema_decay=config.ema_decay,
         swa_epochs=config.swa_epochs,
         swa_lr_ratio=config.swa_lr_ratio,
+        input_sizes=epoch_sizes(config.progressive_start_size, config.image_size, config.epochs),
     )
     if not runtime.is_main:
         run_fit()

@@ -191,3 +191,21 @@ def test_ema_changes_what_is_kept_and_mixup_what_is_trained(fixture_data: Path, 
     assert ema["val_loss"] != pytest.approx(plain["val_loss"], rel=1e-4)
     assert ema["temperature"] != pytest.approx(plain["temperature"], rel=1e-4)
     assert mixup["train_loss"] != pytest.approx(plain["train_loss"], rel=1e-4)
+
+
+def test_progressive_resizing_reaches_the_served_size(fixture_data: Path, tmp_path: Path) -> None:
+    """A run with --progressive-start-size trains its epochs at growing sizes (logged per epoch) and
+    ships a package at --image-size."""
+    store = store_for(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    config = TrainConfig.build(
+        **tiny_train_args(
+            fixture_data, epochs=3, bootstrap=0, threads=1, image_size=48, progressive_start_size=32
+        )
+    )
+    outcome = train(config, store, quiet=True)
+    client = registry_client(store)
+    sizes = [metric.value for metric in client.get_metric_history(outcome.run_id, "input_size")]
+    assert sizes == [32, 40, 48]
+    assert client.get_run(outcome.run_id).data.params["progressive_start_size"] == "32"
+    _, classifier = store.load(f"models:/pneumonia-classifier/{outcome.version}", destination=tmp_path / "v")
+    assert classifier.config.preprocessing is not None and classifier.config.preprocessing.image_size == 48
