@@ -81,12 +81,12 @@ ASPECT=(--aug-aspect-p 0.5 --aug-aspect-log-range 0.25)
 if [ "${WITH_ASPECT:-0}" = 1 ]; then
     lite_pair "${ASPECT[@]}"
 fi
-# Version 24 (2026-12-07, a store of its own merged with results/merge_store.py; README, "DenseNet201,
+# Version 24 (2026-12-07, a store of its own merged with results/merge_store.py; results/EXPERIMENTS.md, "DenseNet201,
 # VGG16 and ViT-Tiny at 128 px"): version 18's command with Platt scaling instead of a temperature alone.
 if [ "${WITH_PLATT:-0}" = 1 ]; then
     "$PZ" train --arch densenet201 --lr 1e-3 --max-minutes 8 --calibration platt "${SCRATCH128[@]}" "${COMMON[@]}"
 fi
-# Versions 25-28 (2026-12-07, stores of their own merged with results/merge_store.py; README, "EMA and mixup"):
+# Versions 25-28 (2026-12-07, stores of their own merged with results/merge_store.py; results/EXPERIMENTS.md, "EMA and mixup"):
 # Lite0 and Lite1 as versions 1-2 plus a moving average of the weights and mixup, and their ensemble. Not the
 # champion: validation Brier 0.0219 against version 7's 0.0172.
 if [ "${WITH_EMA_MIXUP:-0}" = 1 ]; then
@@ -94,7 +94,7 @@ if [ "${WITH_EMA_MIXUP:-0}" = 1 ]; then
     # Version 28: EMA alone (Lite1 and an ensemble were to follow only if it beat version 1; it did not).
     train_lite --arch efficientnet_lite0 --ema-decay 0.998
 fi
-# Versions 29-30 (2026-12-07; README, "Lite1 + Lite2"): Lite2 with the recipe of versions 1-2 (into a store of
+# Versions 29-30 (2026-12-07; results/EXPERIMENTS.md, "Lite1 + Lite2"): Lite2 with the recipe of versions 1-2 (into a store of
 # its own beside the retrains of versions 1-2, merged with results/merge_store.py), then the ensemble of version
 # 2 and it, built in this store; the champion rule picks it (validation Brier 0.0165 against 0.0172).
 if [ "${WITH_LITE2_PAIR:-0}" = 1 ]; then
@@ -105,7 +105,7 @@ if [ "${WITH_LITE2_PAIR:-0}" = 1 ]; then
     "$PZ" export-starter --model models:/pneumonia-classifier@champion --fp16 --data "$DATA" --out pneumonia_zoo/assets/starter
     "$PZ" compare --out results/compare
 fi
-# Versions 31-32 (2026-12-07; README, "ResNet50 at 128 px with a budget that fits its schedule", each into a
+# Versions 31-32 (2026-12-07; results/EXPERIMENTS.md, "ResNet50 at 128 px with a budget that fits its schedule", each into a
 # store of its own merged with results/merge_store.py): version 10's network with six epochs, so that cosine
 # ends, then DenseNet201 the same way with the 26 minutes that were left (its sixth epoch cut halfway).
 if [ "${WITH_R50_128:-0}" = 1 ]; then
@@ -116,7 +116,7 @@ if [ "${WITH_R50_128:-0}" = 1 ]; then
     done
     "$PZ" compare --out results/compare
 fi
-# Versions 33-35 (2026-12-07; README, "A temporal validation split"): Lite1 and Lite2 as versions 2 and 29, but
+# Versions 33-35 (2026-12-07; results/EXPERIMENTS.md, "A temporal validation split"): Lite1 and Lite2 as versions 2 and 29, but
 # validated on each class's earliest patients (--val-split earliest), and their ensemble (into a store of their
 # own merged with results/merge_store.py). promote ranks them only among versions on that split: not picked.
 if [ "${WITH_EARLIEST_SPLIT:-0}" = 1 ]; then
@@ -127,14 +127,14 @@ if [ "${WITH_EARLIEST_SPLIT:-0}" = 1 ]; then
     "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
     "$PZ" compare --out results/compare
 fi
-# Version 36 (2026-12-07; README, "SWA"; into a store of its own merged with results/merge_store.py): Lite1 as
+# Version 36 (2026-12-07; results/EXPERIMENTS.md, "SWA"; into a store of its own merged with results/merge_store.py): Lite1 as
 # version 2 plus stochastic weight averaging. Not the champion: validation Brier 0.0191 against version 2's 0.0180,
 # so Lite2 with SWA and their ensemble (the step fixed to follow a win) were not trained.
 if [ "${WITH_SWA:-0}" = 1 ]; then
     train_lite --arch efficientnet_lite1 --swa-epochs 3 --swa-lr-ratio 0.1
     "$PZ" compare --out results/compare
 fi
-# Version 37 (2026-12-07; README, "Progressive resizing"; a store of its own merged with results/merge_store.py):
+# Version 37 (2026-12-07; results/EXPERIMENTS.md, "Progressive resizing"; a store of its own merged with results/merge_store.py):
 # Lite1 as version 2 with its epochs at 160 to 224 px. Not the champion: validation Brier 0.0200 against 0.0180.
 if [ "${WITH_PROGRESSIVE:-0}" = 1 ]; then
     train_lite --arch efficientnet_lite1 --progressive-start-size 160
