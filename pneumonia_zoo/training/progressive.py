@@ -7,6 +7,7 @@ needs no other change."""
 import torch
 from torch.nn import functional
 
+
 def epoch_sizes(start: int | None, final: int, epochs: int) -> list[int] | None:
     """The input size of each of `epochs` epochs: `start` for the first, `final` for the last, linear
     between (rounded to whole pixels); None (every batch as it is) without a start."""
