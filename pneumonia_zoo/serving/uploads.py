@@ -34,6 +34,13 @@ def max_body_bytes(max_file_bytes: int, max_files: int) -> int:
     return max_files * max_file_bytes + MAX_FIELDS * MAX_FIELD_BYTES + _MULTIPART_OVERHEAD
 
 
+def held_bound(received: int) -> int:
+    """The memory `received` body bytes can take once parsed into parts: a part's bytearray grows by
+    over-allocating up to an eighth of its size (CPython's rule, as lists do), and the upload budget is
+    for the memory held, so it is charged for that headroom too."""
+    return received + received // 8 + 64
+
+
 def size_text(count: int) -> str:
     return f"{count / 2**20:.1f} MB" if count >= 2**20 else f"{count / 1024:.0f} KB"
 
@@ -203,7 +210,8 @@ async def read_upload_form(
     A body larger than the limits allow (`max_bytes`, else what `max_files` files allow) is refused
     (TooLarge) from its declared length before a byte is read, and as soon as more arrives. One that
     does not arrive within `timeout_s`, or falls behind `pace`, is a ClientTimeout. `on_received` is
-    awaited with the bytes received so far after each chunk (the upload budget's charge).
+    awaited after each chunk, before it is parsed, with the memory the bytes received so far can hold
+    (`held_bound`: the upload budget's charge).
     """
     content_type, params = parse_options_header(body.content_type)
     if content_type != b"multipart/form-data":
@@ -228,7 +236,7 @@ async def read_upload_form(
             if received > limit:
                 raise TooLarge(too_large)
             if on_received is not None:
-                await on_received(received)
+                await on_received(held_bound(received))
             parser.write(chunk)  # callbacks raise TooLarge as soon as a limit is crossed
         parser.finalize()
     except FormParserError:

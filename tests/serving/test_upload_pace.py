@@ -3,6 +3,7 @@ parts: in process, with the hostile streams built here."""
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -188,3 +189,25 @@ def test_log_messages_stay_on_one_line() -> None:
     assert printable("/x\r\n2026-01-01 INFO forged\x1b[2J") == "/x\\x0d\\x0a2026-01-01 INFO forged\\x1b[2J"
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "GET %s 404", ("/a\nb",), None)
     assert "\n" not in _OneLineFormatter("%(message)s").format(record)
+
+
+def test_the_charge_covers_the_memory_the_parts_hold_not_only_the_bytes() -> None:
+    """A 2 MB file arriving in 64 KB chunks: its bytearray over-allocates as it grows (the allocation,
+    `sys.getsizeof`, ends above every byte received), and the charge covers that allocation."""
+    charged_for: list[int] = []
+    header = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
+    chunks = [header] + [b"\xff" * 65536] * 32 + [b"\r\n--b--\r\n"]
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    async def record(amount: int) -> None:
+        charged_for.append(amount)
+
+    form = asyncio.run(
+        read_upload_form(IncomingBody(MULTIPART, None, body()), 4 << 20, 1, on_received=record)
+    )
+    held = sys.getsizeof(form.files[0].data)
+    assert held > sum(map(len, chunks))  # the headroom is real: more held than was sent
+    assert max(charged_for) >= held
