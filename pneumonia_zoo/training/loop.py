@@ -200,52 +200,43 @@ def fit(
     network = _unwrap(model)
     ema = create_ema(network, ema_decay)
     validated: nn.Module = ema.module if ema is not None else network
-    scaler = runtime.grad_scaler()  # float16 only: bfloat16 and float32 need no loss scaling
     started = time.perf_counter()
-    deadline = started + max_minutes * 60 if max_minutes else None
+    run = _Epochs(
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        loss_fn,
+        runtime,
+        channels_last,
+        runtime.grad_scaler(),  # float16 only: bfloat16 and float32 need no loss scaling
+        mixup,
+        started + max_minutes * 60 if max_minutes else None,
+        quiet,
+        on_epoch,
+        result,
+    )
     sizes: list[int | None] = list(input_sizes) if input_sizes is not None else [None] * epochs
     try:
         for epoch in range(epochs):
-            if isinstance(train_loader.sampler, DistributedSampler):
-                train_loader.sampler.set_epoch(epoch)  # a new shuffle per epoch, the same on every rank
-            metrics = train_one_epoch(
-                model,
-                train_loader,
-                optimizer,
-                scheduler,
-                loss_fn,
-                runtime,
-                channels_last,
-                f"epoch {epoch + 1}/{epochs}",
-                scaler,
-                None if runtime.distributed else deadline,
-                quiet,
-                mixup,
-                ema,
-                sizes[epoch],
-            )
-            result.budget_exhausted = deadline is not None and time.perf_counter() >= deadline
+            description = f"epoch {epoch + 1}/{epochs}"
+            metrics = run.train(epoch, scheduler, description, ema, sizes[epoch])
             stop = result.budget_exhausted
             if runtime.is_main:
-                metrics |= _validate(validated, val_loader, runtime, channels_last)
+                metrics |= run.validate(validated)
                 score = metrics["val_auc"] if not math.isnan(metrics["val_auc"]) else -metrics["val_loss"]
                 if score > result.best_score:
                     result.best_score, result.best_epoch = score, epoch
                     best_state = copy.deepcopy(validated.state_dict())
                 scheduler.step_epoch(score)
-                result.history.append(metrics | {"epoch": epoch})
-                if on_epoch:
-                    on_epoch(epoch, metrics)
-                if not quiet:
-                    tqdm.write(_epoch_line(f"epoch {epoch + 1}/{epochs}", metrics))
+                run.record(metrics, description)
                 stop = stop or epoch - result.best_epoch >= patience
             if _should_stop(stop, runtime):
                 break
         if best_state is not None:
             network.load_state_dict(best_state)
         if swa_epochs and not result.budget_exhausted:
-            tail = _Tail(train_loader, val_loader, optimizer, loss_fn, runtime, channels_last, scaler, mixup)
-            _average_epochs(model, tail, swa_epochs, swa_lr_ratio, epochs, result, on_epoch, deadline, quiet)
+            _average_epochs(run, swa_epochs, swa_lr_ratio, first_shuffle=epochs)
     except KeyboardInterrupt:
         result.interrupted = True
         if best_state is not None:
@@ -255,9 +246,11 @@ def fit(
 
 
 @dataclass
-class _Tail:
-    """What the averaging epochs train with: the run's loaders, optimizer, loss and runtime."""
+class _Epochs:
+    """What every epoch of a run trains and validates with, and where it is recorded: the schedule's
+    epochs and the averaging ones alike."""
 
+    model: nn.Module
     train_loader: DataLoader
     val_loader: DataLoader
     optimizer: torch.optim.Optimizer
@@ -266,64 +259,79 @@ class _Tail:
     channels_last: bool
     scaler: torch.amp.GradScaler | None
     mixup: Mixup | None
+    deadline: float | None
+    quiet: bool
+    on_epoch: EpochCallback | None
+    result: FitResult
+
+    def train(
+        self,
+        shuffle: int,
+        scheduler: Scheduler,
+        description: str,
+        ema: AveragedModel | None = None,
+        input_size: int | None = None,
+    ) -> dict[str, float]:
+        """One epoch (`shuffle` seeds the distributed sampler: the same on every rank, new each epoch);
+        notes in the result whether the time budget is spent."""
+        if isinstance(self.train_loader.sampler, DistributedSampler):
+            self.train_loader.sampler.set_epoch(shuffle)
+        metrics = train_one_epoch(
+            self.model,
+            self.train_loader,
+            self.optimizer,
+            scheduler,
+            self.loss_fn,
+            self.runtime,
+            self.channels_last,
+            description,
+            self.scaler,
+            None if self.runtime.distributed else self.deadline,
+            self.quiet,
+            self.mixup,
+            ema,
+            input_size,
+        )
+        self.result.budget_exhausted = self.deadline is not None and time.perf_counter() >= self.deadline
+        return metrics
+
+    def validate(self, network: nn.Module) -> dict[str, float]:
+        return _validate(network, self.val_loader, self.runtime, self.channels_last)
+
+    def record(self, metrics: dict[str, float], description: str) -> None:
+        """Rank 0: the epoch joins the history, the callback and the console."""
+        step = len(self.result.history)
+        self.result.history.append(metrics | {"epoch": step})
+        if self.on_epoch:
+            self.on_epoch(step, metrics)
+        if not self.quiet:
+            tqdm.write(_epoch_line(description, metrics))
 
 
-def _average_epochs(
-    model: nn.Module,
-    tail: _Tail,
-    count: int,
-    lr_ratio: float,
-    first_epoch: int,
-    result: FitResult,
-    on_epoch: EpochCallback | None,
-    deadline: float | None,
-    quiet: bool,
-) -> None:
-    """Stochastic weight averaging: `count` epochs at a constant rate from the weights `model` holds, the
-    equal average of the weights at each epoch's end, BatchNorm's statistics recomputed for it over the
-    training set; the average is validated (`result.averaged`) and left in the network. Each epoch is
+def _average_epochs(run: _Epochs, count: int, lr_ratio: float, first_shuffle: int) -> None:
+    """Stochastic weight averaging: `count` epochs at a constant rate from the weights the network holds,
+    the equal average of the weights at each epoch's end, BatchNorm's statistics recomputed for it over
+    the training set; the average is validated (`result.averaged`) and left in the network. Each epoch is
     logged as the schedule's were, validating the weights it ended with."""
-    network, runtime = _unwrap(model), tail.runtime
+    network, runtime, result = _unwrap(run.model), run.runtime, run.result
     share_weights(network, runtime)
-    scheduler = swa_scheduler(tail.optimizer, lr_ratio, len(tail.train_loader), count)
+    scheduler = swa_scheduler(run.optimizer, lr_ratio, len(run.train_loader), count)
     average = create_swa(network)
     for index in range(count):
-        if isinstance(tail.train_loader.sampler, DistributedSampler):
-            tail.train_loader.sampler.set_epoch(first_epoch + index)  # a shuffle none of the schedule had
-        metrics = train_one_epoch(
-            model,
-            tail.train_loader,
-            tail.optimizer,
-            scheduler,
-            tail.loss_fn,
-            runtime,
-            tail.channels_last,
-            f"averaging {index + 1}/{count}",
-            tail.scaler,
-            None if runtime.distributed else deadline,
-            quiet,
-            tail.mixup,
-        )
+        description = f"averaging {index + 1}/{count}"
+        metrics = run.train(first_shuffle + index, scheduler, description)  # shuffles none before had
         average.update_parameters(network)
         result.swa_epochs_run += 1
-        result.budget_exhausted = deadline is not None and time.perf_counter() >= deadline
         if runtime.is_main:
-            metrics |= _validate(network, tail.val_loader, runtime, tail.channels_last)
-            step = len(result.history)
-            result.history.append(metrics | {"epoch": step})
-            if on_epoch:
-                on_epoch(step, metrics)
-            if not quiet:
-                tqdm.write(_epoch_line(f"averaging {index + 1}/{count}", metrics))
+            run.record(metrics | run.validate(network), description)
         if _should_stop(result.budget_exhausted, runtime):
             break
-    update_bn(tail.train_loader, average, runtime.device)
+    update_bn(run.train_loader, average, runtime.device)
     network.load_state_dict(average.module.state_dict())
     if runtime.is_main:
-        result.averaged = _validate(network, tail.val_loader, runtime, tail.channels_last)
-        if not quiet:
-            averaged = result.averaged
+        result.averaged = run.validate(network)
+        if not run.quiet:
             tqdm.write(
-                f"average of {result.swa_epochs_run} epochs: val_loss {averaged['val_loss']:.4f} "
-                f"val_auc {averaged['val_auc']:.4f}"
+                f"average of {result.swa_epochs_run} epochs: val_loss {result.averaged['val_loss']:.4f} "
+                f"val_auc {result.averaged['val_auc']:.4f}"
             )

@@ -162,11 +162,12 @@ def evaluate_package(
     metrics |= {
         f"threshold_{name}": point.threshold for name, point in classifier.config.operating_points.items()
     }
-    if fit_result.history and fit_result.best_epoch >= 0:  # the kept epoch's loss: promote's tie-break
-        metrics["val_loss"] = float(fit_result.history[fit_result.best_epoch]["val_loss"])
-    if fit_result.averaged:  # what is kept is the average of the SWA epochs, not the best epoch
+    # The kept weights' validation loss (promote's tie-break): the SWA average's, else the best epoch's.
+    if fit_result.averaged:
         metrics |= {f"swa_{name}": value for name, value in fit_result.averaged.items()}
         metrics |= {"swa_epochs_run": float(fit_result.swa_epochs_run), "val_loss": metrics["swa_val_loss"]}
+    elif fit_result.history and fit_result.best_epoch >= 0:
+        metrics["val_loss"] = float(fit_result.history[fit_result.best_epoch]["val_loss"])
     for evaluation in evaluations:
         metrics |= evaluation.flat_metrics()
     originals = config.originals_folder()
