@@ -90,8 +90,9 @@ def render_promotion(name: str, promotion: "Promotion") -> str:
                 f"{ranking.left_out} version(s) validated on other splits not compared "
                 "(promote --version N moves to one of them)"
             )
-    if promotion.comparison is not None:
-        lines += promotion.comparison.lines()
+    for comparison in (promotion.comparison, promotion.better):
+        if comparison is not None:
+            lines += comparison.lines()
     return "\n".join(lines)
 
 

@@ -35,14 +35,23 @@ def promote(
         ),
     ] = None,
     margin: Annotated[float, typer.Option(help="How much worse than the champion is tolerated.")] = 0.0,
+    better_on: Annotated[
+        Path | None,
+        typer.Option(
+            "--better-on",
+            help="Kaggle's chest_xray/ (its validation split, which the version must share with the "
+            "champion), a NORMAL/PNEUMONIA folder or a manifest (.csv): refuse unless the version's paired "
+            "ΔBrier interval against the champion on it lies below 0 (better beyond the sample).",
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Move the champion alias to the version with the best validation metric (or to --version)."""
-    require_existing([not_worse_on])
+    require_existing([not_worse_on, better_on])
     from pneumonia_zoo.workflows.promote import promote as run_promote
 
     store = open_store()
-    done = run_promote(store, metric, version, alias, not_worse_on, margin, quiet)
+    done = run_promote(store, metric, version, alias, not_worse_on, margin, quiet, better_on)
     output.show(output.render_promotion(store.model_name, done))
 
 

@@ -1,5 +1,6 @@
 """Two packages' predictions on the same images, compared in pairs: ΔAUC with a paired patient-cluster
-bootstrap (the primary figure), DeLong for reference, McNemar at the two models' own operating points."""
+bootstrap (the primary figure), DeLong for reference, McNemar at the two models' own operating points, and
+ΔBrier (the champion rule's score) with the same bootstrap."""
 
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from pneumonia_zoo.stats.paired import (
     delong_paired,
     mcnemar_exact,
     paired_auc_bootstrap,
+    paired_brier_bootstrap,
 )
 
 
@@ -24,9 +26,10 @@ class PairedComparison:
     patients: int
     threshold: float  # the model's own operating point
     threshold_against: float
-    bootstrap: PairedBootstrap
+    bootstrap: PairedBootstrap  # ΔAUC
     delong: DeLongResult
     mcnemar: McNemarResult
+    brier: PairedBootstrap  # ΔBrier: negative when the model is better
 
     @property
     def delta_auc(self) -> float:
@@ -37,14 +40,15 @@ class PairedComparison:
         return self.bootstrap.ci
 
     def to_dict(self) -> dict:
-        """The `paired` block of `evaluate --json`: ΔAUC = AUC(model) - AUC(against)."""
+        """The `paired` block of `evaluate --json`: ΔAUC = AUC(model) - AUC(against); `brier` the same for
+        the Brier score."""
         return {
             "model": self.model,
             "against": self.against,
             "images": self.images,
             "patients": self.patients,
-            "auc": self.bootstrap.auc_a,
-            "auc_against": self.bootstrap.auc_b,
+            "auc": self.bootstrap.value_a,
+            "auc_against": self.bootstrap.value_b,
             "delta_auc": self.bootstrap.delta,
             "delta_auc_ci": list(self.bootstrap.ci),
             "p_value": self.bootstrap.p_value,
@@ -53,18 +57,22 @@ class PairedComparison:
             "delong": self.delong.to_dict() | {"method": "DeLong (images independent; for reference)"},
             "mcnemar": self.mcnemar.to_dict()
             | {"threshold": self.threshold, "threshold_against": self.threshold_against},
+            "brier": {"brier": self.brier.value_a, "brier_against": self.brier.value_b}
+            | self.brier.to_dict(),
         }
 
     def lines(self) -> list[str]:
         low, high = self.bootstrap.ci
-        mcnemar = self.mcnemar
+        mcnemar, brier = self.mcnemar, self.brier
         return [
-            f"against {self.against}: AUC {self.bootstrap.auc_a:.3f} vs {self.bootstrap.auc_b:.3f}, "
+            f"against {self.against}: AUC {self.bootstrap.value_a:.3f} vs {self.bootstrap.value_b:.3f}, "
             f"ΔAUC {self.bootstrap.delta:+.3f} [{low:+.3f}, {high:+.3f}], p {self.bootstrap.p_value:.3g} "
             f"({self.bootstrap.method})",
             f"  DeLong p {self.delong.p_value:.3g} (images independent); McNemar p {mcnemar.p_value:.3g} "
             f"({mcnemar.only_a_correct} images only this model gets right, "
             f"{mcnemar.only_b_correct} only the other)",
+            f"  Brier {brier.value_a:.4f} vs {brier.value_b:.4f}, ΔBrier {brier.delta:+.4f} "
+            f"[{brier.ci[0]:+.4f}, {brier.ci[1]:+.4f}], p {brier.p_value:.3g} (the same bootstrap)",
         ]
 
     def flat_metrics(self, context: str) -> dict[str, float]:
@@ -74,9 +82,13 @@ class PairedComparison:
             f"{prefix}_delta_auc_ci_low": self.bootstrap.ci[0],
             f"{prefix}_delta_auc_ci_high": self.bootstrap.ci[1],
             f"{prefix}_p_value": self.bootstrap.p_value,
-            f"{prefix}_auc_against": self.bootstrap.auc_b,
+            f"{prefix}_auc_against": self.bootstrap.value_b,
             f"{prefix}_delong_p_value": self.delong.p_value,
             f"{prefix}_mcnemar_p_value": self.mcnemar.p_value,
+            f"{prefix}_delta_brier": self.brier.delta,
+            f"{prefix}_delta_brier_ci_low": self.brier.ci[0],
+            f"{prefix}_delta_brier_ci_high": self.brier.ci[1],
+            f"{prefix}_brier_p_value": self.brier.p_value,
         }
         return {k: float(v) for k, v in flat.items() if np.isfinite(v)}
 
@@ -95,6 +107,7 @@ def compare_predictions(
     if predictions.files != reference.files or not np.array_equal(predictions.labels, reference.labels):
         raise ValueError("a paired comparison needs both models' predictions on the same images")
     labels, groups = predictions.labels, predictions.groups
+    probs, probs_against = predictions.probs, reference.probs
     return PairedComparison(
         model=model,
         against=against,
@@ -102,9 +115,8 @@ def compare_predictions(
         patients=len(set(groups.tolist())),
         threshold=threshold,
         threshold_against=threshold_against,
-        bootstrap=paired_auc_bootstrap(
-            labels, predictions.probs, reference.probs, groups, bootstrap, seed=seed
-        ),
-        delong=delong_paired(labels, predictions.probs, reference.probs),
-        mcnemar=mcnemar_exact(labels, predictions.probs >= threshold, reference.probs >= threshold_against),
+        bootstrap=paired_auc_bootstrap(labels, probs, probs_against, groups, bootstrap, seed=seed),
+        delong=delong_paired(labels, probs, probs_against),
+        mcnemar=mcnemar_exact(labels, probs >= threshold, probs_against >= threshold_against),
+        brier=paired_brier_bootstrap(labels, probs, probs_against, groups, bootstrap, seed=seed),
     )

@@ -37,7 +37,8 @@ def max_body_bytes(max_file_bytes: int, max_files: int) -> int:
 def held_bound(received: int) -> int:
     """The memory `received` body bytes can take once parsed into parts: a part's bytearray grows by
     over-allocating up to an eighth of its size (CPython's rule, as lists do), and the upload budget is
-    for the memory held, so it is charged for that headroom too."""
+    for the memory held, so it is charged for that headroom too; + 64 for one buffer object itself (an
+    empty bytearray takes 56 bytes on 64-bit CPython)."""
     return received + received // 8 + 64
 
 

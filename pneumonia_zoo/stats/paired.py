@@ -6,6 +6,8 @@ models find the same images hard) and overstates the uncertainty of the differen
 - `paired_auc_bootstrap`: ΔAUC = AUC(a) - AUC(b) with a patient-cluster bootstrap: each resample draws
   patients with replacement and scores BOTH models on the same draw, so the pairing and the correlation of
   one patient's images are both kept. This is the primary figure.
+- `paired_brier_bootstrap`: ΔBrier, resampled the same way: the champion rule's score, so whether a
+  version's win on validation is more than the sample.
 - `delong_paired`: DeLong, DeLong & Clarke-Pearson (1988) in the fast midrank form of Sun & Xu (2014).
   Exact for independent images; with several images per patient it is optimistic, so it is reported
   beside the bootstrap, for reference.
@@ -13,6 +15,7 @@ models find the same images hard) and overstates the uncertainty of the differen
 """
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +42,7 @@ def _checked(labels: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     if any(len(a) != len(labels) for a in out):
         raise ValueError(f"labels and scores differ in length: {[len(labels), *map(len, out)]}")
     if len(np.unique(labels)) != 2:
-        raise ValueError("a paired AUC comparison needs both classes")
+        raise ValueError("a paired comparison needs both classes")
     return (labels, *out)
 
 
@@ -120,19 +123,20 @@ def delong_paired(
 
 @dataclass(frozen=True)
 class PairedBootstrap:
-    auc_a: float
-    auc_b: float
-    delta: float  # auc_a - auc_b on the images as they are
+    metric: str  # "auc" or "brier"
+    value_a: float
+    value_b: float
+    delta: float  # value_a - value_b on the images as they are
     ci: Interval
     p_value: float  # two-sided, H0: delta = 0
     n_resamples: int
-    valid_resamples: int  # resamples with both classes (the others have no AUC)
+    valid_resamples: int  # resamples where the metric is defined (AUC: both classes drawn)
     method: str
 
     def to_dict(self) -> dict:
         return {
-            "delta_auc": self.delta,
-            "delta_auc_ci": list(self.ci),
+            f"delta_{self.metric}": self.delta,
+            f"delta_{self.metric}_ci": list(self.ci),
             "p_value": self.p_value,
             "resamples": self.n_resamples,
             "valid_resamples": self.valid_resamples,
@@ -140,23 +144,24 @@ class PairedBootstrap:
         }
 
 
-def paired_auc_bootstrap(
+def _paired_cluster_bootstrap(
+    metric: str,
+    score: Callable[[np.ndarray, np.ndarray], float],
     labels: np.ndarray,
     scores_a: np.ndarray,
     scores_b: np.ndarray,
     groups: np.ndarray,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
 ) -> PairedBootstrap:
-    """ΔAUC = AUC(a) - AUC(b) with a BCa interval from resampling groups (patients) for both models at once.
+    """score(a) - score(b), each resample drawing patients with replacement for both models at once.
 
     The p-value is that of the bootstrap distribution shifted to the null (Hall & Wilson 1991): the share
-    of resamples whose ΔAUC lies at least |ΔAUC| from the observed one, as (1 + count) / (1 + valid
-    resamples) so it is never 0. Resamples without both classes are left out. When BCa is undefined
-    (e.g. every resample gives the same ΔAUC) the interval falls back to the percentile interval.
+    of resamples whose difference lies at least |observed| from the observed one, as (1 + count) / (1 +
+    valid resamples) so it is never 0. Resamples where the metric is undefined (nan) are left out. When BCa
+    is undefined (e.g. every resample gives the same difference) the interval falls back to percentiles.
     """
-    labels, scores_a, scores_b = _checked(labels, scores_a, scores_b)
     groups = np.asarray(groups)
     if len(groups) != len(labels):
         raise ValueError(f"labels and groups differ in length: {len(labels)} and {len(groups)}")
@@ -166,10 +171,10 @@ def paired_auc_bootstrap(
 
     def delta(group_index: np.ndarray) -> float:
         rows = gather.rows(group_index)
-        return _auc(labels[rows], scores_a[rows]) - _auc(labels[rows], scores_b[rows])
+        return score(labels[rows], scores_a[rows]) - score(labels[rows], scores_b[rows])
 
-    auc_a, auc_b = _auc(labels, scores_a), _auc(labels, scores_b)
-    observed = auc_a - auc_b
+    value_a, value_b = score(labels, scores_a), score(labels, scores_b)
+    observed = value_a - value_b
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", DegenerateDataWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -191,7 +196,53 @@ def paired_auc_bootstrap(
         method = f"paired cluster bootstrap over patients, percentile ({n_resamples} resamples)"
     extreme = int((np.abs(finite - observed) >= abs(observed) - 1e-12).sum())
     p_value = min(1.0, (1 + extreme) / (1 + len(finite))) if len(finite) else float("nan")
-    return PairedBootstrap(auc_a, auc_b, observed, (low, high), p_value, n_resamples, len(finite), method)
+    return PairedBootstrap(
+        metric, value_a, value_b, observed, (low, high), p_value, n_resamples, len(finite), method
+    )
+
+
+def paired_auc_bootstrap(
+    labels: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    groups: np.ndarray,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedBootstrap:
+    """ΔAUC = AUC(a) - AUC(b) with a BCa interval from resampling groups (patients) for both models at once;
+    resamples without both classes are left out."""
+    labels, scores_a, scores_b = _checked(labels, scores_a, scores_b)
+    return _paired_cluster_bootstrap(
+        "auc", _auc, labels, scores_a, scores_b, groups, n_resamples, confidence, seed
+    )
+
+
+def _brier(labels: np.ndarray, probs: np.ndarray) -> float:
+    """`calibration.brier_score` without scikit-learn's checks, which a resample need not repeat."""
+    return float(np.mean((probs - labels) ** 2))
+
+
+def paired_brier_bootstrap(
+    labels: np.ndarray,
+    probs_a: np.ndarray,
+    probs_b: np.ndarray,
+    groups: np.ndarray,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedBootstrap:
+    """ΔBrier = Brier(a) - Brier(b) (negative: a is better), resampled as `paired_auc_bootstrap` is.
+
+    The Brier score is the champion rule's score: a difference between two versions on one validation
+    split is only a choice when its interval excludes 0; otherwise the sample decided, as it did with AUC.
+    """
+    labels, probs_a, probs_b = _checked(labels, probs_a, probs_b)
+    if not all(((p >= 0) & (p <= 1)).all() for p in (probs_a, probs_b)):
+        raise ValueError("a Brier score needs probabilities in [0, 1]")
+    return _paired_cluster_bootstrap(
+        "brier", _brier, labels, probs_a, probs_b, groups, n_resamples, confidence, seed
+    )
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,11 @@ def _kaggle_split(classifier: Classifier, root: Path, split: str, limit: int | N
     return stratified_subsample(train if split == "train" else val, limit, seed)
 
 
+def is_kaggle_root(root: Path) -> bool:
+    """A Kaggle-style chest_xray/ (train/ and test/ inside, the validation split rebuilt from train/)."""
+    return (root / "train").is_dir() or (root / "test").is_dir()
+
+
 def select_data(
     classifier: Classifier, data: Path | None, manifest: Path | None, split: str | None, limit: int | None
 ) -> EvaluationData:
@@ -72,7 +77,7 @@ def select_data(
         )
     assert data is not None
     root = dataset_root(data)
-    if (root / "train").is_dir() or (root / "test").is_dir():
+    if is_kaggle_root(root):
         split = EVALUATION_SPLIT.check(split or "test")
         samples = _kaggle_split(classifier, root, split, limit)
         context = {"test": "test", "val": "validation", "train": "train"}[split]

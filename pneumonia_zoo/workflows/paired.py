@@ -11,13 +11,14 @@ from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
+from pneumonia_zoo.data.discovery import dataset_root
 from pneumonia_zoo.errors import InvalidInput, UserError
 from pneumonia_zoo.evaluation.paired import PairedComparison, compare_predictions
 from pneumonia_zoo.evaluation.predict import Predictions
-from pneumonia_zoo.stats.calibration import expected_calibration_error
+from pneumonia_zoo.stats.calibration import brier_score, expected_calibration_error
 from pneumonia_zoo.tracking.records import VersionRecord
 from pneumonia_zoo.tracking.store import Store
-from pneumonia_zoo.workflows.evaluate import EvaluationData, ImagePredictor, select_data
+from pneumonia_zoo.workflows.evaluate import EvaluationData, ImagePredictor, is_kaggle_root, select_data
 
 DEFAULT_RESAMPLES = 2000
 
@@ -27,6 +28,7 @@ class PairedRow:
     version: VersionRecord
     auc: float
     ece: float
+    brier: float
     flag_rate: float
     threshold: float
     comparison: PairedComparison | None  # None for the reference itself
@@ -38,6 +40,7 @@ class PairedRow:
             "site": self.version.lineage.site,
             "auc": self.auc,
             "ece": self.ece,
+            "brier": self.brier,
             "flag_rate": self.flag_rate,
             "threshold": self.threshold,
         }
@@ -66,29 +69,36 @@ class PairedTable:
             f"On {self.data.description} ({self.images} images, {self.patients} patients), "
             f"against version {self.reference.version}:",
             "",
-            "| version | site | AUC | ECE | flagged | ΔAUC [95% CI] | p | McNemar p |",
-            "|---|---|---|---|---|---|---|---|",
+            "| version | site | AUC | ECE | Brier | flagged | ΔAUC [95% CI] | p | McNemar p "
+            "| ΔBrier [95% CI] | p |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in self.rows:
             site = row.version.lineage.site or "–"
-            head = f"| {row.version.version} | {site} | {row.auc:.3f} | {row.ece:.3f} | {row.flag_rate:.1%} |"
+            head = (
+                f"| {row.version.version} | {site} | {row.auc:.3f} | {row.ece:.3f} | {row.brier:.4f} "
+                f"| {row.flag_rate:.1%} |"
+            )
             if row.comparison is None:
-                lines.append(f"{head} (reference) | | |")
+                lines.append(f"{head} (reference) | | | | |")
                 continue
-            paired = row.comparison
+            paired, brier = row.comparison, row.comparison.brier
             low, high = paired.delta_auc_ci
+            brier_low, brier_high = brier.ci
             lines.append(
                 f"{head} {paired.delta_auc:+.3f} [{low:+.3f}, {high:+.3f}] | {paired.bootstrap.p_value:.3g} "
-                f"| {paired.mcnemar.p_value:.3g} |"
+                f"| {paired.mcnemar.p_value:.3g} | {brier.delta:+.4f} [{brier_low:+.4f}, {brier_high:+.4f}] "
+                f"| {brier.p_value:.3g} |"
             )
         return "\n".join(lines)
 
 
-def _summary(predictions: Predictions) -> tuple[float, float, float]:
-    """AUC, ECE and flag rate (the data hold both classes: checked before predicting)."""
+def _summary(predictions: Predictions) -> tuple[float, float, float, float]:
+    """AUC, ECE, Brier score and flag rate (the data hold both classes: checked before predicting)."""
     labels, probs = predictions.labels, predictions.probs
     auc = float(roc_auc_score(labels, probs))
-    return auc, expected_calibration_error(labels, probs), float(predictions.ood_flags.mean())
+    ece, brier = expected_calibration_error(labels, probs), brier_score(labels, probs)
+    return auc, ece, brier, float(predictions.ood_flags.mean())
 
 
 def paired_table(
@@ -100,12 +110,14 @@ def paired_table(
     bootstrap: int = DEFAULT_RESAMPLES,
     limit: int | None = None,
     quiet: bool = False,
+    split: str | None = None,
 ) -> PairedTable:
-    """Every version in `model_uris` against `against` (default the champion) on the same images."""
+    """Every version in `model_uris` against `against` (default the champion) on the same images (`split`
+    of a Kaggle-style folder: the reference's own, rebuilt from its seed)."""
     reference_uri = against or store.champion_uri
     with tempfile.TemporaryDirectory(prefix="pneumonia-zoo-paired-") as tmp:
         reference, reference_classifier = store.load(reference_uri, destination=Path(tmp) / "reference")
-        selected = select_data(reference_classifier, data, manifest, None, limit)
+        selected = select_data(reference_classifier, data, manifest, split, limit)
         if not selected.samples:
             raise UserError(f"no images in {selected.description}")
         if len({s.label for s in selected.samples}) < 2:
@@ -166,6 +178,50 @@ def check_not_worse(
             f"version {candidate.version} is worse than the champion (version {champion}) on "
             f"{table.data.description}: ΔAUC {comparison.delta_auc:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}] "
             f"lies below -{margin:g}; not promoted"
+        )
+    return comparison
+
+
+def check_better(
+    store: Store,
+    candidate_uri: str,
+    data: Path | None,
+    manifest: Path | None = None,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    quiet: bool = True,
+) -> PairedComparison | None:
+    """Refuse (InvalidInput) unless the candidate's paired ΔBrier interval against the champion lies below
+    0: the champion rule's score, better beyond what the sample can decide. A Kaggle-style folder is
+    judged on its validation split, which both versions must share (their val_* scores came from it, and
+    no version's training images are in the other's validation split).
+
+    Returns the comparison, or None when there is no champion yet or the candidate is the champion.
+    """
+    champion = store.champion_version()
+    candidate = store.resolve(candidate_uri)
+    if champion is None or champion == candidate.version:
+        return None
+    split = None
+    if data is not None and is_kaggle_root(dataset_root(data)):
+        split = "val"
+        ours = store.validation_split(candidate)
+        theirs = store.validation_split(store.resolve(store.version_uri(champion)))
+        if ours is None or ours != theirs:
+            raise InvalidInput(
+                f"version {candidate.version} was not validated on the champion's split (version {champion}: "
+                f"{theirs or 'not recorded'}; version {candidate.version}: {ours or 'not recorded'}): its "
+                "validation images are not the champion's; compare them on other held-out data"
+            )
+    table = paired_table(store, [candidate_uri], data, manifest, None, bootstrap, quiet=quiet, split=split)
+    comparison = table.rows[-1].comparison
+    assert comparison is not None
+    brier = comparison.brier
+    low, high = brier.ci
+    if not high < 0:
+        raise InvalidInput(
+            f"version {candidate.version} is not shown better than the champion (version {champion}) on "
+            f"{table.data.description}: ΔBrier {brier.delta:+.4f}, 95% CI [{low:+.4f}, {high:+.4f}] does "
+            "not lie below 0; not promoted"
         )
     return comparison
 

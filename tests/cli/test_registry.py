@@ -1,6 +1,7 @@
 """The registry's commands on real sqlite stores: register-starter, promote, card, compare,
 export-starter, and the refusals of ensemble and backfill-guard."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from pneumonia_zoo.package.io import read_config
 from pneumonia_zoo.resources import SAMPLE_IMAGES_DIR, STARTER_DIR
 from pneumonia_zoo.tracking.cards import stored_card
 from tests.cli.helpers import flat, invoke
-from tests.conftest import registry_client, store_for
+from tests.conftest import FIXTURE_DATA, copy_store, registry_client, store_for
 
 CHAMPION_LINE = "pneumonia-classifier@champion is version 1\n"
 
@@ -198,3 +199,27 @@ def test_an_ensemble_needs_two_members(
         1,
         "error: an ensemble needs at least two --member versions\n",
     )
+
+
+def test_promote_better_on_a_kaggle_folder_judges_its_validation_split(
+    monkeypatch: pytest.MonkeyPatch, scratch_store: str, tmp_path: Path
+) -> None:
+    """Two versions trained on one split: --better-on chest_xray/ pairs them on that validation split
+    (never test/), and moves exactly when `evaluate --split val --against` finds ΔBrier's interval below 0."""
+    uri = copy_store(scratch_store, tmp_path / "mlflow.db")
+    assert invoke(monkeypatch, uri, "promote", "--version", "1").exit_code == 0
+    paired = invoke(
+        monkeypatch, uri, "evaluate", "--model", "models:/pneumonia-classifier/2", "--against",
+        "models:/pneumonia-classifier/1", "--data", str(FIXTURE_DATA), "--split", "val",
+        "--bootstrap", "2000", "--json", "-q",
+    )  # fmt: skip
+    assert paired.exit_code == 0, paired.stderr
+    brier = json.loads(paired.stdout)["paired"]["brier"]
+    result = invoke(monkeypatch, uri, "promote", "--version", "2", "--better-on", str(FIXTURE_DATA), "-q")
+    if brier["delta_brier_ci"][1] < 0:
+        assert result.exit_code == 0 and store_for(uri).champion_version() == "2"
+    else:
+        assert result.exit_code == 2 and store_for(uri).champion_version() == "1"
+        low, high = brier["delta_brier_ci"]  # the same images and resamples as promote's
+        expected = f"ΔBrier {brier['delta_brier']:+.4f}, 95% CI [{low:+.4f}, {high:+.4f}]"
+        assert f"on {FIXTURE_DATA.name}/val: {expected}" in result.stderr

@@ -149,3 +149,35 @@ def test_promote_refuses_a_version_worse_than_the_champion(
     assert moved.exit_code == 0, moved.stderr
     assert "version 2 is now @champion (given by number)" in moved.stdout and "ΔAUC" in moved.stdout
     assert store_for(uri).champion_version() == "2"
+
+
+def test_promote_better_on_moves_only_beyond_the_sample(
+    monkeypatch: pytest.MonkeyPatch, site_store, tmp_path: Path
+) -> None:
+    """--better-on judges by the champion rule's score, paired: the labels-swapped version is refused, and
+    once it is the champion (moved without the check), the starter beats it beyond the sample and moves;
+    a site version is refused on chest_xray/'s validation split, which it was not validated on."""
+    uri = copy_store(site_store.uri, tmp_path / "mlflow.db")
+    swapped = [
+        {**r, "label": "NORMAL" if r["label"] == "PNEUMONIA" else "PNEUMONIA"}
+        for r in rows_of(site_store.fit)
+    ]
+    adapted = invoke(
+        monkeypatch, uri, "adapt", "--manifest", str(write_rows(tmp_path / "swapped.csv", swapped)),
+        "--site", "swapped", "--json",
+    )  # fmt: skip
+    assert adapted.exit_code == 0, adapted.stderr
+    version = json.loads(adapted.stdout)["version"]
+    test = str(site_store.test)
+    refused = invoke(monkeypatch, uri, "promote", "--version", version, "--better-on", test, "--quiet")
+    line = one_line_refusal(refused)
+    assert f"version {version} is not shown better than the champion (version 1)" in line and "ΔBrier" in line
+    assert store_for(uri).champion_version() == "1"
+    assert invoke(monkeypatch, uri, "promote", "--version", version).exit_code == 0
+    moved = invoke(monkeypatch, uri, "promote", "--version", "1", "--better-on", test, "--quiet")
+    assert moved.exit_code == 0, moved.stderr
+    assert "version 1 is now @champion" in moved.stdout and "ΔBrier -" in moved.stdout
+    assert store_for(uri).champion_version() == "1"
+    other_split = invoke(monkeypatch, uri, "promote", "--version", "2", "--better-on", str(FIXTURE_DATA))
+    assert "was not validated on the champion's split" in one_line_refusal(other_split)
+    assert store_for(uri).champion_version() == "1"

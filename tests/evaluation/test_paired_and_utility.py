@@ -6,6 +6,7 @@ import pytest
 from pneumonia_zoo.evaluation import plots
 from pneumonia_zoo.evaluation.paired import compare_predictions
 from pneumonia_zoo.evaluation.utility import clinical_utility
+from pneumonia_zoo.stats.calibration import brier_score
 from pneumonia_zoo.stats.paired import delong_paired, mcnemar_exact, paired_auc_bootstrap
 from pneumonia_zoo.stats.utility import predictive_values
 from tests.evaluation.helpers import predictions
@@ -42,6 +43,15 @@ def test_the_paired_block(pair) -> None:
     assert (as_json["mcnemar"]["threshold"], as_json["mcnemar"]["threshold_against"]) == (0.5, 0.6)
     flat = result.flat_metrics("external")
     assert flat["external_paired_delta_auc_ci_low"] == pytest.approx(expected.ci[0])
+    # The Brier score (the champion rule's), measured by scikit-learn independently of the bootstrap.
+    brier = as_json["brier"]
+    assert brier["brier"] == pytest.approx(brier_score(good.labels, good.probs))
+    assert brier["brier_against"] == pytest.approx(brier_score(poor.labels, poor.probs))
+    assert brier["delta_brier"] == pytest.approx(brier["brier"] - brier["brier_against"])
+    assert brier["delta_brier_ci"][0] <= brier["delta_brier"] <= brier["delta_brier_ci"][1] < 0
+    assert brier["p_value"] < 0.05 and "patients" in brier["method"]
+    assert flat["external_paired_delta_brier_ci_high"] == pytest.approx(brier["delta_brier_ci"][1])
+    assert any("ΔBrier" in line for line in result.lines())
 
 
 def test_different_images_cannot_be_paired(pair) -> None:

@@ -9,6 +9,7 @@ from pneumonia_zoo.stats.paired import (
     delong_paired,
     mcnemar_exact,
     paired_auc_bootstrap,
+    paired_brier_bootstrap,
 )
 
 
@@ -166,3 +167,57 @@ def test_delong_auc_is_the_mann_whitney_auc_inside_its_interval() -> None:
     assert 0 <= low < auc < high <= 1
     one_class, interval = delong_auc(np.ones(5), np.arange(5))
     assert np.isnan(one_class) and all(np.isnan(interval))
+
+
+def test_paired_brier_by_hand_and_resampled_by_patient() -> None:
+    # Two patients, two images each. a: squared errors (0.01, 0.04 | 0.09, 0.16), b: (0.04, 0.04 | 0.25,
+    # 0.25): Brier 0.075 against 0.145, Δ -0.07. A resample draws patients, so its Δ is one of three
+    # patient mixes, -0.015 (patient 1 twice), -0.07 or -0.125 (patient 2 twice): the interval stays
+    # inside [-0.125, -0.015]. Drawing images instead reaches 0 (image 2 alone) and -0.16 (image 3).
+    labels = np.array([1, 0, 1, 0])
+    a = np.array([0.9, 0.2, 0.7, 0.4])
+    b = np.array([0.8, 0.2, 0.5, 0.5])
+    result = paired_brier_bootstrap(labels, a, b, np.array(["p1", "p1", "p2", "p2"]), n_resamples=400)
+    assert (result.value_a, result.value_b) == pytest.approx((0.075, 0.145))
+    assert result.delta == pytest.approx(-0.07) and result.metric == "brier"
+    assert -0.125 - 1e-9 <= result.ci[0] < result.ci[1] <= -0.015 + 1e-9
+    assert result.to_dict()["delta_brier"] == pytest.approx(-0.07)
+    by_image = paired_brier_bootstrap(labels, a, b, np.arange(4), n_resamples=400)
+    assert by_image.ci[0] < -0.125 or by_image.ci[1] > -0.015
+
+
+def test_paired_brier_finds_a_real_difference_and_not_a_false_one() -> None:
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 400)
+    sharp = 1 / (1 + np.exp(-(4 * (labels - 0.5) + rng.normal(size=400))))
+    vague = 1 / (1 + np.exp(-(1 * (labels - 0.5) + rng.normal(size=400))))
+    better = paired_brier_bootstrap(labels, sharp, vague, np.arange(400), n_resamples=500)
+    assert better.ci[0] <= better.delta <= better.ci[1] < 0 and better.p_value < 0.01
+    # Swapped: the same difference with the other sign.
+    worse = paired_brier_bootstrap(labels, vague, sharp, np.arange(400), n_resamples=500)
+    assert worse.delta == pytest.approx(-better.delta) and worse.ci[0] > 0
+    # A copy with noise far below the difference between images: no difference found.
+    jittered = np.clip(sharp + 1e-3 * rng.normal(size=400), 0, 1)
+    same = paired_brier_bootstrap(labels, sharp, jittered, np.arange(400), n_resamples=500)
+    assert same.ci[0] <= 0 <= same.ci[1] and same.p_value > 0.05
+
+
+def test_paired_brier_keeps_patients_together() -> None:
+    # Each patient's image tripled: resampling patients reproduces the single-image result exactly; treating
+    # the copies as independent images narrows the interval.
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 80)
+    a = 1 / (1 + np.exp(-(3 * (labels - 0.5) + rng.normal(size=80))))
+    b = 1 / (1 + np.exp(-(2 * (labels - 0.5) + rng.normal(size=80))))
+    single = paired_brier_bootstrap(labels, a, b, np.arange(80), 400, seed=2)
+    tripled = [np.repeat(x, 3) for x in (labels, a, b)]
+    by_patient = paired_brier_bootstrap(*tripled, np.repeat(np.arange(80), 3), 400, seed=2)
+    assert by_patient.ci == pytest.approx(single.ci) and by_patient.delta == pytest.approx(single.delta)
+    by_image = paired_brier_bootstrap(*tripled, np.arange(240), 400, seed=2)
+    assert by_image.ci[1] - by_image.ci[0] < 0.8 * (single.ci[1] - single.ci[0])
+
+
+def test_paired_brier_refuses_scores_that_are_not_probabilities() -> None:
+    labels = np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+        paired_brier_bootstrap(labels, np.array([0.1, 2.0, 0.2, 0.9]), np.full(4, 0.5), np.arange(4))

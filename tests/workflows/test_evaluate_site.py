@@ -67,7 +67,7 @@ def test_the_paired_figures_are_the_two_versions_predictions_paired(evaluated, s
     assert ours.files == theirs.files
     expected = paired_auc_bootstrap(ours.labels, ours.probs, theirs.probs, ours.groups, 100)
     assert evaluated.paired.delta_auc_ci == pytest.approx(expected.ci)
-    assert evaluated.paired.bootstrap.auc_b == pytest.approx(champion.evaluation.metrics["auc"])
+    assert evaluated.paired.bootstrap.value_b == pytest.approx(champion.evaluation.metrics["auc"])
 
 
 def test_log_records_subgroups_paired_utility_and_the_decision_curve(
@@ -126,6 +126,11 @@ def test_the_paired_table_and_the_promotion_guard(site_store) -> None:
     )
     assert "(reference)" in table.markdown() and "| 2 | fixture-site |" in table.markdown()
     comparison = table.rows[1].comparison
+    # Each row's Brier score, and the pair's ΔBrier the difference of the two rows'.
+    brier = as_json["versions"][1]["paired"]["brier"]
+    assert brier["brier"] == pytest.approx(table.rows[1].brier)
+    assert brier["brier_against"] == pytest.approx(table.rows[0].brier)
+    assert f"{brier['delta_brier']:+.4f}" in table.markdown() and "ΔBrier" in table.markdown()
     low, high = comparison.delta_auc_ci
     # A margin wider than any possible difference never refuses; the champion is never compared to itself.
     assert check_not_worse(store, ADAPTED, None, site_store.test, margin=0.999, bootstrap=100) is not None
