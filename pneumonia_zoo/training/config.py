@@ -104,6 +104,11 @@ class TrainConfig(BaseModel):
         42,
         description="Seeds the split, the initialisation and the batches.",
     )
+    train_seed: int | None = Field(
+        None,
+        description="Seeds the initialisation, the batches and the augmentation instead of --seed, which "
+        "then seeds the split alone: a rerun on the same validation patients (its scores comparable).",
+    )
     class_weights: bool = Field(False, description="Weight the loss by inverse class frequency.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
     mixup_alpha: float = Field(
@@ -216,6 +221,11 @@ class TrainConfig(BaseModel):
         return self
 
     # -- derived -----------------------------------------------------------------------------------
+
+    @property
+    def training_seed(self) -> int:
+        """What seeds the initialisation, the batches and the augmentation (the split is always `seed`'s)."""
+        return self.seed if self.train_seed is None else self.train_seed
 
     def schedule_params(self) -> ScheduleParams:
         return ScheduleParams(

@@ -23,9 +23,11 @@ def create_loaders(
 ) -> tuple[DataLoader, DataLoader]:
     augment = RobustAugmentation(config.augmentation) if config.augment else None
     train_set = CachedDataset(data.train, preprocessing, augment)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.training_seed)
     sampler: DistributedSampler | None = (
-        DistributedSampler(train_set, runtime.world_size, runtime.rank, shuffle=True, seed=config.seed)
+        DistributedSampler(
+            train_set, runtime.world_size, runtime.rank, shuffle=True, seed=config.training_seed
+        )
         if runtime.distributed
         else None
     )

@@ -215,7 +215,7 @@ def train(
 def _train(
     config: TrainConfig, store: Store, runtime: Runtime, quiet: bool, parent_run_id: str | None
 ) -> TrainOutcome:
-    seed_everything(config.seed)
+    seed_everything(config.training_seed)
     arch = get_architecture(config.arch)
     preprocessing = Preprocessing(config.image_size, arch.mean, arch.std, config.input_jpeg_quality or None)
     # Model and data first: a bad path or missing weights fail before any MLflow run exists.
@@ -253,7 +253,7 @@ def _train(
         config.channels_last,
         max_minutes=config.max_minutes,
         quiet=quiet,
-        mixup=create_mixup(config.mixup_alpha, config.seed + runtime.rank),
+        mixup=create_mixup(config.mixup_alpha, config.training_seed + runtime.rank),
         ema_decay=config.ema_decay,
         swa_epochs=config.swa_epochs,
         swa_lr_ratio=config.swa_lr_ratio,

@@ -353,3 +353,33 @@ def test_the_package_logged_is_the_package_that_loads(registered_store: str, tmp
     run = registry_client(store).get_run(resolved.run_id)
     assert classifier.config.metrics["test_auc"] == pytest.approx(run.data.metrics["test_auc"])
     assert load_classifier(classifier.directory).config.operating_points == classifier.config.operating_points
+
+
+def test_train_seed_reruns_on_the_same_validation_patients(
+    tracking_store: str, fixture_data: Path, tmp_path: Path
+) -> None:
+    """--train-seed changes what training draws (initialisation, batches, augmentation) and nothing of the
+    split: the rerun is validated on the same images, so promote ranks it with the first; the same value
+    as --seed is the first run again, to the last digit."""
+    store = store_for(tracking_store)
+    runs = {}
+    for name, train_seed in (("first", None), ("rerun", 7), ("same", 42)):
+        config = TrainConfig.build(
+            **tiny_train_args(fixture_data, bootstrap=0, seed=42, train_seed=train_seed)
+        )
+        runs[name] = train(config, store, quiet=True)
+    client = registry_client(store)
+    val_files = {
+        name: Path(
+            client.download_artifacts(outcome.run_id, "splits/val.csv", str(tmp_path / name))
+        ).read_text()
+        for name, outcome in runs.items()
+    }
+    assert val_files["first"] == val_files["rerun"] == val_files["same"]
+    metrics = {name: outcome.metrics for name, outcome in runs.items()}
+    assert metrics["same"]["val_loss"] == metrics["first"]["val_loss"]
+    assert metrics["rerun"]["val_loss"] != metrics["first"]["val_loss"]
+    assert {store.validation_split(v) for v in store.versions()} == {"random 0.15 seed 42"}
+    assert (
+        "--train-seed 7" in TrainConfig.build(**tiny_train_args(fixture_data, train_seed=7)).train_command()
+    )
