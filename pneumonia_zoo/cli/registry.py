@@ -30,8 +30,9 @@ def promote(
         Path | None,
         typer.Option(
             "--not-worse-on",
-            help="A NORMAL/PNEUMONIA folder or a manifest (.csv): refuse when the version's paired ΔAUC "
-            "interval against the champion on it lies below -MARGIN.",
+            help="A NORMAL/PNEUMONIA folder, a manifest (.csv) or Kaggle's chest_xray/ (its validation "
+            "split): refuse when the version's paired ΔAUC interval against the champion on it lies below "
+            "-MARGIN.",
         ),
     ] = None,
     margin: Annotated[float, typer.Option(help="How much worse than the champion is tolerated.")] = 0.0,

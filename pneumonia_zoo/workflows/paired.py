@@ -149,53 +149,24 @@ def paired_table(
     return PairedTable(selected, reference, rows, images, patients)
 
 
-def check_not_worse(
-    store: Store,
-    candidate_uri: str,
-    data: Path | None,
-    manifest: Path | None = None,
-    margin: float = 0.0,
-    bootstrap: int = DEFAULT_RESAMPLES,
-    quiet: bool = True,
-) -> PairedComparison | None:
-    """Refuse (InvalidInput) when the candidate's ΔAUC interval against the champion lies entirely below
-    -margin, i.e. the data show it worse than the champion by more than the margin.
+@dataclass(frozen=True)
+class ChampionPair:
+    """A promotion candidate in pairs with the champion, on the data a check was given."""
 
-    Returns the comparison, or None when there is no champion yet or the candidate is the champion.
-    """
-    if not 0 <= margin < 1:
-        raise InvalidInput(f"the margin must lie in [0, 1), got {margin:g}")
-    champion = store.champion_version()
-    candidate = store.resolve(candidate_uri)
-    if champion is None or champion == candidate.version:
-        return None
-    table = paired_table(store, [candidate_uri], data, manifest, None, bootstrap, quiet=quiet)
-    comparison = table.rows[-1].comparison
-    assert comparison is not None
-    low, high = comparison.delta_auc_ci
-    if high < -margin:
-        raise InvalidInput(
-            f"version {candidate.version} is worse than the champion (version {champion}) on "
-            f"{table.data.description}: ΔAUC {comparison.delta_auc:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}] "
-            f"lies below -{margin:g}; not promoted"
-        )
-    return comparison
+    candidate: str  # version numbers
+    champion: str
+    data: str  # what the images were
+    comparison: PairedComparison
 
 
-def check_better(
-    store: Store,
-    candidate_uri: str,
-    data: Path | None,
-    manifest: Path | None = None,
-    bootstrap: int = DEFAULT_RESAMPLES,
-    quiet: bool = True,
-) -> PairedComparison | None:
-    """Refuse (InvalidInput) unless the candidate's paired ΔBrier interval against the champion lies below
-    0: the champion rule's score, better beyond what the sample can decide. A Kaggle-style folder is
-    judged on its validation split, which both versions must share (their val_* scores came from it, and
-    no version's training images are in the other's validation split).
+def _pair_with_champion(
+    store: Store, candidate_uri: str, data: Path | None, manifest: Path | None, bootstrap: int, quiet: bool
+) -> ChampionPair | None:
+    """The candidate against the champion (None without a champion, or when it is the champion).
 
-    Returns the comparison, or None when there is no champion yet or the candidate is the champion.
+    Kaggle's chest_xray/ is used through its validation split, never test/ (a promotion is a choice, and
+    the benchmark's test split must not make it), rebuilt from the champion's seed; both versions must
+    carry the same validation-split key, or the images may hold one version's training patients.
     """
     champion = store.champion_version()
     candidate = store.resolve(candidate_uri)
@@ -215,15 +186,64 @@ def check_better(
     table = paired_table(store, [candidate_uri], data, manifest, None, bootstrap, quiet=quiet, split=split)
     comparison = table.rows[-1].comparison
     assert comparison is not None
-    brier = comparison.brier
+    return ChampionPair(candidate.version, champion, table.data.description, comparison)
+
+
+def check_not_worse(
+    store: Store,
+    candidate_uri: str,
+    data: Path | None,
+    manifest: Path | None = None,
+    margin: float = 0.0,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    quiet: bool = True,
+) -> PairedComparison | None:
+    """Refuse (InvalidInput) when the candidate's ΔAUC interval against the champion lies entirely below
+    -margin, i.e. the data show it worse than the champion by more than the margin.
+
+    Returns the comparison, or None when there is no champion yet or the candidate is the champion.
+    """
+    if not 0 <= margin < 1:
+        raise InvalidInput(f"the margin must lie in [0, 1), got {margin:g}")
+    pair = _pair_with_champion(store, candidate_uri, data, manifest, bootstrap, quiet)
+    if pair is None:
+        return None
+    comparison = pair.comparison
+    low, high = comparison.delta_auc_ci
+    if high < -margin:
+        raise InvalidInput(
+            f"version {pair.candidate} is worse than the champion (version {pair.champion}) on "
+            f"{pair.data}: ΔAUC {comparison.delta_auc:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}] "
+            f"lies below -{margin:g}; not promoted"
+        )
+    return comparison
+
+
+def check_better(
+    store: Store,
+    candidate_uri: str,
+    data: Path | None,
+    manifest: Path | None = None,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    quiet: bool = True,
+) -> PairedComparison | None:
+    """Refuse (InvalidInput) unless the candidate's paired ΔBrier interval against the champion lies below
+    0: the champion rule's score, better beyond what the sample can decide.
+
+    Returns the comparison, or None when there is no champion yet or the candidate is the champion.
+    """
+    pair = _pair_with_champion(store, candidate_uri, data, manifest, bootstrap, quiet)
+    if pair is None:
+        return None
+    brier = pair.comparison.brier
     low, high = brier.ci
     if not high < 0:
         raise InvalidInput(
-            f"version {candidate.version} is not shown better than the champion (version {champion}) on "
-            f"{table.data.description}: ΔBrier {brier.delta:+.4f}, 95% CI [{low:+.4f}, {high:+.4f}] does "
-            "not lie below 0; not promoted"
+            f"version {pair.candidate} is not shown better than the champion (version {pair.champion}) on "
+            f"{pair.data}: ΔBrier {brier.delta:+.4f}, 95% CI [{low:+.4f}, {high:+.4f}] does not lie below "
+            "0; not promoted"
         )
-    return comparison
+    return pair.comparison
 
 
 def write_paired_report(
