@@ -149,6 +149,11 @@ def paired_table(
     return PairedTable(selected, reference, rows, images, patients)
 
 
+def data_or_manifest(path: Path) -> tuple[Path | None, Path | None]:
+    """A .csv is a manifest, anything else a folder: (data, manifest), as the paired functions take them."""
+    return (None, path) if path.suffix.lower() == ".csv" else (path, None)
+
+
 @dataclass(frozen=True)
 class ChampionPair:
     """A promotion candidate in pairs with the champion, on the data a check was given."""
@@ -253,9 +258,8 @@ def write_paired_report(
     (.csv), written as paired.md and paired.json in `out`; returns the table and the Markdown's path."""
     import json
 
-    manifest = on if on.suffix.lower() == ".csv" else None
     uris = [store.version_uri(version) for version in versions]
-    table = paired_table(store, uris, None if manifest else on, manifest, against, quiet=quiet)
+    table = paired_table(store, uris, *data_or_manifest(on), against, quiet=quiet)
     out.mkdir(parents=True, exist_ok=True)
     (out / "paired.json").write_text(json.dumps(table.to_dict(), indent=2, default=float))
     (out / "paired.md").write_text(table.markdown() + "\n")

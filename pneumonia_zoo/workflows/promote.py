@@ -9,7 +9,7 @@ from pneumonia_zoo.evaluation.paired import PairedComparison
 from pneumonia_zoo.tracking.champion import CHAMPION_METRIC
 from pneumonia_zoo.tracking.records import VersionRecord
 from pneumonia_zoo.tracking.store import Ranking, Store
-from pneumonia_zoo.workflows.paired import check_better, check_not_worse
+from pneumonia_zoo.workflows.paired import check_better, check_not_worse, data_or_manifest
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,6 @@ class Promotion:
     comparison: PairedComparison | None  # against the champion, when --not-worse-on was given
     ranking: Ranking | None = None  # the versions compared (None: given by number)
     better: PairedComparison | None = None  # against the champion, when --better-on was given
-
-
-def _data_or_manifest(path: Path) -> tuple[Path | None, Path | None]:
-    """A .csv is a manifest, anything else a folder: (data, manifest) as the paired checks take them."""
-    return (None, path) if path.suffix.lower() == ".csv" else (path, None)
 
 
 def promote(
@@ -48,10 +43,11 @@ def promote(
     candidate = ranking.versions[0] if ranking else store.resolve(store.version_uri(version or ""))
     comparison = better = None
     if not_worse_on is not None:
-        data, manifest = _data_or_manifest(not_worse_on)
+        data, manifest = data_or_manifest(not_worse_on)
         comparison = check_not_worse(store, candidate.uri, data, manifest, margin, quiet=quiet)
     if better_on is not None:
-        better = check_better(store, candidate.uri, *_data_or_manifest(better_on), quiet=quiet)
+        data, manifest = data_or_manifest(better_on)
+        better = check_better(store, candidate.uri, data, manifest, quiet=quiet)
     store.set_alias(candidate.version, alias)
     return Promotion(
         candidate, alias or store.champion_alias, None if version else metric, comparison, ranking, better
