@@ -7,6 +7,7 @@ safetensors hold, so ONNX Runtime and PyTorch agree to float32 rounding. Network
 most of their size: the exporter folds it into the convolutions, and those constants stay float32.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +50,23 @@ def export_onnx(network: FeatureNetwork, image_size: int, path: Path, float16_st
 
     network = network.eval().to(memory_format=torch.contiguous_format)
     example = torch.randn(2, 3, image_size, image_size)
-    program = torch.onnx.export(
-        network,
-        (example,),
-        input_names=["x"],
-        output_names=list(OUTPUT_NAMES),
-        dynamo=True,
-        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
-        external_data=False,
-        verbose=False,
-    )
+    with warnings.catch_warnings():
+        # The forward hooks keep the guard and CAM layers' outputs in `_captured` for the same pass to
+        # return: torch.export traces them into the graph's outputs, which the check below compares with
+        # PyTorch's, so its advice to make them buffers does not apply; every `train` printed it.
+        warnings.filterwarnings(
+            "ignore", message=r"The tensor attributes self\._captured", category=UserWarning
+        )
+        program = torch.onnx.export(
+            network,
+            (example,),
+            input_names=["x"],
+            output_names=list(OUTPUT_NAMES),
+            dynamo=True,
+            dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+            external_data=False,
+            verbose=False,
+        )
     if program is None:
         raise PackageError("the ONNX exporter returned no program")
     model = program.model_proto

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,16 @@ def test_round_trip_keeps_calibration_points_and_guard(package_dir: Path, images
     logits, _ = classifier.members[0].runner(classifier.members[0].preprocessing.batch(images))
     assert np.allclose(scores.probabilities, apply_temperature(logits, 1.7), atol=1e-6)
     assert not np.allclose(scores.probabilities, apply_temperature(logits, 1.0), atol=1e-3)
+
+
+def test_export_does_not_warn_about_the_captured_layers(tmp_path: Path) -> None:
+    """torch.export advises making the hooks' captured outputs buffers; it does not apply (the export
+    check compares those outputs with PyTorch's), and every `train` used to print it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_package(tmp_path / "quiet")
+    assert (tmp_path / "quiet" / ONNX_FILE).is_file()
+    assert not [w for w in caught if "_captured" in str(w.message)]
 
 
 def test_onnx_and_torch_agree_on_probabilities_and_guard(package_dir: Path, images) -> None:
