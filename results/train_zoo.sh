@@ -13,7 +13,7 @@
 # WITH_ASPECT=1 versions 21-23, WITH_PLATT=1 version 24, WITH_EMA_MIXUP=1 versions 25-28,
 # WITH_LITE2_PAIR=1 versions 29-30 and the champion since 2026-12-07 (version 30), WITH_R50_128=1 versions 31-32,
 # WITH_EARLIEST_SPLIT=1 versions 33-35, WITH_SWA=1 version 36, WITH_PROGRESSIVE=1 version 37, WITH_RERUN=1
-# version 38.
+# version 38, WITH_FULL_SCHEDULES=1 versions 39-40.
 # Versions 8-9 come from results/gpu_recipe.py on a GPU (DEVELOPERS.md, "When a GPU is lent").
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
@@ -146,5 +146,15 @@ fi
 # measurement, never a candidate: validation Brier 0.0180 as version 2's, test AUC 0.964 against 0.975.
 if [ "${WITH_RERUN:-0}" = 1 ]; then
     train_lite --arch efficientnet_lite1 --train-seed 1
+    "$PZ" compare --out results/compare
+fi
+# Versions 39-40 (2026-12-07 late; results/EXPERIMENTS.md, "AlexNet at 224 px, VGG16 at 128 px with a budget that fits
+# its schedule"; each into a store of its own merged with results/merge_store.py): zoo entries, not candidates.
+if [ "${WITH_FULL_SCHEDULES:-0}" = 1 ]; then
+    for spec in "alexnet 224 10 35" "vgg16 128 3 50"; do
+        read -r arch size epochs minutes <<< "$spec"
+        "$PZ" train --arch "$arch" --lr 1e-4 --no-pretrained --image-size "$size" --epochs "$epochs" --patience 3 \
+            --batch-size 64 --schedule cosine --warmup-epochs 0.3 --max-minutes "$minutes" "${COMMON[@]}"
+    done
     "$PZ" compare --out results/compare
 fi
