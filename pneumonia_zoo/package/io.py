@@ -12,6 +12,8 @@ import numpy as np
 from pneumonia_zoo.package.format import CONFIG_FILE, WEIGHTS_FILE, GuardConfig, PackageConfig, PackageError
 from pneumonia_zoo.stats.outliers import PartGuard
 
+_FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -88,11 +90,17 @@ def load_weights(path: Path) -> dict:
 
 
 def save_guard(guard: PartGuard, path: Path, float16: bool = False) -> None:
-    """The guard's means, precision matrices (and projections) as safetensors; float16 halves them."""
+    """The guard's means, precision matrices (and projections) as safetensors; float16 halves each array
+    that float16's range holds. A precision matrix of features with a small spread has entries past 65504
+    (3e8 for a small CNN from random weights): rounded to infinity they would make every score nan, and
+    a nan score flags nothing, so such an array stays float32."""
     from safetensors.numpy import save_file
 
-    dtype = np.float16 if float16 else np.float32
-    save_file({k: np.ascontiguousarray(v, dtype=dtype) for k, v in guard.to_arrays().items()}, str(path))
+    arrays = {}
+    for name, array in guard.to_arrays().items():
+        fits = float16 and float(np.abs(array).max(initial=0.0)) <= _FLOAT16_MAX
+        arrays[name] = np.ascontiguousarray(array, dtype=np.float16 if fits else np.float32)
+    save_file(arrays, str(path))
 
 
 def guard_config(guard: PartGuard, flag_rate: float) -> GuardConfig:
@@ -110,6 +118,9 @@ def load_guard(path: Path, config: GuardConfig) -> PartGuard:
     from safetensors.numpy import load_file
 
     arrays = {k: v.astype(np.float32) for k, v in load_file(str(path)).items()}
+    if not all(np.isfinite(array).all() for array in arrays.values()):
+        # A float16 build before save_guard kept out-of-range arrays float32: it would flag nothing.
+        raise PackageError(f"{path.name} holds infinite or nan values; rebuild the package")
     return PartGuard.from_arrays(
         arrays, config.part_dims, config.part_thresholds, config.threshold, config.quantile, config.part_names
     )

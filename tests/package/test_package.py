@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from pneumonia_zoo.data.images import read_image
 from pneumonia_zoo.package.build import to_float16, write_ensemble
@@ -19,6 +20,7 @@ from pneumonia_zoo.package.format import (
     PackageConfig,
     PackageError,
 )
+from pneumonia_zoo.package.io import read_config, record_files
 from pneumonia_zoo.stats.calibration import apply_temperature
 from tests.package.helpers import POINTS, make_package
 
@@ -61,6 +63,38 @@ def test_export_does_not_warn_about_the_captured_layers(tmp_path: Path) -> None:
         make_package(tmp_path / "quiet")
     assert (tmp_path / "quiet" / ONNX_FILE).is_file()
     assert not [w for w in caught if "_captured" in str(w.message)]
+
+
+def test_float16_keeps_the_guard_arrays_float16_cannot_hold(
+    tmp_path: Path, package_dir: Path, images
+) -> None:
+    """The small CNN's guard has precision entries of about 3e8: rounded to float16 they were infinite,
+    every score nan, and nothing was flagged. They stay float32; the means, which fit, are halved."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy's "overflow encountered in cast"
+        make_package(tmp_path / "half", float16=True, onnx=False)
+    arrays = load_file(str(tmp_path / "half" / GUARD_FILE))
+    assert {k: v.dtype.name for k, v in arrays.items() if "precision" in k} == {
+        "part0.precision": "float32",
+        "part1.precision": "float32",
+    }
+    assert {v.dtype.name for k, v in arrays.items() if "means" in k} == {"float16"}
+    half = load_classifier(tmp_path / "half", runtime="torch").predict(images).ood_scores
+    full = load_classifier(package_dir, runtime="torch").predict(images).ood_scores
+    assert np.isfinite(half).all()
+    np.testing.assert_allclose(half, full, rtol=0.01)
+
+
+def test_a_guard_with_infinite_values_is_refused(tmp_path: Path, package_dir: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(package_dir, broken)
+    arrays = load_file(str(broken / GUARD_FILE))
+    with np.errstate(over="ignore"):  # as builds before the fix did
+        arrays["part0.precision"] = arrays["part0.precision"].astype(np.float16)
+    save_file(arrays, str(broken / GUARD_FILE))
+    record_files(broken, read_config(broken))
+    with pytest.raises(PackageError, match="infinite or nan"):  # the service warms a version up on loading it
+        load_classifier(broken, runtime="torch").warm_up()
 
 
 def test_onnx_and_torch_agree_on_probabilities_and_guard(package_dir: Path, images) -> None:
