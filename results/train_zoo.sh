@@ -148,8 +148,8 @@ if [ "${WITH_RERUN:-0}" = 1 ]; then
     train_lite --arch efficientnet_lite1 --train-seed 1
     "$PZ" compare --out results/compare
 fi
-# Versions 39-40 (2026-12-07 late; results/EXPERIMENTS.md, "AlexNet at 224 px, VGG16 at 128 px with a budget that fits
-# its schedule"; each into a store of its own merged with results/merge_store.py): zoo entries, not candidates.
+# Versions 39-40 (2026-12-07 late; results/EXPERIMENTS.md, "AlexNet at 224 px and VGG16 at 128 px with budgets that
+# fit their schedules"; each into a store of its own merged with results/merge_store.py): zoo entries, not candidates.
 if [ "${WITH_FULL_SCHEDULES:-0}" = 1 ]; then
     for spec in "alexnet 224 10 35" "vgg16 128 3 50"; do
         read -r arch size epochs minutes <<< "$spec"
