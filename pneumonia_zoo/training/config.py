@@ -84,6 +84,13 @@ class TrainConfig(BaseModel):
         None, description="ImageNet weights (default: when the architecture has them)."
     )
     freeze: Annotated[str, FREEZE_MODE] = Field("none", description="Train everything, or only the head.")
+    probe_epochs: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Linear probing first (LP-FT): the first N epochs train only the new head on the "
+        "pretrained features, the rest every layer (0: off; needs pretrained weights, one process).",
+    )
     val_fraction: float = Field(
         0.15,
         gt=0,
@@ -216,6 +223,10 @@ class TrainConfig(BaseModel):
             raise ValueError("--aug-jpeg-quality-min must not exceed --aug-jpeg-quality-max")
         if self.progressive_start_size is not None and self.progressive_start_size > self.image_size:
             raise ValueError("--progressive-start-size must not exceed --image-size")
+        if self.probe_epochs and (self.probe_epochs >= self.epochs or self.freeze != "none"):
+            raise ValueError("--probe-epochs must be fewer than --epochs, with --freeze none")
+        if self.probe_epochs and self.pretrained is False:
+            raise ValueError("--probe-epochs needs pretrained weights: random features teach nothing")
         if self.swa_epochs and self.ema_decay:
             raise ValueError("--swa-epochs and --ema-decay each ship an average of the weights: choose one")
         return self

@@ -19,6 +19,7 @@ from pneumonia_zoo.stats.classification import binary_metrics
 from pneumonia_zoo.training.device import Runtime
 from pneumonia_zoo.training.ema import create_ema
 from pneumonia_zoo.training.mixup import Mixup
+from pneumonia_zoo.training.probe import freeze_backbone
 from pneumonia_zoo.training.progressive import resize_batch
 from pneumonia_zoo.training.schedules import Scheduler
 from pneumonia_zoo.training.swa import create_swa, share_weights, swa_scheduler
@@ -179,6 +180,8 @@ def fit(
     swa_epochs: int = 0,
     swa_lr_ratio: float = 0.1,
     input_sizes: Sequence[int] | None = None,
+    probe_epochs: int = 0,
+    head: str | None = None,
 ) -> FitResult:
     """Train, validating each epoch on rank 0; stop after `patience` epochs without a better
     validation AUC and restore the best weights. Ctrl-C ends the loop cleanly.
@@ -192,10 +195,15 @@ def fit(
     With `input_sizes` (one per epoch, `progressive.epoch_sizes`) the schedule's epochs train on batches
     resized to them; validation and the averaging epochs see the loaders' images as they are.
 
+    With `probe_epochs` the first epochs train only the `head` submodule (`probe.freeze_backbone`: linear
+    probing), the rest every layer. Not under DDP, whose gradient buckets are fixed when it wraps the model.
+
     `max_minutes` is a training-time budget: the epoch that crosses it ends early, is validated,
     and is the last (no averaging epochs follow). Under DDP the budget is checked between epochs only,
     so ranks stay in step.
     """
+    if probe_epochs and head is None:
+        raise ValueError("probe_epochs needs the head to train alone")
     result, best_state = FitResult(), None
     network = _unwrap(model)
     ema = create_ema(network, ema_decay)
@@ -220,6 +228,9 @@ def fit(
     try:
         for epoch in range(epochs):
             description = f"epoch {epoch + 1}/{epochs}"
+            if probe_epochs and head is not None:
+                freeze_backbone(network, head, frozen=epoch < probe_epochs)
+                description += " (head only)" if epoch < probe_epochs else ""
             metrics = run.train(epoch, scheduler, description, ema, sizes[epoch])
             stop = result.budget_exhausted
             if runtime.is_main:
@@ -241,6 +252,9 @@ def fit(
         result.interrupted = True
         if best_state is not None:
             network.load_state_dict(best_state)
+    finally:
+        if probe_epochs and head is not None:
+            freeze_backbone(network, head, frozen=False)
     result.seconds = time.perf_counter() - started
     return result
 

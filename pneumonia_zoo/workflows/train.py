@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 import pneumonia_zoo
 from pneumonia_zoo.data.pipeline import PreparedData, prepare_data
 from pneumonia_zoo.data.transforms import Preprocessing
+from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.evaluation import plots as evaluation_plots
 from pneumonia_zoo.evaluation.predict import predict_images
 from pneumonia_zoo.evaluation.report import Evaluation, evaluate
@@ -221,6 +222,10 @@ def _train(
     # Model and data first: a bad path or missing weights fail before any MLflow run exists.
     model = create_model(config.arch, config.pretrained, config.freeze)
     pretrained = resolve_pretrained(config.arch, config.pretrained)
+    if config.probe_epochs and not pretrained:
+        raise UserError(f"--probe-epochs needs pretrained weights, and {config.arch} trains from random ones")
+    if config.probe_epochs and runtime.distributed:
+        raise UserError("--probe-epochs runs in one process: DDP fixes which layers train when it starts")
     data = prepare_data(
         config.data,
         preprocessing,
@@ -258,6 +263,8 @@ def _train(
         swa_epochs=config.swa_epochs,
         swa_lr_ratio=config.swa_lr_ratio,
         input_sizes=epoch_sizes(config.progressive_start_size, config.image_size, config.epochs),
+        probe_epochs=config.probe_epochs,
+        head=arch.head,
     )
     if not runtime.is_main:
         run_fit()

@@ -50,6 +50,10 @@ def test_an_unknown_registry_value_is_refused_with_the_choices(
             ("--aug-jpeg-quality-min", "90", "--aug-jpeg-quality-max", "10"),
             "invalid --config: --aug-jpeg-quality-min must not exceed --aug-jpeg-quality-max",
         ),
+        (
+            ("--probe-epochs", "1"),
+            "invalid --config: --probe-epochs must be fewer than --epochs, with --freeze none",
+        ),
     ],
 )
 def test_a_value_out_of_range_is_one_line(
@@ -68,6 +72,16 @@ def test_a_missing_data_folder_is_one_line_and_nothing_is_logged(
     assert (result.exit_code, result.stderr) == (1, f"error: data folder {missing} does not exist\n")
     assert client_for(tracking_store).search_experiments(filter_string="name = 'pneumonia-zoo'") == []
     assert store_for(tracking_store).versions() == []
+
+
+def test_a_linear_probe_of_random_features_is_refused_before_any_run(
+    monkeypatch: pytest.MonkeyPatch, tracking_store: str, fixture_data: Path
+) -> None:
+    args = ("--arch", "small_cnn", "--image-size", "32", "--epochs", "2", "--probe-epochs", "1")
+    result = invoke(monkeypatch, tracking_store, "train", *args, "--data", str(fixture_data))
+    expected = "error: --probe-epochs needs pretrained weights, and small_cnn trains from random ones\n"
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", expected)
+    assert client_for(tracking_store).search_experiments(filter_string="name = 'pneumonia-zoo'") == []
 
 
 def test_a_required_option_is_asked_for(monkeypatch: pytest.MonkeyPatch, tracking_store: str) -> None:
