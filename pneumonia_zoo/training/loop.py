@@ -244,6 +244,8 @@ def fit(
                 stop = stop or epoch - result.best_epoch >= patience
             if _should_stop(stop, runtime):
                 break
+        if probe_epochs and head is not None:  # a run that stopped while probing averages every layer
+            freeze_backbone(network, head, frozen=False)
         if best_state is not None:
             network.load_state_dict(best_state)
         if swa_epochs and not result.budget_exhausted:
@@ -252,9 +254,6 @@ def fit(
         result.interrupted = True
         if best_state is not None:
             network.load_state_dict(best_state)
-    finally:
-        if probe_epochs and head is not None:
-            freeze_backbone(network, head, frozen=False)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -72,3 +72,17 @@ def test_the_option_is_validated_logged_and_reproduced() -> None:
     for options, message in refused:
         with pytest.raises(UserError, match=message):
             TrainConfig.build(arch="efficientnet_lite0", data=data, **options)
+
+
+def test_a_run_that_stops_while_probing_averages_every_layer() -> None:
+    loader, model, optimizer = _problem()
+    features, labels = loader.dataset.tensors  # type: ignore[attr-defined]
+    flipped = DataLoader(TensorDataset(features, 1 - labels), batch_size=8)  # learning makes it worse
+    start = _snapshot(model)
+    result = fit_on_cpu(
+        model, loader, optimizer, epochs=4, val_loader=flipped, patience=1, probe_epochs=3, head="3",
+        swa_epochs=1,
+    )  # fmt: skip
+    schedule_epochs = len(result.history) - result.swa_epochs_run
+    assert schedule_epochs <= 3 and result.swa_epochs_run == 1  # stopped while probing, then averaged
+    assert not torch.equal(model.state_dict()["0.weight"], start["0.weight"])
