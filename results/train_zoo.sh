@@ -13,7 +13,7 @@
 # WITH_ASPECT=1 versions 21-23, WITH_PLATT=1 version 24, WITH_EMA_MIXUP=1 versions 25-28,
 # WITH_LITE2_PAIR=1 versions 29-30 and the champion since 2026-12-07 (version 30), WITH_R50_128=1 versions 31-32,
 # WITH_EARLIEST_SPLIT=1 versions 33-35, WITH_SWA=1 version 36, WITH_PROGRESSIVE=1 version 37, WITH_RERUN=1
-# version 38, WITH_FULL_SCHEDULES=1 versions 39-40.
+# version 38, WITH_FULL_SCHEDULES=1 versions 39-40, WITH_LP_FT=1 versions 41-43.
 # Versions 8-9 come from results/gpu_recipe.py on a GPU (DEVELOPERS.md, "When a GPU is lent").
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
@@ -156,5 +156,16 @@ if [ "${WITH_FULL_SCHEDULES:-0}" = 1 ]; then
         "$PZ" train --arch "$arch" --lr 1e-4 --no-pretrained --image-size "$size" --epochs "$epochs" --patience 3 \
             --batch-size 64 --schedule cosine --warmup-epochs 0.3 --max-minutes "$minutes" "${COMMON[@]}"
     done
+    "$PZ" compare --out results/compare
+fi
+# Versions 41-43 (2026-12-08; results/EXPERIMENTS.md, "Linear probing, then fine-tuning"; a store of its own merged
+# with results/merge_store.py): Lite1 and Lite2 as versions 2 and 29 with the first epoch training the head alone,
+# and their ensemble. Not the champion: validation Brier 0.0248 against version 30's 0.0165.
+if [ "${WITH_LP_FT:-0}" = 1 ]; then
+    members=()
+    for arch in efficientnet_lite1 efficientnet_lite2; do
+        members+=(--member "models:/pneumonia-classifier/$(train_lite --arch "$arch" --probe-epochs 1)")
+    done
+    "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
     "$PZ" compare --out results/compare
 fi
