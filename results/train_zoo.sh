@@ -13,7 +13,8 @@
 # WITH_ASPECT=1 versions 21-23, WITH_PLATT=1 version 24, WITH_EMA_MIXUP=1 versions 25-28,
 # WITH_LITE2_PAIR=1 versions 29-30 and the champion since 2026-12-07 (version 30), WITH_R50_128=1 versions 31-32,
 # WITH_EARLIEST_SPLIT=1 versions 33-35, WITH_SWA=1 version 36, WITH_PROGRESSIVE=1 version 37, WITH_RERUN=1
-# version 38, WITH_FULL_SCHEDULES=1 versions 39-40, WITH_LP_FT=1 versions 41-43.
+# version 38, WITH_FULL_SCHEDULES=1 versions 39-40, WITH_LP_FT=1 versions 41-43,
+# WITH_VIT_SCHEDULE=1 version 44.
 # Versions 8-9 come from results/gpu_recipe.py on a GPU (DEVELOPERS.md, "When a GPU is lent").
 set -euo pipefail
 DATA=${1:?usage: train_zoo.sh CHEST_XRAY_DIR}
@@ -167,5 +168,11 @@ if [ "${WITH_LP_FT:-0}" = 1 ]; then
         members+=(--member "models:/pneumonia-classifier/$(train_lite --arch "$arch" --probe-epochs 1)")
     done
     "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
+    "$PZ" compare --out results/compare
+fi
+# Version 44 (2026-12-08; results/EXPERIMENTS.md, "ViT-Tiny at 128 px with a budget that fits its schedule"; a store
+# of its own merged with results/merge_store.py): version 20's command with 12 epochs in 32 minutes. A zoo entry.
+if [ "${WITH_VIT_SCHEDULE:-0}" = 1 ]; then
+    "$PZ" train --arch vit_tiny --lr 5e-4 "${SCRATCH128[@]}" --epochs 12 --max-minutes 32 "${COMMON[@]}"
     "$PZ" compare --out results/compare
 fi
