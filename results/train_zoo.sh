@@ -26,10 +26,11 @@ COMMON=(--data "$DATA" --class-weights --label-smoothing 0.05 --threads 2 --quie
 
 # One network with the LITE recipe plus "$@"; prints the version it registered.
 train_lite() { "$PZ" train "$@" "${LITE[@]}" "${COMMON[@]}" | sed -n 's/^registered version //p'; }
-# Lite0 and Lite1 with the LITE recipe plus "$@", then their plain ensemble.
+# Two networks (ARCH_A ARCH_B) with the LITE recipe plus the rest of the arguments, then their plain ensemble.
 lite_pair() {
-    local members=() arch version
-    for arch in efficientnet_lite0 efficientnet_lite1; do
+    local members=() arch version archs=("$1" "$2")
+    shift 2
+    for arch in "${archs[@]}"; do
         version=$(train_lite --arch "$arch" "$@")
         members+=(--member "models:/pneumonia-classifier/$version")
     done
@@ -81,7 +82,7 @@ fi
 # champion: the rule, fixed before, ranks them below version 7 (validation Brier 0.0210 against 0.0172).
 ASPECT=(--aug-aspect-p 0.5 --aug-aspect-log-range 0.25)
 if [ "${WITH_ASPECT:-0}" = 1 ]; then
-    lite_pair "${ASPECT[@]}"
+    lite_pair efficientnet_lite0 efficientnet_lite1 "${ASPECT[@]}"
 fi
 # Version 24 (2026-12-07, a store of its own merged with results/merge_store.py; results/EXPERIMENTS.md, "DenseNet201,
 # VGG16 and ViT-Tiny at 128 px"): version 18's command with Platt scaling instead of a temperature alone.
@@ -92,7 +93,7 @@ fi
 # Lite0 and Lite1 as versions 1-2 plus a moving average of the weights and mixup, and their ensemble. Not the
 # champion: validation Brier 0.0219 against version 7's 0.0172.
 if [ "${WITH_EMA_MIXUP:-0}" = 1 ]; then
-    lite_pair --ema-decay 0.998 --mixup-alpha 0.2
+    lite_pair efficientnet_lite0 efficientnet_lite1 --ema-decay 0.998 --mixup-alpha 0.2
     # Version 28: EMA alone (Lite1 and an ensemble were to follow only if it beat version 1; it did not).
     train_lite --arch efficientnet_lite0 --ema-decay 0.998
 fi
@@ -122,11 +123,7 @@ fi
 # validated on each class's earliest patients (--val-split earliest), and their ensemble (into a store of their
 # own merged with results/merge_store.py). promote ranks them only among versions on that split: not picked.
 if [ "${WITH_EARLIEST_SPLIT:-0}" = 1 ]; then
-    members=()
-    for arch in efficientnet_lite1 efficientnet_lite2; do
-        members+=(--member "models:/pneumonia-classifier/$(train_lite --arch "$arch" --val-split earliest)")
-    done
-    "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
+    lite_pair efficientnet_lite1 efficientnet_lite2 --val-split earliest
     "$PZ" compare --out results/compare
 fi
 # Version 36 (2026-12-07; results/EXPERIMENTS.md, "SWA"; into a store of its own merged with results/merge_store.py): Lite1 as
@@ -163,11 +160,7 @@ fi
 # with results/merge_store.py): Lite1 and Lite2 as versions 2 and 29 with the first epoch training the head alone,
 # and their ensemble. Not the champion: validation Brier 0.0248 against version 30's 0.0165.
 if [ "${WITH_LP_FT:-0}" = 1 ]; then
-    members=()
-    for arch in efficientnet_lite1 efficientnet_lite2; do
-        members+=(--member "models:/pneumonia-classifier/$(train_lite --arch "$arch" --probe-epochs 1)")
-    done
-    "$PZ" ensemble "${members[@]}" --data "$DATA" --quiet
+    lite_pair efficientnet_lite1 efficientnet_lite2 --probe-epochs 1
     "$PZ" compare --out results/compare
 fi
 # Version 44 (2026-12-08; results/EXPERIMENTS.md, "ViT-Tiny at 128 px with a budget that fits its schedule"; a store

@@ -20,7 +20,7 @@ from pneumonia_zoo.data.discovery import ValSplit
 from pneumonia_zoo.errors import UserError
 from pneumonia_zoo.stats.calibration import CALIBRATIONS
 from pneumonia_zoo.training.schedules import SCHEDULE, ScheduleParams
-from pneumonia_zoo.zoo.architectures import ARCHITECTURE, FREEZE_MODE
+from pneumonia_zoo.zoo.architectures import ARCHITECTURE, FREEZE_MODE, resolve_pretrained
 
 AUGMENT_PREFIX = "aug_"  # AugmentParams fields appear as --aug-<name> options and aug_<name> params
 _NOT_REPRODUCING = {"arch", "data", "run_name"}
@@ -225,8 +225,8 @@ class TrainConfig(BaseModel):
             raise ValueError("--progressive-start-size must not exceed --image-size")
         if self.probe_epochs and (self.probe_epochs >= self.epochs or self.freeze != "none"):
             raise ValueError("--probe-epochs must be fewer than --epochs, with --freeze none")
-        if self.probe_epochs and self.pretrained is False:
-            raise ValueError("--probe-epochs needs pretrained weights: random features teach nothing")
+        if self.probe_epochs and not resolve_pretrained(self.arch, self.pretrained):
+            raise ValueError(f"--probe-epochs needs pretrained weights, and this {self.arch} has none")
         if self.swa_epochs and self.ema_decay:
             raise ValueError("--swa-epochs and --ema-decay each ship an average of the weights: choose one")
         return self

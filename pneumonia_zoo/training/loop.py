@@ -19,10 +19,10 @@ from pneumonia_zoo.stats.classification import binary_metrics
 from pneumonia_zoo.training.device import Runtime
 from pneumonia_zoo.training.ema import create_ema
 from pneumonia_zoo.training.mixup import Mixup
-from pneumonia_zoo.training.probe import freeze_backbone
 from pneumonia_zoo.training.progressive import resize_batch
 from pneumonia_zoo.training.schedules import Scheduler
 from pneumonia_zoo.training.swa import create_swa, share_weights, swa_scheduler
+from pneumonia_zoo.zoo.factory import freeze_backbone
 from pneumonia_zoo.zoo.features import FeatureNetwork
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -195,14 +195,18 @@ def fit(
     With `input_sizes` (one per epoch, `progressive.epoch_sizes`) the schedule's epochs train on batches
     resized to them; validation and the averaging epochs see the loaders' images as they are.
 
-    With `probe_epochs` the first epochs train only the `head` submodule (`probe.freeze_backbone`: linear
-    probing), the rest every layer. Not under DDP, whose gradient buckets are fixed when it wraps the model.
+    With `probe_epochs` the first epochs train only the `head` submodule, the rest every layer: linear
+    probing, then fine-tuning (LP-FT, Kumar et al. 2022), which distorts the pretrained features less than
+    fine-tuning from a random head. BatchNorm stays in training mode meanwhile, so the head learns on the
+    features as fine-tuning will compute them. Not under DDP, whose gradient buckets are fixed when it
+    wraps the model.
 
     `max_minutes` is a training-time budget: the epoch that crosses it ends early, is validated,
     and is the last (no averaging epochs follow). Under DDP the budget is checked between epochs only,
     so ranks stay in step.
     """
-    if probe_epochs and head is None:
+    probe_head = head if probe_epochs else None
+    if probe_epochs and probe_head is None:
         raise ValueError("probe_epochs needs the head to train alone")
     result, best_state = FitResult(), None
     network = _unwrap(model)
@@ -228,8 +232,8 @@ def fit(
     try:
         for epoch in range(epochs):
             description = f"epoch {epoch + 1}/{epochs}"
-            if probe_epochs and head is not None:
-                freeze_backbone(network, head, frozen=epoch < probe_epochs)
+            if probe_head is not None:
+                freeze_backbone(network, probe_head, frozen=epoch < probe_epochs)
                 description += " (head only)" if epoch < probe_epochs else ""
             metrics = run.train(epoch, scheduler, description, ema, sizes[epoch])
             stop = result.budget_exhausted
@@ -244,8 +248,8 @@ def fit(
                 stop = stop or epoch - result.best_epoch >= patience
             if _should_stop(stop, runtime):
                 break
-        if probe_epochs and head is not None:  # a run that stopped while probing averages every layer
-            freeze_backbone(network, head, frozen=False)
+        if probe_head is not None:  # a run that stopped while probing averages every layer
+            freeze_backbone(network, probe_head, frozen=False)
         if best_state is not None:
             network.load_state_dict(best_state)
         if swa_epochs and not result.budget_exhausted:

@@ -46,8 +46,8 @@ from pneumonia_zoo.training.loop import FitResult, fit
 from pneumonia_zoo.training.mixup import create_mixup
 from pneumonia_zoo.training.progressive import epoch_sizes
 from pneumonia_zoo.training.schedules import Scheduler
-from pneumonia_zoo.zoo.architectures import get_architecture
-from pneumonia_zoo.zoo.factory import create_model, resolve_pretrained
+from pneumonia_zoo.zoo.architectures import get_architecture, resolve_pretrained
+from pneumonia_zoo.zoo.factory import create_model
 
 
 @dataclass
@@ -222,8 +222,6 @@ def _train(
     # Model and data first: a bad path or missing weights fail before any MLflow run exists.
     model = create_model(config.arch, config.pretrained, config.freeze)
     pretrained = resolve_pretrained(config.arch, config.pretrained)
-    if config.probe_epochs and not pretrained:
-        raise UserError(f"--probe-epochs needs pretrained weights, and {config.arch} trains from random ones")
     if config.probe_epochs and runtime.distributed:
         raise UserError("--probe-epochs runs in one process: DDP fixes which layers train when it starts")
     data = prepare_data(

@@ -68,3 +68,8 @@ ARCHITECTURE = OneOf(ARCHITECTURES, "architecture")
 
 def get_architecture(name: str) -> Architecture:
     return ARCHITECTURES[ARCHITECTURE.check(name)]
+
+
+def resolve_pretrained(name: str, pretrained: bool | None) -> bool:
+    """`None` means 'if the architecture has weights'."""
+    return get_architecture(name).has_pretrained if pretrained is None else pretrained

@@ -5,7 +5,13 @@ from importlib import import_module
 from torch import nn
 
 from pneumonia_zoo.errors import UserError
-from pneumonia_zoo.zoo.architectures import FREEZE_MODE, NUM_CLASSES, Architecture, get_architecture
+from pneumonia_zoo.zoo.architectures import (
+    FREEZE_MODE,
+    NUM_CLASSES,
+    Architecture,
+    get_architecture,
+    resolve_pretrained,
+)
 
 
 def build_network(arch: Architecture, pretrained: bool) -> nn.Module:
@@ -22,10 +28,14 @@ def _replace_head(model: nn.Module, dotted: str) -> None:
     parent.register_module(child, nn.Linear(old.in_features, NUM_CLASSES))  # also for "6" in a Sequential
 
 
-def resolve_pretrained(name: str, pretrained: bool | None) -> bool:
-    """`None` means 'if the architecture has weights'."""
-    arch = get_architecture(name)
-    return arch.has_pretrained if pretrained is None else pretrained
+def freeze_backbone(network: nn.Module, head: str, frozen: bool) -> None:
+    """Every parameter outside the `head` submodule stops (or resumes) receiving gradients: `--freeze
+    backbone` for a whole run, `--probe-epochs` for its first epochs. An optimizer skips a parameter
+    without a gradient, weight decay included, and backward never enters the backbone."""
+    head_parameters = {id(parameter) for parameter in network.get_submodule(head).parameters()}
+    for parameter in network.parameters():
+        if id(parameter) not in head_parameters:
+            parameter.requires_grad_(not frozen)
 
 
 def pretrained_available(name: str) -> bool:
@@ -53,9 +63,5 @@ def create_model(name: str, pretrained: bool | None = None, freeze: str = "none"
     model = build_network(arch, use_pretrained)
     _replace_head(model, arch.head)
     if freeze == "backbone":
-        head = model.get_submodule(arch.head)
-        for parameter in model.parameters():
-            parameter.requires_grad = False
-        for parameter in head.parameters():
-            parameter.requires_grad = True
+        freeze_backbone(model, arch.head, frozen=True)  # the new head's parameters already train
     return model

@@ -79,7 +79,9 @@ def test_a_linear_probe_of_random_features_is_refused_before_any_run(
 ) -> None:
     args = ("--arch", "small_cnn", "--image-size", "32", "--epochs", "2", "--probe-epochs", "1")
     result = invoke(monkeypatch, tracking_store, "train", *args, "--data", str(fixture_data))
-    expected = "error: --probe-epochs needs pretrained weights, and small_cnn trains from random ones\n"
+    expected = (
+        "error: invalid --config: --probe-epochs needs pretrained weights, and this small_cnn has none\n"
+    )
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", expected)
     assert client_for(tracking_store).search_experiments(filter_string="name = 'pneumonia-zoo'") == []
 
